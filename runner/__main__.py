@@ -1,0 +1,1 @@
+from runner.cli import main; import sys; sys.exit(main())

@@ -1,0 +1,114 @@
+"""The one error hierarchy of the core.
+
+Every failure the service reports is a :class:`ModelRunnerError` with a neutral :class:`Kind`.
+Each transport maps kinds to its own status codes in exactly one table (runner/http, runner/grpc);
+nothing else in the core knows about HTTP statuses or gRPC codes.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class Kind(str, enum.Enum):
+    BAD_INPUT = "bad_input"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_FOUND = "method_not_found"
+    UNSUPPORTED_MEDIA = "unsupported_media"
+    INVALID_BUNDLE = "invalid_bundle"
+    INVALID_CONTRACT = "invalid_contract"
+    CONFLICT = "conflict"
+    PRECONDITION_FAILED = "precondition_failed"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    TOO_LARGE = "too_large"
+    MODEL_ERROR = "model_error"
+    DEADLINE = "deadline"
+    NOT_READY = "not_ready"
+    SWAP_TIMEOUT = "swap_timeout"
+    INTERNAL = "internal"
+
+
+class ModelRunnerError(Exception):
+    """Base of every error the service reports; ``detail`` is JSON-serialisable."""
+
+    kind: Kind = Kind.INTERNAL
+
+    def __init__(self, message: str, detail: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.detail: dict[str, Any] = detail or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"kind": self.kind.value, "message": self.message, "detail": self.detail}}
+
+
+class BadInput(ModelRunnerError):
+    kind = Kind.BAD_INPUT
+
+
+class NotFound(ModelRunnerError):
+    kind = Kind.NOT_FOUND
+
+
+class MethodNotFound(NotFound):
+    """An unknown method of a known model (gRPC maps it to UNIMPLEMENTED)."""
+
+    kind = Kind.METHOD_NOT_FOUND
+
+
+class UnsupportedMedia(ModelRunnerError):
+    kind = Kind.UNSUPPORTED_MEDIA
+
+
+class InvalidBundle(ModelRunnerError):
+    kind = Kind.INVALID_BUNDLE
+
+
+class InvalidContract(ModelRunnerError):
+    kind = Kind.INVALID_CONTRACT
+
+
+class Conflict(ModelRunnerError):
+    """E.g. a breaking contract change without the explicit flag."""
+
+    kind = Kind.CONFLICT
+
+
+class PreconditionFailed(ModelRunnerError):
+    """Optimistic concurrency: the current version is not the one the caller expected."""
+
+    kind = Kind.PRECONDITION_FAILED
+
+
+class Unauthenticated(ModelRunnerError):
+    kind = Kind.UNAUTHENTICATED
+
+
+class Forbidden(ModelRunnerError):
+    kind = Kind.FORBIDDEN
+
+
+class TooLarge(ModelRunnerError):
+    kind = Kind.TOO_LARGE
+
+
+class ModelError(ModelRunnerError):
+    """The model itself raised; detail carries its exception class, message and stack."""
+
+    kind = Kind.MODEL_ERROR
+
+
+class DeadlineExceeded(ModelRunnerError):
+    kind = Kind.DEADLINE
+
+
+class NotReady(ModelRunnerError):
+    kind = Kind.NOT_READY
+
+
+class SwapTimeout(ModelRunnerError):
+    """A swap was published but not every live serving process reported it in time."""
+
+    kind = Kind.SWAP_TIMEOUT

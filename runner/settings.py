@@ -1,0 +1,96 @@
+"""Settings from one place: defaults here, overridden by MODEL_RUNNER_* environment variables,
+then by command-line flags (runner.cli builds a Settings and passes it down).
+
+Every field is documented where it is declared; docs/configuration.md lists them for operators.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_PREFIX = "MODEL_RUNNER_"
+
+
+def default_repo_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "model-runner" / "repo"
+
+
+@dataclass
+class Settings:
+    repo: Path = field(default_factory=default_repo_dir)
+    """Folder of the model repository (the embedded default store)."""
+    http_host: str = "127.0.0.1"
+    """Address HTTP and gRPC bind to."""
+    http_port: int = 8080
+    """HTTP port (0 picks a free one)."""
+    grpc_port: int = 50051
+    """gRPC port (0 picks a free one; -1 disables gRPC)."""
+    grpc_processes: int = 1
+    """gRPC serving processes sharing the port (SO_REUSEPORT)."""
+    workers: int = 2
+    """gunicorn worker processes, each with its own JVM and registry."""
+    threads: int = 8
+    """Threads per HTTP worker."""
+    admin_token: str | None = None
+    """Bearer token for admin endpoints; when unset, read from admin_token_file."""
+    admin_token_file: Path | None = None
+    """File holding the admin token; `serve` generates one (0600) in the repository when neither is set."""
+    max_body_bytes: int = 256 * 1024 * 1024
+    """Largest accepted request body (uploads included); larger answers 413."""
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Largest predict request / gRPC message."""
+    max_json_depth: int = 64
+    """Deepest nesting accepted in a JSON body."""
+    poll_interval: float = 0.1
+    """How often a serving process checks the repository for new current versions (seconds)."""
+    swap_timeout: float = 30.0
+    """How long an admin call waits for every live serving process to serve a new version (seconds)."""
+    predict_timeout: float = 30.0
+    """Default deadline of one model call (seconds); a bundle's timeout_seconds or the client's deadline may lower it."""
+    jvm_max_heap: str | None = None
+    """Maximum JVM heap per process, e.g. '2g'."""
+    jvm_options: tuple[str, ...] = ()
+    """Extra JVM options for every serving process (space-separated in the environment)."""
+    keep_versions: int = 20
+    """Versions kept per model by cleanup (the current one and any still served are never removed)."""
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes a child process see these same settings."""
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                value = " ".join(value)
+            out[ENV_PREFIX + f.name.upper()] = str(value)
+        return out
+
+
+def _parse(type_name: object, raw: str) -> object:
+    t = str(type_name)
+    if t.startswith("Path"):
+        return Path(raw)
+    if t == "int":
+        return int(raw)
+    if t == "float":
+        return float(raw)
+    if t.startswith("tuple"):
+        return tuple(raw.split())
+    return raw
