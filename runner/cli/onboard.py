@@ -1,9 +1,246 @@
-"""Placeholder: `model-runner` verbs of this module are being written."""
+"""`model-runner onboard`: a JAR + class (or a Python class) -> a validated bundle zip."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from runner.errors import BadInput
+
+EPILOG = """\
+examples:
+  # list the classes and methods a JAR offers
+  model-runner onboard build/libs/iris.jar
+  # generate the contract, run the model once, write the bundle
+  model-runner onboard build/libs/iris.jar --class org.modelrunner.samples.iris.IrisClassifier -o iris.zip
+  # bind an existing contract, with an example input for the self-test
+  model-runner onboard iris.jar --class org.acme.Iris --proto iris.proto \\
+      --example 'Classify={"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
+  # a Python class (contract from its type hints)
+  model-runner onboard iris_model.py:IrisClassifier --name iris-python -o iris-python.zip
+then: model-runner serve iris.zip   or   model-runner push iris iris.zip
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    p = subparsers.add_parser(
+        "onboard",
+        help="turn a JAR + class (or a Python class) into a validated bundle zip",
+        description="Inspect a JAR (or a Python module), generate or bind the protobuf contract, run example "
+        "(or generated) inputs through the model, and write a bundle zip ready for `serve` or `push`. "
+        "Without --class, list the candidate classes and methods of the JAR.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("target", metavar="JAR|MODULE.py:CLASS",
+                   help="the model JAR, or a Python class as path/module.py:Class or package.module:Class")
+    add_model_options(p)
+    p.add_argument("-o", "--output", type=Path, metavar="BUNDLE.zip",
+                   help="where to write the bundle (default: ./NAME.zip)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+    p.set_defaults(handler=run)
+
+
+def add_model_options(p: argparse.ArgumentParser, *, with_name: bool = True) -> None:
+    """The options that describe a model to onboard (shared with `push JAR`, whose NAME is positional)."""
+    p.add_argument("--class", dest="class_name", metavar="FQCN",
+                   help="the Java model class (fully qualified); omit to list the candidates")
+    p.add_argument("--method", dest="methods", action="append", metavar="NAME",
+                   help="a Java method to serve (repeatable; default: every public method); with --proto, "
+                   "Rpc=javaMethod binds an rpc to a method")
+    p.add_argument("--lib", dest="libs", action="append", type=Path, default=[], metavar="JAR",
+                   help="a dependency JAR the model needs (repeatable)")
+    p.add_argument("--proto", type=Path, metavar="FILE", help="use this contract instead of generating one")
+    p.add_argument("--artifacts", type=Path, metavar="DIR",
+                   help="a folder of data files the model reads at load (copied into the bundle)")
+    if with_name:
+        p.add_argument("--name", help="model name (default: the JAR's file name without version, "
+                       "else the class name in kebab case, e.g. iris-classifier)")
+    p.add_argument("--example", dest="examples", action="append", metavar="JSON",
+                   help="an example input for the self-test: 'Rpc={...}', '{...}' or 'Rpc=@file.json' (repeatable)")
+
+
+def build_bundle(args: argparse.Namespace, target: str, dest: Path, *, validate: bool = True,
+                 on_report: Any = None) -> Path:
+    """Run onboarding for the parsed options into ``dest`` (a new folder); returns it."""
+    from runner import onboarding  # noqa: PLC0415
+
+    if onboarding.is_python_spec(target):
+        for opt, val in (("--class", args.class_name), ("--method", args.methods), ("--lib", args.libs)):
+            if val:
+                raise BadInput(f"{opt} is for Java models; {target} is a Python class",
+                               {"hint": "drop " + opt})
+        return onboarding.bundle_from_python(
+            target, name=args.name, examples=args.examples, artifacts=args.artifacts, proto=args.proto,
+            dest=dest, validate=validate, on_report=on_report)
+    return onboarding.bundle_from_jar(
+        Path(target), class_name=args.class_name, methods=args.methods, libs=args.libs, proto=args.proto,
+        artifacts=args.artifacts, name=args.name, examples=args.examples, dest=dest, validate=validate,
+        on_report=on_report)
+
+
+def run(args: argparse.Namespace) -> int:
+    from runner import onboarding  # noqa: PLC0415
+
+    target: str = args.target
+    if not onboarding.is_python_spec(target) and not args.class_name:
+        return list_classes(Path(target), args.libs, as_json=args.json)
+
+    reports: list[Any] = []
+    with tempfile.TemporaryDirectory(prefix="mr-onboard-") as tmp:
+        folder = build_bundle(args, target, Path(tmp) / "bundle", on_report=reports.append)
+        meta = json.loads((folder / "metadata.json").read_text("utf-8"))
+        proto_text = (folder / "model.proto").read_text("utf-8")
+        from runner.bundle import write_bundle_zip  # noqa: PLC0415
+
+        data = write_bundle_zip(folder)
+    out: Path = args.output or Path(f"{meta['name']}.zip")
+    if out.suffix.lower() != ".zip":
+        out = out.with_suffix(out.suffix + ".zip") if out.suffix else out.with_suffix(".zip")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+
+    contract = _compile(proto_text)
+    rpcs = contract.method_names()
+    rpc, example = _first_example(meta, contract)
+    curl = curl_line(meta["name"], rpc, example)
+    report = reports[0] if reports else None
+    bindings = dict(getattr(report, "bindings", {}) or {})
+    outputs = dict(getattr(report, "outputs", {}) or {})
+    if args.json:
+        print(json.dumps({"bundle": str(out), "name": meta["name"], "runtime": meta["runtime"],
+                          "entry_point": meta["entry_point"], "methods": rpcs, "size": len(data),
+                          "bindings": _jsonable(bindings), "outputs": _jsonable(outputs),
+                          "proto": proto_text, "curl": curl}, indent=2))
+        return 0
+    print(f"# contract ({meta['name']}/model.proto)")
+    print(proto_text.rstrip())
+    print()
+    given = meta.get("examples") or {}
+    for name in rpcs:
+        bound = bindings.get(name) or {}
+        how = " ".join(f"{k}={v}" for k, v in bound.items() if k in ("java_method", "python_method", "convention"))
+        source = f"{len(given[name])} example(s)" if given.get(name) else "empty input"
+        result = outputs.get(name) or []
+        shown = json.dumps(result[0], separators=(",", ":")) if result else ""
+        if len(shown) > 100:
+            shown = shown[:97] + "..."
+        print(f"self-test {name:<16} {how}  {source} -> {shown}".rstrip())
+    print(f"bundle  {out}  ({_size(len(data))}, {meta['runtime']} {meta['entry_point']}, "
+          f"methods: {', '.join(rpcs)}) - validated")
+    print(f"serve   model-runner serve {out}")
+    print(f"push    model-runner push {meta['name']} {out}")
+    print(f"call    {curl}")
+    return 0
+
+
+def list_classes(jar: Path, libs: list[Path], *, as_json: bool) -> int:
+    """Print the candidate classes and methods of ``jar`` (onboard without --class)."""
+    from runner import onboarding  # noqa: PLC0415
+
+    cands = onboarding.list_candidates(jar, libs)
+    if as_json:
+        print(json.dumps({"jar": str(jar), "candidates": cands}, indent=2))
+        return 0
+    if not cands:
+        print(f"{jar}: no public class with public methods found", file=sys.stderr)
+        print("hint: is this the JAR of your model (not its sources or a dependency)?", file=sys.stderr)
+        return 1
+    print(f"{jar}: {len(cands)} candidate class(es)")
+    for cand in cands:
+        print(f"  {cand['class']}")
+        for m in cand.get("methods", []):
+            print(f"      {_method_text(m)}")
+    print()
+    print(f"next: model-runner onboard {jar} --class {cands[0]['class']}")
+    return 0
+
+
+def _method_text(m: Any) -> str:
+    if isinstance(m, str):
+        return m
+    if isinstance(m, dict):
+        sig = m.get("signature")
+        if sig:
+            return str(sig)
+        params = m.get("parameters") or m.get("params") or []
+        ptxt = ", ".join(p if isinstance(p, str) else " ".join(str(x) for x in (p.get("type"), p.get("name")) if x)
+                         for p in params)
+        ret = m.get("returns") or m.get("return_type") or m.get("return") or ""
+        conv = f"   [{m['convention']}]" if m.get("convention") else ""
+        return f"{ret} {m.get('name', '?')}({ptxt}){conv}".strip()
+    return str(m)
+
+
+def _compile(proto_text: str) -> Any:
+    from runner.contract import Contract  # noqa: PLC0415
+
+    return Contract.compile(proto_text)
+
+
+def _first_example(meta: dict, contract: Any) -> tuple[str, Any]:
+    """The rpc and input of the curl line: the first example, else a sample built from the contract."""
+    rpcs = contract.method_names()
+    examples = meta.get("examples") or {}
+    for rpc in rpcs:
+        if examples.get(rpc):
+            return rpc, examples[rpc][0]
+    if not rpcs:
+        return "Method", {}
+    return rpcs[0], sample_json(contract.input_class(rpcs[0]).DESCRIPTOR)
+
+
+def sample_json(desc: Any, depth: int = 0) -> dict[str, Any]:
+    """A plausible proto3-JSON value of a message (for a curl line to edit): 1.0 for numbers, "text",
+    true, one element per repeated field, nested messages up to three levels."""
+    from google.protobuf.descriptor import FieldDescriptor as F  # noqa: PLC0415, N817
+
+    out: dict[str, Any] = {}
+    for f in desc.fields:
+        if f.message_type is not None:
+            if f.message_type.GetOptions().map_entry:
+                value: Any = {}
+            elif depth >= 3 or f.message_type.full_name.startswith("google.protobuf."):
+                continue
+            else:
+                value = sample_json(f.message_type, depth + 1)
+        elif f.type == F.TYPE_ENUM:
+            value = f.enum_type.values[-1].name if f.enum_type.values else 0
+        elif f.type == F.TYPE_STRING:
+            value = "text"
+        elif f.type == F.TYPE_BOOL:
+            value = True
+        elif f.type == F.TYPE_BYTES:
+            value = ""
+        elif f.type in (F.TYPE_DOUBLE, F.TYPE_FLOAT):
+            value = 1.0
+        else:
+            value = 1
+        is_repeated = getattr(f, "is_repeated", None)
+        repeated = is_repeated if isinstance(is_repeated, bool) else f.label == F.LABEL_REPEATED
+        if repeated and not (f.message_type is not None and f.message_type.GetOptions().map_entry):
+            value = [value]
+        out[f.name] = value
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def curl_line(name: str, rpc: str, example: Any, url: str = "http://127.0.0.1:8080") -> str:
+    body = json.dumps(example, separators=(",", ":")).replace("'", "'\\''")
+    return (f"curl -s -X POST {url}/models/{name}/methods/{rpc} "
+            f"-H 'Content-Type: application/json' -d '{body}'")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)

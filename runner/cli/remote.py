@@ -1,9 +1,310 @@
-"""Placeholder: `model-runner` verbs of this module are being written."""
+"""Verbs against a running service: push, proto, rollback, models, history, predict, delete.
+
+Every verb takes --url (default MODEL_RUNNER_URL or http://127.0.0.1:8080), --token (default
+MODEL_RUNNER_TOKEN, MODEL_RUNNER_ADMIN_TOKEN, or the admin-token file of the local repository) and
+--json (machine-readable output; tables for people otherwise).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from runner.errors import BadInput
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+PROGRESS_MIN_BYTES = 1024 * 1024  # show upload progress from this size on
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    from runner.cli.onboard import add_model_options  # noqa: PLC0415
+
+    def verb(name: str, help_: str, epilog: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = subparsers.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".",
+                                  epilog="example:\n  " + epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--url", help="the service (default: $MODEL_RUNNER_URL or http://127.0.0.1:8080)")
+        p.add_argument("--token", help="admin token (default: $MODEL_RUNNER_TOKEN, else the admin-token "
+                       "file of the local repository)")
+        p.add_argument("--repo", type=Path, help="local repository whose admin-token file to use")
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+        return p
+
+    p = verb("push", "upload a bundle (or a JAR/Python class) as a new version of a model and swap to it",
+             "model-runner push iris build/iris.zip\n"
+             "  model-runner push iris build/libs/iris.jar --class org.modelrunner.samples.iris.IrisClassifier\n"
+             "  model-runner push iris-python iris_model.py:IrisClassifier")
+    p.add_argument("name", help="model name")
+    p.add_argument("source", metavar="BUNDLE|JAR|MODULE.py:CLASS",
+                   help="a bundle zip or folder, a JAR (with --class), or a Python class")
+    add_model_options(p, with_name=False)
+    p.add_argument("--if-match", type=int, metavar="VERSION", help="fail (412) unless VERSION is current")
+    p.set_defaults(handler=cmd_push)
+
+    p = verb("proto", "replace only the contract of a model (a new version with the same artifacts)",
+             "model-runner proto iris iris-v2.proto --allow-breaking")
+    p.add_argument("name")
+    p.add_argument("file", type=Path, metavar="FILE.proto")
+    p.add_argument("--allow-breaking", action="store_true",
+                   help="accept a change that breaks existing clients (removed/renumbered fields or methods)")
+    p.add_argument("--if-match", type=int, metavar="VERSION")
+    p.set_defaults(handler=cmd_proto)
+
+    p = verb("rollback", "make the previous version (or --version N) of a model current again",
+             "model-runner rollback iris --version 1")
+    p.add_argument("name")
+    p.add_argument("--version", type=int, metavar="N")
+    p.add_argument("--if-match", type=int, metavar="VERSION")
+    p.set_defaults(handler=cmd_rollback)
+
+    p = verb("models", "list the models the service serves", "model-runner models --url http://127.0.0.1:8080")
+    p.set_defaults(handler=cmd_models)
+
+    p = verb("history", "show a model's history of swaps, proto changes and rollbacks", "model-runner history iris")
+    p.add_argument("name")
+    p.set_defaults(handler=cmd_history)
+
+    # predict prints the answer as JSON on stdout (script-friendly) and the serving version on stderr,
+    # so here --json takes the request body.
+    p = verb("predict", "call a method of a model (prints the answer as JSON)",
+             "model-runner predict iris Classify --json "
+             "'{\"sepal_length\": 5.1, \"sepal_width\": 3.5, \"petal_length\": 1.4, \"petal_width\": 0.2}'\n"
+             "  model-runner predict iris ClassifyBatch --data @rows.json", json_flag=False)
+    p.add_argument("name")
+    p.add_argument("method")
+    body = p.add_mutually_exclusive_group(required=True)
+    body.add_argument("--json", dest="body", metavar="JSON", help="the request as proto3 JSON")
+    body.add_argument("--data", "-d", dest="data", metavar="@FILE|JSON",
+                      help="the request: JSON text, @file, or @- for stdin")
+    p.add_argument("--protobuf", action="store_true",
+                   help="send and receive binary protobuf on the wire (the request is still given as JSON)")
+    p.set_defaults(handler=cmd_predict)
+
+    p = verb("delete", "stop serving a model (its versions stay in the repository until cleanup)",
+             "model-runner delete iris")
+    p.add_argument("name")
+    p.set_defaults(handler=cmd_delete)
+
+
+# ------------------------------------------------------------------------------------------ plumbing
+def resolve_token(args: argparse.Namespace) -> str | None:
+    """--token, then MODEL_RUNNER_TOKEN / MODEL_RUNNER_ADMIN_TOKEN, then the local repository's token file."""
+    if getattr(args, "token", None):
+        return str(args.token)
+    for var in ("MODEL_RUNNER_TOKEN", "MODEL_RUNNER_ADMIN_TOKEN"):
+        if os.environ.get(var):
+            return os.environ[var].strip()
+    from runner.settings import Settings  # noqa: PLC0415
+
+    settings = Settings.from_env(repo=getattr(args, "repo", None))
+    for path in (settings.admin_token_file, Path(settings.repo) / "admin-token"):
+        if path is None:
+            continue
+        try:
+            token = Path(path).read_text("utf-8").strip()
+        except OSError:
+            continue
+        if token:
+            return token
+    return None
+
+
+def client_for(args: argparse.Namespace) -> Any:
+    from runner.client import Client  # noqa: PLC0415
+
+    url = args.url or os.environ.get("MODEL_RUNNER_URL") or DEFAULT_URL
+    return Client(url, resolve_token(args))
+
+
+def _out(args: argparse.Namespace, doc: Any, text: str) -> None:
+    print(json.dumps(doc, indent=2) if args.json else text)
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A plain-text table of ``rows``; ``columns`` are (key, header)."""
+    cells = [[_cell(r.get(k)) for k, _ in columns] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h) in enumerate(columns)]
+    lines = ["  ".join(h.upper().ljust(w) for (_, h), w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value > 1e9:  # epoch seconds
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+class _Progress:
+    """Upload progress on stderr: a live percentage on a terminal, quarter steps otherwise."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+        self.started = time.monotonic()
+
+    def __call__(self, sent: int, total: int) -> None:
+        pct = int(sent * 100 / total) if total else 100
+        step = pct if self.tty else pct // 25 * 25
+        if step == self.shown:
+            return
+        self.shown = step
+        rate = sent / max(time.monotonic() - self.started, 1e-6) / 1e6
+        line = f"uploading {sent / 1e6:.1f}/{total / 1e6:.1f} MB ({pct}%, {rate:.1f} MB/s)"
+        if self.tty:
+            print("\r" + line, end="\n" if sent >= total else "", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ verbs
+def cmd_push(args: argparse.Namespace) -> int:
+    from runner import onboarding  # noqa: PLC0415
+    from runner.client import bundle_bytes  # noqa: PLC0415
+
+    client = client_for(args)
+    source: str = args.source
+    path = Path(source)
+    if onboarding.is_python_spec(source) or (path.suffix.lower() == ".jar"):
+        if not onboarding.is_python_spec(source) and not args.class_name:
+            raise BadInput(f"{source} is a JAR: say which class is the model with --class",
+                           {"hint": f"`model-runner onboard {source}` lists the candidate classes"})
+        from runner.cli.onboard import build_bundle  # noqa: PLC0415
+
+        with tempfile.TemporaryDirectory(prefix="mr-push-") as tmp:
+            # the service validates on upload (it runs the model there), so skip the local run
+            folder = build_bundle(args, source, Path(tmp) / "bundle", validate=False)
+            data = bundle_bytes(folder)
+    else:
+        if any((args.class_name, args.methods, args.libs, args.proto, args.artifacts, args.examples)):
+            raise BadInput("--class/--method/--lib/--proto/--artifacts/--example apply to a JAR or Python "
+                           "class, not to a bundle", {"hint": "edit the bundle, or push the JAR instead"})
+        if not path.exists():
+            raise BadInput(f"{source}: no such file or folder",
+                           {"hint": "pass a bundle zip/folder (see `model-runner onboard`), a JAR with --class, "
+                            "or module.py:Class"})
+        data = bundle_bytes(path)
+    progress = _Progress(len(data)) if len(data) >= PROGRESS_MIN_BYTES and not args.json else None
+    started = time.monotonic()
+    result = client.push(args.name, data, expected_version=args.if_match, progress=progress)
+    elapsed = time.monotonic() - started
+    version = result.get("version")
+    _out(args, result, f"{args.name}: version {version} is current and served "
+         f"({_size(len(data))} uploaded, {elapsed:.1f} s)")
+    return 0
+
+
+def cmd_proto(args: argparse.Namespace) -> int:
+    if not args.file.is_file():
+        raise BadInput(f"{args.file}: no such file", {"hint": "pass the path to the new .proto"})
+    result = client_for(args).swap_proto(args.name, args.file, allow_breaking=args.allow_breaking,
+                                         expected_version=args.if_match)
+    text = f"{args.name}: contract replaced, version {result.get('version')} is current"
+    changes = result.get("breaking_changes") or result.get("breaking") or []
+    if changes:
+        text += "\nbreaking changes accepted:\n" + "\n".join(f"  - {c}" for c in changes)
+    _out(args, result, text)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    result = client_for(args).rollback(args.name, version=args.version, expected_version=args.if_match)
+    _out(args, result, f"{args.name}: rolled back, version {result.get('version')} is current")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    models = client_for(args).models()
+    if args.json:
+        _out(args, models, "")
+        return 0
+    if not models:
+        print("no models (push one: model-runner push NAME BUNDLE.zip)")
+        return 0
+    rows = [{**m, "methods": m.get("methods") or m.get("load_error") and "(load error)"} for m in models]
+    print(table(rows, [("name", "name"), ("version", "version"), ("runtime", "runtime"),
+                       ("methods", "methods"), ("entry_point", "entry point")]))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    history = client_for(args).history(args.name)
+    if args.json:
+        _out(args, history, "")
+        return 0
+    rows = []
+    for h in history:
+        extra = {k: v for k, v in h.items() if k not in ("time", "action", "version", "sha256", "caller")}
+        rows.append({**h, "sha256": (h.get("sha256") or "")[:12] or None,
+                     "detail": extra or None})
+    print(table(rows, [("time", "time"), ("action", "action"), ("version", "version"), ("caller", "caller"),
+                       ("sha256", "sha256"), ("detail", "detail")]))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    raw = args.body if args.body is not None else args.data
+    if raw.startswith("@"):
+        src = raw[1:]
+        try:
+            raw = sys.stdin.read() if src == "-" else Path(src).read_text("utf-8")
+        except OSError as exc:
+            raise BadInput(f"cannot read {src}: {exc.strerror}", {"hint": "--data @path/to/request.json"}) from None
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise BadInput(f"the request is not JSON: {exc}",
+                       {"hint": "quote it for the shell: --json-body '{\"field\": 1}'"}) from None
+    client = client_for(args)
+    if args.protobuf:
+        doc = _predict_protobuf(client, args.name, args.method, payload)
+    else:
+        resp = client.predict_response(args.name, args.method, payload)
+        doc = resp.json()
+        print(f"({resp.model} version {resp.version})", file=sys.stderr)
+    print(json.dumps(doc, indent=2))
+    return 0
+
+
+def _predict_protobuf(client: Any, name: str, method: str, payload: Any) -> Any:
+    """Fetch the model's contract, send the request as binary protobuf, decode the answer to JSON."""
+    from google.protobuf import json_format  # noqa: PLC0415
+
+    from runner.contract import Contract  # noqa: PLC0415
+
+    contract = Contract.compile(client.proto(name))
+    try:
+        request = json_format.ParseDict(payload, contract.input_class(method)())
+    except json_format.ParseError as exc:
+        raise BadInput(f"the request does not fit {method}'s input: {exc}", {}) from None
+    resp = client.predict_response(name, method, request, protobuf=True)
+    print(f"({resp.model} version {resp.version}, protobuf)", file=sys.stderr)
+    answer = contract.output_class(method).FromString(resp.body)
+    return json_format.MessageToDict(answer, preserving_proto_field_name=True)
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    result = client_for(args).delete(args.name)
+    _out(args, result, f"{args.name}: deleted (no longer served; its versions stay in the repository)")
+    return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"

@@ -1,9 +1,390 @@
-"""Placeholder: `model-runner` verbs of this module are being written."""
+"""`model-runner serve`: HTTP workers under gunicorn plus the gRPC server(s), all on one repository.
+
+The serve process itself is gunicorn's master. It never starts a JVM: everything that loads a model
+(building the samples, onboarding a JAR, validating a bundle before publishing) runs in a spawned helper
+process, and every serving process (HTTP worker, gRPC process) starts its own JVM after it exists.
+"""
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from runner.errors import BadInput, ModelRunnerError
+
+EXIT_FAILURE = 1
+from runner.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    p = subparsers.add_parser(
+        "serve",
+        help="serve models over HTTP and gRPC (no arguments: the sample models)",
+        description="Serve the models of a repository over HTTP (gunicorn workers) and gRPC. "
+                    "Bundles (zip or folder), JARs (with --class) or Python classes (module.py:Class) given "
+                    "as arguments are published into the repository first. With no arguments and no "
+                    "--repo, the embedded default repository is filled with the sample models.",
+    )
+    p.add_argument("targets", nargs="*", metavar="BUNDLE|JAR|DIR|module.py:Class",
+                   help="bundles, JARs or Python classes to publish before serving")
+    p.add_argument("--repo", type=Path, help="repository folder (default: MODEL_RUNNER_REPO or ~/.local/share/model-runner/repo)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 = a free one)")
+    p.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 = a free one; -1 = no gRPC)")
+    p.add_argument("--workers", type=int, help="HTTP worker processes, one JVM each (default 2)")
+    p.add_argument("--threads", type=int, help="threads per HTTP worker (default 8)")
+    p.add_argument("--grpc-processes", type=int, help="gRPC serving processes (default 1)")
+    p.add_argument("--admin-token-file", type=Path, help="file holding the admin bearer token")
+    p.add_argument("--class", dest="class_name", help="model class of a JAR argument (fully qualified)")
+    p.add_argument("--name", help="model name for a single JAR/bundle/Python argument")
+    p.add_argument("--jvm-option", action="append", default=[], metavar="OPT",
+                   help="extra JVM option for every serving process (repeatable)")
+    p.add_argument("--max-body-bytes", type=int, help="largest accepted request body (413 above)")
+    p.add_argument("--ready-file", type=Path,
+                   help="write a JSON file {http_port, grpc_port, repo, token_file} once every process serves")
+    p.add_argument("--log-level", default="info", help="gunicorn log level (default info)")
+    p.set_defaults(handler=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, overridden by the flags given."""
+    jvm = tuple(args.jvm_option) if args.jvm_option else None
+    settings = Settings.from_env(
+        repo=args.repo, http_host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
+        workers=args.workers, threads=args.threads, grpc_processes=args.grpc_processes,
+        admin_token_file=args.admin_token_file, max_body_bytes=args.max_body_bytes,
+    )
+    if jvm:
+        settings.jvm_options = tuple(settings.jvm_options) + jvm
+    settings.repo = Path(settings.repo).expanduser().resolve()
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if args.name and len(args.targets) > 1:
+        raise BadInput("--name applies to a single argument", {"targets": args.targets})
+    settings.repo.mkdir(parents=True, exist_ok=True)
+
+    # Open the repository once here: it clears staging left by a crash and repairs torn writes.
+    from runner.repository import Repository  # noqa: PLC0415
+
+    Repository(settings.repo)
+
+    published = _prepare_in_child(settings, args)
+    for line in published:
+        print(line, flush=True)
+
+    token_file = ensure_admin_token(settings)
+
+    if settings.http_port == 0:
+        pass  # gunicorn binds port 0 and we read the port back when it is ready
+    if settings.grpc_port == 0:
+        settings.grpc_port = free_port(settings.http_host)
+
+    grpc_procs: list[subprocess.Popen[bytes]] = []
+    stopping = threading.Event()
+    failed = threading.Event()
+
+    def stop_grpc() -> None:
+        stopping.set()
+        for proc in grpc_procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + max(30.0, settings.predict_timeout)
+        for proc in grpc_procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    if settings.grpc_port >= 0:
+        env = {**os.environ, **settings.to_env()}
+        for _ in range(max(1, settings.grpc_processes)):  # they share the port (SO_REUSEPORT)
+            grpc_procs.append(subprocess.Popen(
+                [sys.executable, "-m", "runner.grpc", "--port", str(settings.grpc_port),
+                 "--log-level", args.log_level], env=env))
+
+    def on_ready(http_port: int) -> None:
+        settings.http_port = http_port
+        threading.Thread(target=_announce_when_serving,
+                         args=(settings, token_file, args.ready_file, grpc_procs, stopping, failed),
+                         name="ready-watch", daemon=True).start()
+
+    from runner.http.gunicorn_app import HttpServer  # noqa: PLC0415
+
+    server = HttpServer(settings, on_ready=on_ready, on_exit=stop_grpc, log_level=args.log_level)
+    try:
+        server.run()  # gunicorn's arbiter: SIGTERM drains the workers, SIGINT stops them quickly
+    except SystemExit as exit_:
+        if failed.is_set():
+            return EXIT_FAILURE
+        if exit_.code not in (None, 0):
+            raise
+    finally:
+        stop_grpc()
+        if args.ready_file is not None:
+            try:
+                Path(args.ready_file).unlink()
+            except OSError:
+                pass
+    return EXIT_FAILURE if failed.is_set() else 0
+
+
+# ------------------------------------------------------------------------------- preparing the repository
+
+
+def _prepare_in_child(settings: Settings, args: argparse.Namespace) -> list[str]:
+    """Fill the repository (samples, or the arguments) in a spawned process: it may start a JVM."""
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        future = pool.submit(prepare_repository, settings, list(args.targets), args.class_name, args.name)
+        try:
+            return future.result()
+        except ModelRunnerError:
+            raise
+        except concurrent.futures.process.BrokenProcessPool as err:
+            raise ModelRunnerError(f"preparing the repository crashed: {err}", {}) from None
+
+
+def prepare_repository(settings: Settings, targets: list[str], class_name: str | None,
+                       name: str | None) -> list[str]:
+    """Publish `targets` into the repository (or the samples when there are none and it is empty).
+
+    Runs in a helper process. Returns lines to print. A target identical to the current version of its
+    model (same sha256) is not published again, so restarting `serve` with the same arguments is a no-op.
+    """
+    from runner.admin import Admin  # noqa: PLC0415
+    from runner.repository import Repository  # noqa: PLC0415
+
+    repository = Repository(settings.repo)
+    lines: list[str] = []
+    if not targets:
+        if not repository.models():
+            from runner.samples import ensure_default_repository  # noqa: PLC0415
+
+            lines.append(f"filling {settings.repo} with the sample models (first run builds them)...")
+            ensure_default_repository(repository)
+        return lines
+
+    admin = Admin(repository, swap_timeout=settings.swap_timeout)
+    with tempfile.TemporaryDirectory(prefix="mr-serve-") as tmp:
+        for i, target in enumerate(targets):
+            for folder in _bundle_folders(target, class_name, name, Path(tmp) / str(i)):
+                bundle_name = name or _bundle_name(folder)
+                if _same_as_current(repository, bundle_name, folder):
+                    lines.append(f"{bundle_name}: unchanged (version {repository.current_version(bundle_name)})")
+                    continue
+                result = admin.upload(bundle_name, folder, expected_version=None, caller="cli:serve")
+                lines.append(f"{bundle_name}: published version {result.get('version')}")
+    return lines
+
+
+def _bundle_folders(target: str, class_name: str | None, name: str | None, work: Path) -> list[Path]:
+    from runner import onboarding  # noqa: PLC0415
+
+    path = Path(target)
+    if onboarding.is_python_spec(target) and not path.exists():
+        return [onboarding.bundle_from_python(target, name=name, dest=work / "bundle")]
+    if not path.exists():
+        raise BadInput(f"{target}: no such file or directory", {"target": target})
+    if path.suffix == ".jar":
+        return [onboarding.bundle_from_jar(path, class_name=class_name, name=name, dest=work / "bundle")]
+    if path.suffix == ".zip":
+        return [_unzip(path, work / "bundle")]
+    if path.is_dir():
+        if (path / "metadata.json").exists():
+            return [path]
+        # a folder of bundles
+        found: list[Path] = []
+        for j, child in enumerate(sorted(path.iterdir())):
+            if child.is_dir() and (child / "metadata.json").exists():
+                found.append(child)
+            elif child.suffix == ".zip":
+                found.append(_unzip(child, work / f"b{j}"))
+        if not found:
+            raise BadInput(f"{target}: neither a bundle (no metadata.json) nor a folder of bundles", {"target": target})
+        return found
+    raise BadInput(f"{target}: not a bundle (.zip or folder), a .jar or module.py:Class", {"target": target})
+
+
+def _unzip(path: Path, dest: Path) -> Path:
+    from runner.bundle import extract_bundle  # noqa: PLC0415
+
+    dest.mkdir(parents=True)
+    try:
+        bundle = extract_bundle(path, dest)  # type: ignore[call-arg]
+    except TypeError:
+        bundle = extract_bundle(path, dest, None)
+    return Path(bundle.root)
+
+
+def _bundle_name(folder: Path) -> str:
+    meta = json.loads((folder / "metadata.json").read_text())
+    if not isinstance(meta, dict) or not meta.get("name"):
+        raise BadInput(f"{folder}/metadata.json has no name; pass --name", {"bundle": str(folder)})
+    return str(meta["name"])
+
+
+def _same_as_current(repository: Any, name: str, folder: Path) -> bool:
+    current = repository.current_version(name)
+    if current is None:
+        return False
+    try:
+        from runner.bundle import open_bundle  # noqa: PLC0415
+
+        return bool(open_bundle(folder).sha256 == open_bundle(repository.version_dir(name, current)).sha256)
+    except Exception:  # noqa: BLE001 - if in doubt, publish
+        return False
+
+
+# ------------------------------------------------------------------------------- token, ports, readiness
+
+
+def ensure_admin_token(settings: Settings) -> Path | None:
+    """Make sure admin endpoints have a token: generate one into <repo>/admin-token (0600) if none is set.
+
+    Returns the token file in use (None when the token comes from MODEL_RUNNER_ADMIN_TOKEN).
+    """
+    if settings.admin_token:
+        return None
+    if settings.admin_token_file is not None:
+        path = Path(settings.admin_token_file).expanduser().resolve()
+        if not path.exists() or not path.read_text().strip():
+            raise BadInput(f"admin token file {path} is missing or empty", {"file": str(path)})
+        settings.admin_token_file = path
+        return path
+    path = settings.repo / "admin-token"
+    if not path.exists() or not path.read_text().strip():
+        tmp = path.with_name(f".admin-token.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    os.chmod(path, 0o600)
+    settings.admin_token_file = path
+    return path
+
+
+def free_port(host: str) -> int:
+    """A port free right now on `host` (the kernel picks it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _announce_when_serving(settings: Settings, token_file: Path | None, ready_file: Path | None,
+                           grpc_procs: list[subprocess.Popen[bytes]], stopping: threading.Event,
+                           failed: threading.Event) -> None:
+    """Wait until every serving process serves every current model, then print the banner and 'ready'."""
+    from runner.repository import Repository  # noqa: PLC0415
+
+    repository = Repository(settings.repo)  # safe: staging entries in use are locked and kept
+    expected_http = max(1, settings.workers)
+    expected_grpc = len(grpc_procs)
+    deadline = time.monotonic() + 900
+    while not stopping.is_set():
+        if any(p.poll() is not None for p in grpc_procs):
+            print("error: a gRPC serving process exited before serving; see its log above. Stopping.",
+                  file=sys.stderr, flush=True)
+            failed.set()
+            os.kill(os.getpid(), signal.SIGTERM)  # gunicorn's arbiter stops the workers and returns
+            return
+        try:
+            if _all_serving(repository, expected_http, expected_grpc):
+                break
+        except Exception:  # noqa: BLE001 - a record being written; try again
+            pass
+        if time.monotonic() > deadline:
+            print("warning: not every serving process reports every model yet; serving anyway",
+                  file=sys.stderr, flush=True)
+            break
+        time.sleep(0.1)
+    if stopping.is_set():
+        return
+    print(banner(settings, token_file, repository), flush=True)
+    if ready_file is not None:
+        tmp = Path(str(ready_file) + ".tmp")
+        tmp.write_text(json.dumps({
+            "http_port": settings.http_port, "grpc_port": settings.grpc_port if grpc_procs else None,
+            "host": settings.http_host, "repo": str(settings.repo),
+            "token_file": str(token_file) if token_file else None, "pid": os.getpid(),
+        }))
+        os.replace(tmp, ready_file)
+
+
+def _all_serving(repository: Any, expected_http: int, expected_grpc: int) -> bool:
+    current = {name: repository.current_version(name) for name in repository.models()}
+    counts = {"http": 0, "grpc": 0}
+    for record in repository.live_processes().values():
+        models = record.get("models") or {}
+        errors = record.get("errors") or {}
+        # a model that failed to load in a process counts as settled there (it is reported, not awaited)
+        if all(models.get(name) == version or (errors.get(name) or {}).get("version") == version
+               for name, version in current.items()):
+            kind = record.get("kind", "http")
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts["http"] >= expected_http and counts["grpc"] >= expected_grpc
+
+
+def banner(settings: Settings, token_file: Path | None, repository: Any) -> str:
+    """What `serve` prints once ready: repository, token, URLs and a curl example."""
+    host = settings.http_host
+    url_host = f"[{host}]" if ":" in host else host
+    base = f"http://{url_host}:{settings.http_port}"
+    models = repository.models()
+    lines = [
+        f"repository:   {settings.repo}",
+        f"admin token:  {token_file if token_file else '(from MODEL_RUNNER_ADMIN_TOKEN)'}",
+        f"HTTP:         {base}  ({settings.workers} workers x {settings.threads} threads)",
+    ]
+    if settings.grpc_port >= 0:
+        lines.append(f"gRPC:         {url_host}:{settings.grpc_port}")
+    lines.append(f"models:       {', '.join(models) if models else '(none yet: PUT /models/{name})'}")
+    lines.append(f"OpenAPI:      {base}/openapi.json")
+    example = _curl_example(base, repository, models)
+    if example:
+        lines.append("try:")
+        lines.append("  " + example)
+    if token_file:
+        lines.append("admin:")
+        lines.append(f"  curl -H \"Authorization: Bearer $(cat {shlex.quote(str(token_file))})\" "
+                     f"-X PUT --data-binary @bundle.zip -H 'Content-Type: application/zip' {base}/models/NAME")
+    lines.append(f"model-runner ready: {base}")
+    return "\n".join(lines)
+
+
+_IRIS_EXAMPLE = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+def _curl_example(base: str, repository: Any, models: list[str]) -> str | None:
+    if not models:
+        return None
+    name = "iris" if "iris" in models else models[0]
+    try:
+        meta = json.loads((repository.version_dir(name, repository.current_version(name)) / "metadata.json").read_text())
+        examples = meta.get("examples") or {}
+        method, inputs = next(iter(examples.items())) if examples else ("Classify", [_IRIS_EXAMPLE])
+        body = json.dumps(inputs[0] if isinstance(inputs, list) else inputs)
+    except Exception:  # noqa: BLE001
+        method, body = "Classify", json.dumps(_IRIS_EXAMPLE)
+    return (f"curl -s -H 'Content-Type: application/json' -d {shlex.quote(body)} "
+            f"{base}/models/{name}/methods/{method}")

@@ -1,0 +1,458 @@
+package org.modelrunner.host;
+
+import java.io.File;
+import java.io.InputStream;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.MethodType;
+import java.lang.reflect.Constructor;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Method;
+import java.lang.reflect.Modifier;
+import java.net.URL;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.TreeSet;
+import java.util.zip.ZipFile;
+
+import org.modelrunner.host.Codecs.MsgCodec;
+
+/**
+ * One loaded model version: its own class loader (parent: the host's), the model instance, and one compiled
+ * binding per rpc. Python holds only this object; model classes never leave the JVM.
+ */
+public final class Slot {
+    static final byte[] EMPTY = new byte[0];
+    static final MethodType INVOKER = MethodType.methodType(Object.class, Object[].class);
+
+    private final ModelLoader loader;
+    private final Class<?> cls;
+    private final Path artifactDir;
+    private final Schema schema;
+    private final List<Binding> bindings = new ArrayList<>();
+    private volatile Binding[] table = new Binding[0];
+    private Object instance;
+    private boolean instanceBuilt;
+    private Properties acumosConfig;
+    private boolean acumosLoaded;
+    private volatile boolean closed;
+
+    private Slot(ModelLoader loader, Class<?> cls, Path artifactDir, Schema schema) {
+        this.loader = loader; this.cls = cls; this.artifactDir = artifactDir; this.schema = schema;
+    }
+
+    static Slot open(String className, String artifactDir, String[] jars, String schemaText) throws HostException {
+        URL[] urls = new URL[jars.length];
+        for (int i = 0; i < jars.length; i++) {
+            File f = new File(jars[i]);
+            if (!f.isFile()) throw new HostException("load", "JAR not found: " + jars[i]);
+            try (ZipFile z = new ZipFile(f)) {
+                urls[i] = f.toURI().toURL();
+            } catch (Exception e) {
+                throw new HostException("load", f.getName() + " is not a JAR (zip) file: " + jars[i] + " (" + e.getMessage() + ")");
+            }
+        }
+        Schema schema;
+        try {
+            schema = Schema.parse(schemaText);
+        } catch (RuntimeException e) {
+            throw new HostException("load", "bad contract schema: " + e.getMessage());
+        }
+        ModelLoader loader = new ModelLoader("model:" + className, urls, Host.class.getClassLoader());
+        try {
+            Class<?> c;
+            try {
+                c = Class.forName(className, true, loader);
+            } catch (ClassNotFoundException e) {
+                throw new HostException("load", "class " + className + " not found in " + String.join(", ", names(jars)));
+            } catch (ExceptionInInitializerError e) {
+                Throwable cause = e.getCause() == null ? e : e.getCause();
+                throw new HostException("load", "static initialiser of " + className + " threw " + cause, cause, null);
+            } catch (LinkageError e) {
+                throw new HostException("load", "class " + className + " cannot be loaded: " + e, e, null);
+            }
+            return new Slot(loader, c, artifactDir == null ? null : Paths.get(artifactDir), schema);
+        } catch (HostException e) {
+            try { loader.close(); } catch (Exception ignored) { }
+            throw e;
+        }
+    }
+
+    private static List<String> names(String[] jars) {
+        List<String> l = new ArrayList<>();
+        for (String j : jars) l.add(new File(j).getName());
+        return l;
+    }
+
+    /** The model instance: built once with a (Path), (String) or no-arg constructor. */
+    private synchronized Object instance() throws HostException {
+        if (instanceBuilt) return instance;
+        Constructor<?> k = null;
+        Object arg = null;
+        for (Class<?> t : new Class<?>[] {Path.class, String.class, null}) {
+            try {
+                k = t == null ? cls.getDeclaredConstructor() : cls.getDeclaredConstructor(t);
+                arg = t == Path.class ? artifactDir : t == String.class ? (artifactDir == null ? null : artifactDir.toString()) : null;
+                break;
+            } catch (NoSuchMethodException e) { k = null; }
+        }
+        if (k == null || Modifier.isAbstract(cls.getModifiers()))
+            throw new HostException("load", "class " + cls.getName() + " has no constructor taking (java.nio.file.Path), (String) or () to build an instance");
+        try {
+            k.setAccessible(true);
+            instance = k.getParameterCount() == 0 ? k.newInstance() : k.newInstance(arg);
+            instanceBuilt = true;
+            return instance;
+        } catch (InvocationTargetException e) {
+            Throwable cause = e.getCause();
+            String what = Guard.causedByExit(cause) ? "called System.exit" : "threw " + cause;
+            throw new HostException("load", "constructor of " + cls.getName() + " " + what, cause, null);
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            throw new HostException("load", "cannot construct " + cls.getName() + ": " + e, e, null);
+        }
+    }
+
+    /** modelConfig.properties from the artifact folder, else from inside the model JAR; null when absent. */
+    private synchronized Properties acumosConfig() throws HostException {
+        if (acumosLoaded) return acumosConfig;
+        acumosLoaded = true;
+        try {
+            Path p = artifactDir == null ? null : artifactDir.resolve("modelConfig.properties");
+            InputStream in = null;
+            if (p != null && Files.isRegularFile(p)) in = Files.newInputStream(p);
+            else {
+                URL u = loader.findResource("modelConfig.properties");
+                if (u != null) {
+                    java.net.URLConnection con = u.openConnection();
+                    con.setUseCaches(false); // do not keep the JAR open in the JDK's cache after close()
+                    in = con.getInputStream();
+                }
+            }
+            if (in == null) return null;
+            try (InputStream s = in) {
+                Properties props = new Properties();
+                props.load(s);
+                acumosConfig = props;
+            }
+        } catch (Exception e) {
+            throw new HostException("load", "cannot read modelConfig.properties: " + e, e, null);
+        }
+        return acumosConfig;
+    }
+
+    static String lowerCamel(String rpc) { return rpc.isEmpty() ? rpc : Character.toLowerCase(rpc.charAt(0)) + rpc.substring(1); }
+
+    private static List<Method> publicMethods(Class<?> c, String name) {
+        List<Method> l = new ArrayList<>();
+        for (Method m : c.getMethods())
+            if (m.getName().equals(name) && !m.isBridge() && !m.isSynthetic() && m.getDeclaringClass() != Object.class) l.add(m);
+        l.sort(Comparator.comparingInt(Method::getParameterCount).thenComparing(Method::toGenericString));
+        return l;
+    }
+
+    private static String methodList(Class<?> c) {
+        TreeSet<String> names = new TreeSet<>();
+        for (Method m : c.getMethods()) if (m.getDeclaringClass() != Object.class) names.add(m.getName());
+        return String.join(", ", names);
+    }
+
+    static boolean looksProto(Method m) {
+        if (m.getParameterCount() != 1) return false;
+        try {
+            Method p = m.getParameterTypes()[0].getMethod("parseFrom", byte[].class);
+            return Modifier.isStatic(p.getModifiers()) && m.getReturnType().getMethod("toByteArray") != null;
+        } catch (NoSuchMethodException e) {
+            return false;
+        }
+    }
+
+    /**
+     * Binds rpc {@code rpc} (input/output message full names) to a Java method. {@code method} and {@code convention}
+     * are optional overrides ("" = detect). Returns the binding as JSON; throws kind "bind" with the problems.
+     */
+    public synchronized String bind(String rpc, String method, String convention, String inName, String outName) throws HostException {
+        if (closed) throw new HostException("closed", "model is closed");
+        Schema.Msg in = schema.messages.get(inName), out = schema.messages.get(outName);
+        if (in == null || out == null) throw new HostException("load", "rpc " + rpc + ": message types not in schema");
+        String name = method == null || method.isEmpty() ? lowerCamel(rpc) : method;
+        String conv = convention == null ? "" : convention;
+        Binding b;
+        Properties acu = conv.isEmpty() || conv.equals("acumos") ? acumosConfig() : null;
+        if (conv.equals("acumos") || (conv.isEmpty() && acu != null && publicMethods(cls, name).isEmpty())) {
+            b = bindAcumos(rpc, method, acu, in, out);
+        } else {
+            List<Method> cands = publicMethods(cls, name);
+            if (cands.isEmpty()) {
+                Binder bd = new Binder(schema, rpc);
+                bd.problem("", "", "no public method '" + name + "' in class " + cls.getName() + " (public methods: " + methodList(cls) + ")");
+                throw bindError(bd.problems);
+            }
+            List<Map<String, String>> reported = null;
+            b = null;
+            outer:
+            for (Method m : cands) {
+                List<String> order = new ArrayList<>();
+                if (!conv.isEmpty()) order.add(conv);
+                else if (looksProto(m)) order.add("proto");
+                else if (m.getParameterCount() == 1) { order.add("pojo"); order.add("params"); }
+                else order.add("params");
+                for (String c : order) {
+                    Binder bd = new Binder(schema, rpc);
+                    Binding x = tryBind(bd, m, c, in, out);
+                    if (x != null && bd.problems.isEmpty()) { b = x; break outer; }
+                    boolean preferred = reported == null && (order.size() == 1 || c.equals(
+                            Props.isPojo(m.getParameterTypes()[0]) ? "pojo" : "params"));
+                    if (preferred) reported = bd.problems;
+                }
+            }
+            if (b == null) throw bindError(reported);
+        }
+        b.index = bindings.size();
+        bindings.add(b);
+        table = bindings.toArray(new Binding[0]);
+        Map<String, Object> info = new LinkedHashMap<>();
+        info.put("index", b.index);
+        info.put("rpc", rpc);
+        info.put("java_class", b.javaClass);
+        info.put("java_method", b.javaMethod);
+        info.put("convention", b.convention);
+        info.put("static", b.isStatic);
+        info.put("signature", b.signature);
+        return Json.write(info);
+    }
+
+    private static HostException bindError(List<Map<String, String>> problems) {
+        StringBuilder sb = new StringBuilder();
+        for (Map<String, String> p : problems) {
+            if (sb.length() > 0) sb.append("; ");
+            sb.append("rpc ").append(p.get("rpc"));
+            if (!p.get("message").isEmpty()) sb.append(", message ").append(p.get("message"));
+            if (!p.get("field").isEmpty()) sb.append(", field ").append(p.get("field"));
+            sb.append(": ").append(p.get("reason"));
+        }
+        return new HostException("bind", sb.toString(), null, Json.write(problems));
+    }
+
+    private MethodHandle invoker(Method m) throws HostException {
+        try {
+            m.setAccessible(true);
+            MethodHandle h = Binder.LOOKUP.unreflect(m);
+            if (!Modifier.isStatic(m.getModifiers())) h = h.bindTo(instance());
+            return h.asSpreader(Object[].class, m.getParameterCount()).asType(INVOKER);
+        } catch (IllegalAccessException | RuntimeException e) {
+            throw new HostException("load", "cannot access method " + m + ": " + e, e, null);
+        }
+    }
+
+    private Binding tryBind(Binder bd, Method m, String conv, Schema.Msg in, Schema.Msg out) throws HostException {
+        Binding b = new Binding(m, conv);
+        switch (conv) {
+            case "proto": {
+                if (m.getParameterCount() != 1) { bd.problem(in.name, "", "proto-native method " + m.getName() + " must take one message"); return null; }
+                Class<?> p = m.getParameterTypes()[0], r = m.getReturnType();
+                try {
+                    Method parse = p.getMethod("parseFrom", byte[].class);
+                    Method ser = r.getMethod("toByteArray");
+                    checkDescriptor(bd, p, in);
+                    checkDescriptor(bd, r, out);
+                    if (!bd.problems.isEmpty()) return null;
+                    b.parseFrom = Binder.LOOKUP.unreflect(parse).asType(MethodType.methodType(Object.class, byte[].class));
+                    b.toByteArray = Binder.LOOKUP.unreflect(ser).asType(MethodType.methodType(byte[].class, Object.class));
+                } catch (NoSuchMethodException | IllegalAccessException e) {
+                    bd.problem(in.name, "", "method " + m.getName() + " is not proto-native: " + p.getName()
+                            + ".parseFrom(byte[]) or " + r.getName() + ".toByteArray() missing");
+                    return null;
+                }
+                break;
+            }
+            case "pojo": {
+                if (m.getParameterCount() != 1) { bd.problem(in.name, "", "method " + m.getName() + " must take one parameter for convention pojo"); return null; }
+                b.in = bd.message(in, m.getGenericParameterTypes()[0], true);
+                break;
+            }
+            case "params": {
+                b.in = bd.params(in, m);
+                b.inArgs = true;
+                break;
+            }
+            default:
+                bd.problem("", "", "unknown convention '" + conv + "' (use pojo, params, proto or acumos)");
+                return null;
+        }
+        if (!conv.equals("proto") && m.getReturnType() != void.class) b.out = bd.message(out, m.getGenericReturnType(), false);
+        if (!bd.problems.isEmpty()) return null;
+        b.invoker = invoker(m);
+        return b;
+    }
+
+    private static void checkDescriptor(Binder bd, Class<?> c, Schema.Msg expected) {
+        try {
+            Object d = c.getMethod("getDescriptor").invoke(null);
+            String full = (String) d.getClass().getMethod("getFullName").invoke(d);
+            if (!full.equals(expected.name))
+                bd.problem(expected.name, "", "Java class " + c.getName() + " is proto message " + full + ", the contract expects " + expected.name);
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            // no descriptor accessor: accept, the bytes are checked at call time by parseFrom
+        }
+    }
+
+    private Binding bindAcumos(String rpc, String method, Properties acu, Schema.Msg in, Schema.Msg out) throws HostException {
+        Binder bd = new Binder(schema, rpc);
+        if (acu == null) {
+            bd.problem("", "", "convention acumos needs a modelConfig.properties (in the artifact folder or the JAR)");
+            throw bindError(bd.problems);
+        }
+        String className = acu.getProperty("modelClassName", cls.getName()).trim();
+        String name = method != null && !method.isEmpty() ? method : acu.getProperty("modelMethod", lowerCamel(rpc)).trim();
+        Class<?> c;
+        try {
+            c = className.equals(cls.getName()) ? cls : Class.forName(className, true, loader);
+        } catch (ClassNotFoundException | LinkageError e) {
+            throw new HostException("load", "modelClassName " + className + " cannot be loaded: " + e, e, null);
+        }
+        Method m = null;
+        for (Method x : publicMethods(c, name))
+            if (x.getParameterCount() == 1 && x.getParameterTypes()[0].isAssignableFrom(String.class)) { m = x; break; }
+        if (m == null) {
+            bd.problem("", "", "no public method " + name + "(String) in class " + className + " (modelConfig.properties)");
+            throw bindError(bd.problems);
+        }
+        if (!Modifier.isStatic(m.getModifiers()) && c != cls) {
+            bd.problem("", "", "Acumos method " + className + "." + name + " must be static");
+            throw bindError(bd.problems);
+        }
+        Binding b = new Binding(m, "acumos");
+        Acumos a = new Acumos();
+        a.json = acu.getProperty("modelInputType", "csv").toLowerCase(java.util.Locale.ROOT).contains("json");
+        a.header = Boolean.parseBoolean(acu.getProperty("modelInputHeader", "false").trim());
+        a.in = bd.message(in, Object.class, true);
+        a.rowsField = in.fields.size() == 1 && in.fields.get(0).repeated && in.fields.get(0).isMessage() && !in.fields.get(0).isMap()
+                ? in.fields.get(0).name : null;
+        a.target = Acumos.targetField(out);
+        if (a.target != null) a.out = bd.field(a.target, a.target.repeated ? List.class : Object.class, false);
+        if (!bd.problems.isEmpty()) throw bindError(bd.problems);
+        b.acumos = a;
+        b.invoker = invoker(m);
+        return b;
+    }
+
+    /** Calls binding {@code index}: request bytes in, response bytes out. {@code timeoutMillis <= 0}: no deadline. */
+    public byte[] call(int index, byte[] request, long timeoutMillis) throws HostException {
+        Binding b;
+        Binding[] t = table;
+        if (closed || index < 0 || index >= t.length) throw new HostException("closed", closed ? "model is closed" : "no binding " + index);
+        b = t[index];
+        Guard.Control ctl = Guard.CONTROL.get();
+        ctl.exitAttempted = false;
+        boolean timed = timeoutMillis > 0;
+        boolean timedOut = false;
+        try {
+            byte[] r;
+            if (timed) {
+                ctl.begin(timeoutMillis);
+                try { r = b.invoke(request); } finally { timedOut = ctl.end(); }
+            } else {
+                r = b.invoke(request);
+            }
+            if (ctl.exitAttempted) throw exitError(b, null, ctl.exitStatus);
+            if (timedOut) throw deadlineError(b, timeoutMillis, null);
+            return r;
+        } catch (HostException e) {
+            throw e;
+        } catch (Throwable e) {
+            if (timed) timedOut |= ctl.end();
+            if (ctl.exitAttempted || Guard.causedByExit(e)) throw exitError(b, e, ctl.exitStatus);
+            if (timedOut) throw deadlineError(b, timeoutMillis, e);
+            if (e instanceof Wire.WireException) throw new HostException("input", e.getMessage(), null, null);
+            if (e instanceof Binding.OutputError)
+                throw new HostException("model", "invalid result from " + b.javaMethod + ": " + e.getCause(), e.getCause(), null);
+            throw new HostException("model", b.javaMethod + " threw " + e, e, null);
+        }
+    }
+
+    private static HostException exitError(Binding b, Throwable e, int status) {
+        return new HostException("exit", b.javaMethod + " called System.exit/Runtime.halt(" + status + "); the call failed and the process keeps serving",
+                e, "{\"status\":" + status + "}");
+    }
+
+    private static HostException deadlineError(Binding b, long timeoutMillis, Throwable e) {
+        return new HostException("deadline", b.javaMethod + " overran its deadline of " + timeoutMillis + " ms and was stopped",
+                e, "{\"timeout_ms\":" + timeoutMillis + "}");
+    }
+
+    public int size() { return table.length; }
+
+    public String className() { return cls.getName(); }
+
+    /** Releases the class loader and the JAR files; calls after this fail with kind "closed". */
+    public synchronized void close() {
+        if (closed) return;
+        closed = true;
+        table = new Binding[0];
+        bindings.clear();
+        instance = null;
+        acumosConfig = null;
+        try { loader.close(); } catch (Exception ignored) { }
+    }
+
+    public boolean isClosed() { return closed; }
+
+    // ------------------------------------------------------------------ bindings
+
+    static final class Binding {
+        int index;
+        final String javaClass, javaMethod, convention, signature;
+        final boolean isStatic;
+        MethodHandle invoker;             // (Object[])Object
+        MsgCodec in, out;
+        boolean inArgs;
+        MethodHandle parseFrom, toByteArray;
+        Acumos acumos;
+        volatile int outHint = 64;
+
+        Binding(Method m, String convention) {
+            this.javaClass = m.getDeclaringClass().getName();
+            this.javaMethod = m.getName();
+            this.convention = convention;
+            this.signature = m.toGenericString();
+            this.isStatic = Modifier.isStatic(m.getModifiers());
+        }
+
+        /** Wraps a failure while encoding the model's result (not the model's own exception). */
+        static final class OutputError extends RuntimeException {
+            private static final long serialVersionUID = 1L;
+            OutputError(Throwable cause) { super(cause); }
+        }
+
+        byte[] invoke(byte[] req) throws Throwable {
+            if (parseFrom != null) {
+                Object msg = (Object) parseFrom.invokeExact(req);
+                Object r = (Object) invoker.invokeExact(new Object[] {msg});
+                return r == null ? EMPTY : (byte[]) toByteArray.invokeExact(r);
+            }
+            if (acumos != null) return acumos.call(invoker, req);
+            Object[] args;
+            if (in == null) args = new Object[0];
+            else {
+                Wire.In wi = new Wire.In(req);
+                args = inArgs ? (Object[]) in.read(wi, req.length) : new Object[] {in.read(wi, req.length)};
+            }
+            Object r = (Object) invoker.invokeExact(args);
+            if (out == null || r == null) return EMPTY;
+            Wire.Out o = new Wire.Out(outHint);
+            try {
+                out.write(r, o);
+            } catch (RuntimeException e) {
+                throw new OutputError(e);
+            }
+            if (o.pos > outHint) outHint = Math.min(o.pos + 16, 1 << 20);
+            return o.toByteArray();
+        }
+    }
+}

@@ -1,0 +1,364 @@
+"""Model administration without a transport (HTTP and the CLI both call this).
+
+Every change follows the swap protocol: stage in the repository's staging area, extract with limits,
+validate (contract compiles, model loads, methods bind, examples run), publish under the model lock
+(re-checking the expected version there), then wait until every live serving process serves the
+result. Any failure before the publish leaves the repository untouched and the staging area clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import BadInput, Conflict, InvalidBundle, ModelRunnerError, NotFound, SwapTimeout
+from runner.repository import Repository, validate_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UploadParts:
+    """An upload in parts (Acumos ``PUT /model``): what is not given is taken from the current version."""
+
+    jar: bytes | None = None
+    proto: str | None = None
+    metadata: dict[str, Any] | None = None
+    libs: dict[str, bytes] | None = None
+    """File name -> bytes of dependency JARs; when given they replace the whole lib/ folder."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    """Other files by bundle-relative path (Python modules, data)."""
+
+
+BundleSource = bytes | bytearray | Path | str | UploadParts | dict
+
+
+class Admin:
+    """Upload, proto replacement, rollback and delete, each answered once the swap is served."""
+
+    def __init__(
+        self, repository: Repository, *, swap_timeout: float = 30.0, limits: Any = None, settings: Any = None
+    ):
+        """``limits``: runner.bundle.BundleLimits for uploads (default: from ``settings``, else defaults);
+        ``settings``: passed to validation (JVM options and heap if validation starts the JVM)."""
+        self.repository = repository
+        self.swap_timeout = swap_timeout
+        self.settings = settings
+        # After each successful swap, versions beyond settings.keep_versions are removed.
+        self.keep_versions: int | None = getattr(settings, "keep_versions", None) if settings else None
+        if limits is None and settings is not None:
+            from runner.bundle import BundleLimits
+
+            limits = BundleLimits.from_settings(settings)
+        self.limits = limits
+
+    # ------------------------------------------------------------------ operations
+
+    def upload(
+        self,
+        name: str,
+        bundle_source: BundleSource,
+        *,
+        expected_version: int | None = None,
+        caller: str = "admin",
+        allow_breaking: bool = True,
+    ) -> dict[str, Any]:
+        """Publish a bundle (zip bytes, a zip file or folder path, or UploadParts) as a new version.
+
+        ``allow_breaking=False`` refuses (Conflict) a contract that breaks the current one's clients.
+        The metadata's own name is not used: ``name`` decides where the bundle goes.
+        """
+        validate_name(name)
+        self.repository.check_expected(name, expected_version)
+        with self.repository.staging_dir() as stage:
+            folder = stage / "bundle"
+            base = None
+            try:
+                if isinstance(bundle_source, (UploadParts, dict)):
+                    parts = (
+                        bundle_source
+                        if isinstance(bundle_source, UploadParts)
+                        else UploadParts(**bundle_source)
+                    )
+                    base = self._assemble_parts(name, parts, folder)
+                else:
+                    self._stage(bundle_source, folder)
+                bundle = self._open_and_validate(folder)
+                breaking = self._breaking_changes(name, folder, bundle.proto_text)
+            except ModelRunnerError:
+                raise
+            except Exception as err:
+                log.exception("upload of %s: validation failed", name)
+                raise InvalidBundle(
+                    f"the bundle could not be validated: {type(err).__name__}: {err}"
+                ) from err
+            if breaking and not allow_breaking:
+                raise self._breaking_conflict(name, breaking)
+            # A bundle assembled from the current version's files must not overwrite a newer version.
+            expected = expected_version if expected_version is not None or base is None else base
+            extra = {"breaking_changes": breaking} if breaking else None
+            version = self.repository.publish(
+                name,
+                folder,
+                expected_version=expected,
+                caller=caller,
+                action="upload",
+                sha256=bundle.sha256,
+                extra=extra,
+            )
+        return self._finish(name, version, "upload", breaking)
+
+    def replace_proto(
+        self,
+        name: str,
+        proto_text: str,
+        *,
+        allow_breaking: bool = False,
+        expected_version: int | None = None,
+        caller: str = "admin",
+    ) -> dict[str, Any]:
+        """A new version with the current artifacts and a new contract. A change that breaks existing
+        clients is refused (Conflict, detail.breaking_changes) unless ``allow_breaking``."""
+        validate_name(name)
+        current = self._current_or_not_found(name)
+        self.repository.check_expected(name, expected_version)
+        if not isinstance(proto_text, str) or not proto_text.strip():
+            raise BadInput("the new contract is empty", {"model": name})
+        from runner.bundle import PROTO_FILE
+
+        with self.repository.staging_dir() as stage:
+            folder = stage / "bundle"
+            self._copy_version(name, current, folder)
+            (folder / PROTO_FILE).write_text(proto_text)
+            try:
+                breaking = self._breaking_changes(name, folder, proto_text)
+                if breaking and not allow_breaking:
+                    raise self._breaking_conflict(name, breaking)
+                bundle = self._open_and_validate(folder)
+            except ModelRunnerError:
+                raise
+            except Exception as err:
+                log.exception("proto replacement of %s: validation failed", name)
+                raise InvalidBundle(
+                    f"the new contract could not be validated: {type(err).__name__}: {err}"
+                ) from err
+            extra = {"breaking_changes": breaking} if breaking else None
+            version = self.repository.publish(
+                name,
+                folder,
+                expected_version=current,
+                caller=caller,
+                action="proto",
+                sha256=bundle.sha256,
+                extra=extra,
+            )
+        return self._finish(name, version, "proto", breaking)
+
+    def rollback(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        expected_version: int | None = None,
+        caller: str = "admin",
+    ) -> dict[str, Any]:
+        """Make the previous version (or ``version``) current again, then wait until it is served."""
+        validate_name(name)
+        target = self.repository.rollback(
+            name, version=version, expected_version=expected_version, caller=caller
+        )
+        return self._finish(name, target, "rollback", [])
+
+    def delete(
+        self, name: str, *, caller: str = "admin", expected_version: int | None = None
+    ) -> dict[str, Any]:
+        """Stop serving a model everywhere (its versions stay until cleanup)."""
+        validate_name(name)
+        previous = self.repository.delete(name, caller=caller, expected_version=expected_version)
+        laggards = self.repository.wait_until_served(name, None, self.swap_timeout)
+        if laggards:
+            raise SwapTimeout(
+                f"model {name!r} is deleted but {len(laggards)} serving process(es) still serve it after "
+                f"{self.swap_timeout:g}s: {', '.join(laggards)}",
+                {"name": name, "version": None, "previous_version": previous, "laggards": laggards},
+            )
+        return {
+            "name": name,
+            "version": None,
+            "previous_version": previous,
+            "sha256": None,
+            "served_by": [],
+            "action": "delete",
+        }
+
+    # ------------------------------------------------------------------ staging
+
+    def _stage(self, source: Any, folder: Path) -> None:
+        from runner.bundle import BundleLimits, extract_bundle
+
+        limits = self.limits or BundleLimits()
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            extract_bundle(bytes(source), folder, limits)
+            return
+        if not isinstance(source, (str, Path)):
+            raise BadInput(f"cannot upload a {type(source).__name__}: send zip bytes, a zip file or a folder")
+        path = Path(source)
+        if path.is_dir():
+            self._copy_folder(path, folder, limits)
+        elif path.is_file():
+            extract_bundle(path, folder, limits)
+        else:
+            raise BadInput(f"{path}: no such bundle file or folder", {"path": str(path)})
+
+    @staticmethod
+    def _copy_folder(src: Path, dest: Path, limits: Any) -> None:
+        """Copy a bundle folder's regular files (links resolved inside it only) within the size limits."""
+        from runner.bundle import iter_files
+        from runner.errors import TooLarge
+
+        files = iter_files(src)
+        if len(files) > limits.max_entries:
+            raise TooLarge(
+                f"the bundle has {len(files)} files; the limit is {limits.max_entries}",
+                {"entries": len(files), "limit": limits.max_entries},
+            )
+        total = 0
+        for rel, path in files:
+            size = path.stat().st_size
+            total += size
+            if size > limits.max_file_bytes or total > limits.max_total_bytes:
+                raise TooLarge(
+                    f"{rel}: the bundle exceeds its size limits",
+                    {
+                        "entry": rel,
+                        "max_file_bytes": limits.max_file_bytes,
+                        "max_total_bytes": limits.max_total_bytes,
+                    },
+                )
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        dest.mkdir(parents=True, exist_ok=True)
+
+    def _copy_version(self, name: str, version: int, dest: Path) -> None:
+        shutil.copytree(
+            self.repository.version_dir(name, version), dest, ignore=shutil.ignore_patterns("__pycache__")
+        )
+
+    def _assemble_parts(self, name: str, parts: UploadParts, folder: Path) -> int | None:
+        """Build a bundle folder from parts over the current version's files; returns that version."""
+        from runner.bundle import JAR_FILE, METADATA_FILE, PROTO_FILE, safe_relpath
+
+        current = self.repository.current_version(name)
+        if current is not None:
+            self._copy_version(name, current, folder)
+            if parts.libs is not None:
+                shutil.rmtree(folder / "lib", ignore_errors=True)
+        else:
+            folder.mkdir(parents=True)
+            missing = [
+                what for what, part in (("metadata", parts.metadata), ("proto", parts.proto)) if part is None
+            ]
+            if missing:
+                raise BadInput(
+                    f"model {name!r} is new: send its {' and '.join(missing)} with the JAR",
+                    {"missing": missing},
+                )
+        if parts.jar is not None:
+            (folder / JAR_FILE).write_bytes(parts.jar)
+        if parts.proto is not None:
+            (folder / PROTO_FILE).write_text(parts.proto)
+        if parts.metadata is not None:
+            import json
+
+            (folder / METADATA_FILE).write_text(json.dumps(parts.metadata, indent=2))
+        for lib_name, data in (parts.libs or {}).items():
+            rel = safe_relpath(f"lib/{Path(lib_name).name}")
+            (folder / str(rel)).parent.mkdir(parents=True, exist_ok=True)
+            (folder / str(rel)).write_bytes(data)
+        for rel_name, data in parts.files.items():
+            rel = safe_relpath(rel_name)
+            (folder / str(rel)).parent.mkdir(parents=True, exist_ok=True)
+            (folder / str(rel)).write_bytes(data)
+        return current
+
+    def _open_and_validate(self, folder: Path) -> Any:
+        from runner.bundle import open_bundle
+        from runner.validate import validate_bundle
+
+        bundle = open_bundle(folder)
+        validate_bundle(bundle, settings=self.settings)
+        return bundle
+
+    def _breaking_changes(self, name: str, folder: Path, proto_text: str) -> list[str]:
+        from runner.bundle import PROTO_FILE
+        from runner.contract import Contract, breaking_changes
+
+        current = self.repository.current_version(name)
+        if current is None:
+            return []
+        old_dir = self.repository.version_dir(name, current)
+        try:
+            old = Contract.compile((old_dir / PROTO_FILE).read_text(), include_dir=old_dir)
+        except (OSError, ModelRunnerError):
+            return []  # nothing sensible to compare against
+        new = Contract.compile(proto_text, include_dir=folder)
+        return breaking_changes(old, new)
+
+    @staticmethod
+    def _breaking_conflict(name: str, breaking: list[str]) -> Conflict:
+        return Conflict(
+            f"the new contract of {name!r} breaks existing clients: {'; '.join(breaking)}. "
+            "Pass allow_breaking to replace it anyway",
+            {"name": name, "breaking_changes": breaking, "hint": "allow_breaking=true"},
+        )
+
+    def _current_or_not_found(self, name: str) -> int:
+        current = self.repository.current_version(name)
+        if current is None:
+            raise NotFound(f"no model named {name!r}", {"name": name, "models": self.repository.models()})
+        return current
+
+    # ------------------------------------------------------------------ waiting
+
+    def _finish(self, name: str, version: int, action: str, breaking: list[str]) -> dict[str, Any]:
+        entry: dict[str, Any] = next(
+            (
+                e
+                for e in reversed(self.repository.history(name))
+                if e.get("version") == version and e.get("action") == action
+            ),
+            {},
+        )
+        result: dict[str, Any] = {
+            "name": name,
+            "version": version,
+            "previous_version": entry.get("previous_version"),
+            "sha256": entry.get("sha256"),
+            "action": action,
+        }
+        if breaking:
+            result["breaking_changes"] = breaking
+        laggards = self.repository.wait_until_served(name, version, self.swap_timeout)
+        live = self.repository.live_processes()
+        result["served_by"] = sorted(
+            pid for pid, info in live.items() if (info.get("models") or {}).get(name) == version
+        )
+        if laggards:
+            errors = {pid: (live.get(pid, {}).get("errors") or {}).get(name) for pid in laggards}
+            failed = {pid: e["error"] for pid, e in errors.items() if e and e.get("version") == version}
+            why = f"; failed to load: {next(iter(failed.values()))}" if failed else ""
+            raise SwapTimeout(
+                f"version {version} of {name!r} is published, but {len(laggards)} serving process(es) do not "
+                f"serve it after {self.swap_timeout:g}s: {', '.join(laggards)}{why}",
+                {**result, "laggards": laggards, "load_errors": failed},
+            )
+        if self.keep_versions:
+            try:
+                self.repository.cleanup(self.keep_versions, [name])
+            except OSError:
+                log.exception("cleanup of %s failed", name)
+        return result

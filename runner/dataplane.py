@@ -1,0 +1,205 @@
+"""One transport-free predict entry, used by HTTP and gRPC.
+
+Media types: ``application/json`` and binary protobuf (``application/vnd.google.protobuf`` or
+``application/x-protobuf``). The response type defaults to the request's. Binary in and binary out
+passes the bytes straight to the model (no parsing in Python here: the model validates them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from runner.errors import (
+    BadInput,
+    MethodNotFound,
+    ModelError,
+    NotFound,
+    PreconditionFailed,
+    UnsupportedMedia,
+)
+
+MEDIA_JSON = "application/json"
+MEDIA_PROTOBUF = ("application/vnd.google.protobuf", "application/x-protobuf")
+SUPPORTED_MEDIA = (MEDIA_JSON, *MEDIA_PROTOBUF)
+
+
+@dataclass
+class PredictResult:
+    """The response body, its media type, and the model version that produced it."""
+
+    body: bytes
+    content_type: str
+    model: str
+    version: int
+
+
+def _normalize(media: str | None) -> str:
+    return (media or "").split(";", 1)[0].strip().lower()
+
+
+def request_media(content_type: str | None) -> str:
+    """The request's media type, normalised; UnsupportedMedia when it is not one we read."""
+    media = _normalize(content_type)
+    if media not in SUPPORTED_MEDIA:
+        raise UnsupportedMedia(
+            f"request Content-Type {content_type!r} is not supported; "
+            f"send {MEDIA_JSON} or {MEDIA_PROTOBUF[0]}",
+            {"content_type": content_type, "supported": list(SUPPORTED_MEDIA)},
+        )
+    return media
+
+
+def response_media(accept: str | None, request: str) -> str:
+    """Pick the response type from an Accept header (q-values honoured); default: the request's."""
+    if accept is None or not accept.strip():
+        return request
+    choices: list[tuple[float, int, str]] = []
+    for i, part in enumerate(accept.split(",")):
+        pieces = [p.strip() for p in part.split(";")]
+        media, q = pieces[0].lower(), 1.0
+        for param in pieces[1:]:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if media and q > 0:
+            choices.append((-q, i, media))
+    for _q, _i, media in sorted(choices):
+        if media in ("*/*", "application/*"):
+            return request
+        if media in SUPPORTED_MEDIA:
+            return media
+    raise UnsupportedMedia(
+        f"cannot answer in any of {accept!r}; accepted: {', '.join(SUPPORTED_MEDIA)}",
+        {"accept": accept, "supported": list(SUPPORTED_MEDIA)},
+    )
+
+
+class DataPlane:
+    """predict() over a registry's live models."""
+
+    def __init__(self, registry: Any, *, max_json_depth: int = 64):
+        self.registry = registry
+        self.max_json_depth = max_json_depth
+
+    def model_for(self, model: str | None) -> str:
+        """``model`` itself, or the only model when None (the Acumos single-model paths)."""
+        if model is not None:
+            return model
+        names = sorted(self.registry.snapshot())
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise NotFound("no model is being served", {"models": []})
+        raise BadInput(
+            f"this service serves several models ({', '.join(names)}): name one, "
+            "e.g. POST /models/{name}/methods/{method}",
+            {"models": names},
+        )
+
+    def predict(
+        self,
+        model: str | None,
+        method: str,
+        payload: bytes,
+        content_type: str | None,
+        accept: str | None = None,
+        timeout: float | None = None,
+    ) -> PredictResult:
+        """Run ``method`` of the current version of ``model`` on ``payload``.
+
+        Errors: NotFound (model), MethodNotFound, NotReady, UnsupportedMedia, BadInput (naming the
+        field), and whatever the model raises (ModelError, DeadlineExceeded).
+        """
+        in_media = request_media(content_type)
+        out_media = response_media(accept, in_media)
+        name = self.model_for(model)
+        with self.registry.acquire(name) as loaded:
+            contract = loaded.contract
+            if method not in contract.service.methods_by_name:
+                raise MethodNotFound(
+                    f"model {name!r} has no method {method!r} "
+                    f"(methods: {', '.join(contract.method_names())})",
+                    {
+                        "model": name,
+                        "method": method,
+                        "methods": contract.method_names(),
+                        "version": loaded.version,
+                    },
+                )
+            if in_media == MEDIA_JSON:
+                message = contract.decode(
+                    contract.input_class(method), payload, MEDIA_JSON, max_json_depth=self.max_json_depth
+                )
+                request = message.SerializeToString()
+            else:
+                request = bytes(payload)  # fast path: the model parses and validates
+            bundle_timeout = getattr(loaded.metadata, "timeout_seconds", None)
+            if bundle_timeout:
+                timeout = min(timeout, bundle_timeout) if timeout else float(bundle_timeout)
+            response = loaded.model.invoke(method, request, timeout=timeout)
+            if out_media != MEDIA_JSON:
+                body = bytes(response)
+            else:
+                out_class = contract.output_class(method)
+                try:
+                    message = out_class.FromString(response)
+                except Exception as err:  # DecodeError: what the model returned is not the output message
+                    raise ModelError(
+                        f"model {name!r} returned bytes that are not a {out_class.DESCRIPTOR.full_name}: {err}",
+                        {"model": name, "method": method, "version": loaded.version},
+                    ) from err
+                body = contract.encode(message, MEDIA_JSON)
+            return PredictResult(body, out_media, name, loaded.version)
+
+    # ------------------------------------------------------------------ gRPC routing
+
+    def candidates(self, full_service_name: str, method: str) -> list[str]:
+        """Models whose current contract has ``full_service_name``/``method``."""
+        return sorted(
+            name
+            for name, loaded in self.registry.snapshot().items()
+            if loaded.contract.full_service_name == full_service_name
+            and method in loaded.contract.service.methods_by_name
+        )
+
+    def resolve(self, full_service_name: str, method: str, model_hint: str | None = None) -> str:
+        """The model a gRPC call goes to: the one owning the method, or the hinted one.
+
+        NotFound: unknown hinted model. MethodNotFound: nobody (or not the hinted model) has the method.
+        PreconditionFailed: several models have it and no hint picks one (detail: candidates).
+        """
+        found = self.candidates(full_service_name, method)
+        if model_hint is not None:
+            if model_hint in found:
+                return model_hint
+            if model_hint not in self.registry.snapshot():
+                with self.registry.acquire(model_hint):  # raises NotFound / NotReady with the reason
+                    pass
+            raise MethodNotFound(
+                f"model {model_hint!r} has no method {full_service_name}/{method}",
+                {"model": model_hint, "service": full_service_name, "method": method, "candidates": found},
+            )
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise MethodNotFound(
+                f"no model serves {full_service_name}/{method}",
+                {"service": full_service_name, "method": method},
+            )
+        raise PreconditionFailed(
+            f"several models serve {full_service_name}/{method}: {', '.join(found)}; name one",
+            {"service": full_service_name, "method": method, "candidates": found},
+        )
+
+    def resolve_model(self, method_full_name: str, model_hint: str | None = None) -> str:
+        """resolve() from a gRPC method path, ``/pkg.Service/Method``."""
+        service, _, method = method_full_name.strip("/").rpartition("/")
+        if not service:
+            raise MethodNotFound(
+                f"not a gRPC method path: {method_full_name!r}", {"method": method_full_name}
+            )
+        return self.resolve(service, method, model_hint)

@@ -1,0 +1,98 @@
+"""A standalone gRPC serving process: ``python -m runner.grpc``.
+
+Spawned by ``model-runner serve`` (never forked from a process with a JVM): it reads Settings from the
+environment (MODEL_RUNNER_*), opens the repository, builds its own Registry (own JVM, serving record
+of kind "grpc", so swaps wait for it too) and serves on ``settings.grpc_port`` with SO_REUSEPORT, so
+several such processes share the port and the kernel spreads connections over them (both cores).
+
+Prints one line ``model-runner grpc ready host=H port=P pid=N`` on stdout once serving.
+SIGTERM/SIGINT: report NOT_SERVING, drain in-flight calls (up to ``--grace`` seconds), stop the registry
+(which removes the serving record), exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from runner.grpc.server import create_server
+from runner.settings import Settings
+
+log = logging.getLogger("runner.grpc")
+
+
+def _open_repository(settings: Settings) -> Any:
+    from runner.repository import Repository  # noqa: PLC0415
+
+    # Never wipe staging here: an HTTP worker may be uploading into it right now.
+    try:
+        return Repository(settings.repo, wipe_staging=False)  # type: ignore[call-arg]
+    except TypeError:
+        return Repository(settings.repo)
+
+
+def _jvm_started() -> bool:
+    jvm = sys.modules.get("bridge.jvm")
+    try:
+        return bool(jvm is not None and jvm.jvm_started())
+    except Exception:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runner.grpc", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=None, help="port (default: MODEL_RUNNER_GRPC_PORT)")
+    parser.add_argument("--grace", type=float, default=None,
+                        help="seconds to drain in-flight calls on SIGTERM (default: predict_timeout)")
+    parser.add_argument("--no-reuse-port", action="store_true", help="do not set SO_REUSEPORT")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s grpc[%(process)d] %(levelname)s %(name)s: %(message)s")
+
+    settings = Settings.from_env()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    def install_handlers() -> None:
+        # Unconditionally: a JVM started since may have replaced them natively (Python cannot tell).
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    install_handlers()
+    from runner.registry import Registry  # noqa: PLC0415
+
+    repository = _open_repository(settings)
+    registry = Registry(repository, process_kind="grpc", poll_interval=settings.poll_interval, settings=settings)
+    registry.start()
+    install_handlers()
+    try:
+        server, port = create_server(settings, registry, port=args.port, reuse_port=not args.no_reuse_port)
+    except Exception:
+        registry.stop()
+        raise
+    server.start()
+    print(f"model-runner grpc ready host={settings.http_host} port={port} pid={os.getpid()}", flush=True)
+    jvm_seen = _jvm_started()
+    while not stop.wait(0.5):
+        started = _jvm_started()
+        if started and not jvm_seen:
+            install_handlers()  # a Java model loaded after start brought the JVM (and its handlers)
+        jvm_seen = started
+    grace = settings.predict_timeout if args.grace is None else args.grace
+    server.stop(grace).wait()
+    registry.stop()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

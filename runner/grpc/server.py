@@ -1,0 +1,299 @@
+"""The gRPC transport: each model's own contract served as written, plus reflection and health.
+
+One generic handler answers every ``/{package}.{Service}/{Method}``: it looks up the registry's current
+contracts on each call (a swap changes what is served without a restart; gRPC cannot add handlers
+after start), acquires the chosen model version once for the whole call (so a call never sees a
+half-swapped contract), and passes the request bytes through untouched (no (de)serializers: the model
+gets binary protobuf). Core errors map to status codes in ``STATUS_BY_KIND``, the one table.
+
+Choosing a model: request metadata ``x-model-name`` picks one; otherwise a method served by exactly
+one loaded model goes to it, and several candidates answer FAILED_PRECONDITION naming them.
+Answers carry ``x-model-name`` and ``x-model-version`` in their initial metadata; errors carry
+``x-error-kind`` (the core kind) in their trailing metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from runner import errors
+from runner.errors import Kind, ModelRunnerError
+from runner.grpc.health import HealthSync
+from runner.grpc.reflection import LiveReflection, add_reflection
+from runner.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MODEL_HEADER = "x-model-name"
+VERSION_HEADER = "x-model-version"
+ERROR_KIND_HEADER = "x-error-kind"
+ERROR_DETAIL_HEADER = "x-error-detail"
+
+# The one table: core error kind -> gRPC status code (DESIGN.md "Errors").
+STATUS_BY_KIND: dict[Kind, grpc.StatusCode] = {
+    Kind.BAD_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
+    Kind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Kind.METHOD_NOT_FOUND: grpc.StatusCode.UNIMPLEMENTED,
+    Kind.UNSUPPORTED_MEDIA: grpc.StatusCode.INVALID_ARGUMENT,
+    Kind.INVALID_BUNDLE: grpc.StatusCode.FAILED_PRECONDITION,
+    Kind.INVALID_CONTRACT: grpc.StatusCode.FAILED_PRECONDITION,
+    Kind.CONFLICT: grpc.StatusCode.ABORTED,
+    Kind.PRECONDITION_FAILED: grpc.StatusCode.ABORTED,
+    Kind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Kind.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
+    Kind.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Kind.MODEL_ERROR: grpc.StatusCode.INTERNAL,
+    Kind.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Kind.NOT_READY: grpc.StatusCode.UNAVAILABLE,
+    Kind.SWAP_TIMEOUT: grpc.StatusCode.UNAVAILABLE,
+    Kind.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+_MAX_DETAIL_CHARS = 2000  # metadata must stay well under the client's header size limit
+_RESOLVE_ATTEMPTS = 3  # a swap between resolving and acquiring retries the lookup
+
+
+class Ambiguous(ModelRunnerError):
+    """Several loaded models serve the called method and the caller did not pick one."""
+
+    kind = Kind.PRECONDITION_FAILED
+
+
+def status_for(error: BaseException) -> grpc.StatusCode:
+    """The status code a failure is answered with."""
+    if isinstance(error, Ambiguous):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(error, ModelRunnerError):
+        return STATUS_BY_KIND.get(error.kind, grpc.StatusCode.INTERNAL)
+    return grpc.StatusCode.INTERNAL
+
+
+def _error_message(error: BaseException) -> str:
+    if not isinstance(error, ModelRunnerError):
+        return f"internal error: {type(error).__name__}: {error}"
+    message = error.message
+    if error.kind is Kind.MODEL_ERROR:
+        # Name the model's own exception class if the message does not already.
+        cls = next(
+            (error.detail[k] for k in ("exception_class", "java_class", "python_class", "class")
+             if isinstance(error.detail.get(k), str)),
+            None,
+        )
+        if cls and cls not in message:
+            emsg = error.detail.get("exception_message") or error.detail.get("java_message")
+            message = f"{message} ({cls}: {emsg})" if emsg else f"{message} ({cls})"
+    return message
+
+
+class _ModelHandler(grpc.GenericRpcHandler):
+    """Routes every call not answered by a registered service to the current model contracts."""
+
+    def __init__(self, registry: Any, settings: Settings):
+        self.registry = registry
+        self.settings = settings
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._lock = threading.Lock()
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        path = handler_call_details.method
+        handler = self._handlers.get(path)
+        if handler is not None:
+            return handler
+        service, method = _split_path(path)
+        handler = grpc.unary_unary_rpc_method_handler(self._make_call(service, method))
+        with self._lock:
+            if len(self._handlers) < 4096:  # paths come from clients: bound the cache
+                self._handlers[path] = handler
+        return handler
+
+    def _make_call(self, service: str, method: str) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+        def call(request: bytes, context: grpc.ServicerContext) -> bytes:
+            return self._call(service, method, request, context)
+
+        return call
+
+    # --- routing ---
+
+    def _resolve(self, service: str, method: str, hint: str | None) -> str:
+        """The name of the model to call (raises NotFound / MethodNotFound / Ambiguous)."""
+        snap = self.registry.snapshot()
+        if hint is not None:
+            return hint  # acquire() says NotFound / NotReady for an unknown or unloaded name
+        candidates = sorted(
+            name
+            for name, lv in snap.items()
+            if lv.contract.full_service_name == service and method in lv.contract.service.methods_by_name
+        )
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(candidates) > 1:
+            raise Ambiguous(
+                f"several models serve {service}/{method}: {', '.join(candidates)}; "
+                f"choose one with the request metadata {MODEL_HEADER!r}",
+                {"candidates": candidates, "service": service, "method": method},
+            )
+        owners = sorted(name for name, lv in snap.items() if lv.contract.full_service_name == service)
+        if owners:
+            methods = sorted(snap[owners[0]].contract.service.methods_by_name)
+            raise errors.MethodNotFound(
+                f"service {service} has no method {method!r} (models {', '.join(owners)} serve: "
+                f"{', '.join(methods)})",
+                {"service": service, "method": method, "models": owners, "methods": methods},
+            )
+        served = sorted({lv.contract.full_service_name for lv in snap.values()})
+        raise errors.MethodNotFound(
+            f"no loaded model serves the service {service!r} (served: {', '.join(served) or 'none'})",
+            {"service": service, "method": method, "services": served},
+        )
+
+    @staticmethod
+    def _check(lv: Any, service: str, method: str) -> None:
+        contract = lv.contract
+        if contract.full_service_name != service:
+            raise errors.MethodNotFound(
+                f"model {lv.name!r} serves {contract.full_service_name}, not {service}",
+                {"model": lv.name, "service": contract.full_service_name},
+            )
+        md = contract.service.methods_by_name.get(method)
+        if md is None:
+            raise errors.MethodNotFound(
+                f"model {lv.name!r} (version {lv.version}) has no method {method!r} in {service} "
+                f"(methods: {', '.join(sorted(contract.service.methods_by_name))})",
+                {"model": lv.name, "version": lv.version, "method": method},
+            )
+        if md.client_streaming or md.server_streaming:
+            raise errors.MethodNotFound(
+                f"{service}/{method} is a streaming rpc; only unary rpcs are served",
+                {"model": lv.name, "method": method},
+            )
+
+    # --- the call ---
+
+    def _call(self, service: str, method: str, request: bytes, context: grpc.ServicerContext) -> bytes:
+        hint = None
+        for key, value in context.invocation_metadata():
+            if key == MODEL_HEADER:
+                hint = value if isinstance(value, str) else value.decode()
+                break
+        sent_metadata = False
+        try:
+            for attempt in range(_RESOLVE_ATTEMPTS):
+                name = self._resolve(service, method, hint)
+                with self.registry.acquire(name) as lv:
+                    try:
+                        self._check(lv, service, method)
+                    except errors.MethodNotFound:
+                        # A swap may have landed between resolve and acquire: look again.
+                        if hint is None and attempt + 1 < _RESOLVE_ATTEMPTS:
+                            continue
+                        raise
+                    context.send_initial_metadata(((MODEL_HEADER, lv.name), (VERSION_HEADER, str(lv.version))))
+                    sent_metadata = True
+                    timeout = self._timeout(context)
+                    return lv.model.invoke(method, request, timeout=timeout)
+            raise AssertionError("unreachable")
+        except Exception as exc:  # every failure leaves through the one table
+            self._abort(context, exc, sent_metadata)
+            raise  # abort raises; keeps type checkers happy
+
+    def _timeout(self, context: grpc.ServicerContext) -> float:
+        timeout = self.settings.predict_timeout
+        remaining = context.time_remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                raise errors.DeadlineExceeded("the call's deadline passed before the model was called")
+            timeout = min(timeout, remaining)
+        return timeout
+
+    @staticmethod
+    def _abort(context: grpc.ServicerContext, exc: Exception, sent_metadata: bool) -> None:
+        code = status_for(exc)
+        if code is grpc.StatusCode.INTERNAL and not isinstance(exc, errors.ModelError):
+            log.error("gRPC call failed", exc_info=exc)
+        kind = exc.kind.value if isinstance(exc, ModelRunnerError) else Kind.INTERNAL.value
+        trailing = [(ERROR_KIND_HEADER, kind)]
+        if isinstance(exc, ModelRunnerError) and exc.detail:
+            try:
+                detail = json.dumps(exc.detail, default=str)  # ASCII only (ensure_ascii)
+            except (TypeError, ValueError):
+                detail = ""
+            if detail and len(detail) <= _MAX_DETAIL_CHARS:
+                trailing.append((ERROR_DETAIL_HEADER, detail))
+        context.set_trailing_metadata(tuple(trailing))
+        context.abort(code, _error_message(exc))
+
+
+def _split_path(path: str) -> tuple[str, str]:
+    # "/pkg.Service/Method" -> ("pkg.Service", "Method"); anything else matches no service.
+    _, _, rest = path.partition("/")
+    service, _, method = rest.partition("/")
+    return service, method
+
+
+class ModelServer:
+    """A ``grpc.Server`` plus the health sync thread; stops both together.
+
+    Everything not defined here is delegated to the underlying ``grpc.Server``.
+    """
+
+    def __init__(self, server: grpc.Server, health_sync: HealthSync, reflection: LiveReflection):
+        self.grpc_server = server
+        self.health = health_sync
+        self.reflection = reflection
+
+    def start(self) -> None:
+        self.grpc_server.start()
+        self.health.start()
+
+    def stop(self, grace: float | None) -> threading.Event:
+        """Report NOT_SERVING, then stop the server after ``grace`` seconds of draining."""
+        self.health.stop()
+        return self.grpc_server.stop(grace)
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return self.grpc_server.wait_for_termination(timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.grpc_server, name)
+
+
+def create_server(
+    settings: Settings,
+    registry: Any,
+    *,
+    port: int | None = None,
+    reuse_port: bool = False,
+    max_workers: int = 32,
+) -> tuple[ModelServer, int]:
+    """Build (not start) the gRPC server for ``registry`` and bind it.
+
+    ``port`` defaults to ``settings.grpc_port`` (0 picks a free one); ``reuse_port`` lets several
+    processes share the port (SO_REUSEPORT). Returns the server and the bound port.
+    """
+    options = [
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+                         options=options)
+    health_sync = HealthSync(registry, interval=max(settings.poll_interval, 0.05))
+    from grpc_health.v1 import health_pb2_grpc  # noqa: PLC0415  (only the transport imports grpc modules)
+
+    health_pb2_grpc.add_HealthServicer_to_server(health_sync.servicer, server)
+    reflection = LiveReflection(registry.snapshot)
+    add_reflection(server, reflection)
+    # Last: it answers every path, including unknown ones (with a helpful UNIMPLEMENTED).
+    server.add_generic_rpc_handlers((_ModelHandler(registry, settings),))
+    bind_port = settings.grpc_port if port is None else port
+    bound = server.add_insecure_port(f"{settings.http_host}:{bind_port}")
+    if bound == 0:
+        raise RuntimeError(f"cannot bind gRPC to {settings.http_host}:{bind_port}")
+    return ModelServer(server, health_sync, reflection), bound

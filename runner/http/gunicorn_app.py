@@ -1,0 +1,124 @@
+"""The HTTP serving processes: gunicorn (gthread workers) around the Flask app.
+
+The JVM does not survive fork, so nothing that starts it is created in the master: each worker opens
+the repository, builds its own Registry (own JVM) and the Flask app when gunicorn loads the app inside
+the worker (``preload_app`` is off). SIGTERM drains in-flight requests (gunicorn's graceful stop), then
+the worker stops its registry, which removes its serving record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import Any, Callable
+
+from gunicorn.app.base import BaseApplication
+
+from runner.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The registry of this worker process (set inside the worker only).
+_worker_registry: Any = None
+
+
+def build_worker_app(settings: Settings) -> Any:
+    """Repository + Registry + Flask app of one serving process; call it after the fork."""
+    global _worker_registry
+    from runner.http.app import create_app  # noqa: PLC0415
+    from runner.registry import Registry  # noqa: PLC0415
+    from runner.repository import Repository  # noqa: PLC0415
+
+    # Opening is safe while other processes work: staging entries in use are locked and kept.
+    repository = Repository(settings.repo)
+    registry = Registry(repository, process_kind="http", poll_interval=settings.poll_interval,
+                        jvm_options=tuple(settings.jvm_options), jvm_max_heap=settings.jvm_max_heap)
+    registry.start()
+    _worker_registry = registry
+    return create_app(settings, registry, repository)
+
+
+def _stop_worker_registry() -> None:
+    global _worker_registry
+    registry, _worker_registry = _worker_registry, None
+    if registry is not None:
+        try:
+            registry.stop()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            log.exception("registry stop failed")
+
+
+class HttpServer(BaseApplication):  # type: ignore[misc]
+    """A gunicorn application serving model-runner's Flask app with `settings.workers` workers.
+
+    `on_ready(port)` runs in the master once the listening socket is bound (port 0 resolved);
+    `on_exit()` runs in the master when gunicorn stops.
+    """
+
+    def __init__(self, settings: Settings, *, on_ready: Callable[[int], None] | None = None,
+                 on_exit: Callable[[], None] | None = None, log_level: str = "info") -> None:
+        self.settings = settings
+        self._on_ready = on_ready
+        self._on_exit = on_exit
+        self._log_level = log_level
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        host = s.http_host
+        bind = f"[{host}]:{s.http_port}" if ":" in host else f"{host}:{s.http_port}"
+        config: dict[str, Any] = {
+            "bind": [bind],
+            "workers": max(1, s.workers),
+            "threads": max(1, s.threads),
+            "worker_class": "gthread",
+            "preload_app": False,  # never start a JVM before the fork
+            # gthread workers heartbeat from their event loop, so this only catches a stuck worker
+            "timeout": int(max(60.0, 2 * s.predict_timeout, s.swap_timeout + 30)),
+            "graceful_timeout": int(max(30.0, s.predict_timeout)),
+            "keepalive": 5,
+            "loglevel": self._log_level,
+            "accesslog": None,
+            "errorlog": "-",
+            "proc_name": "model-runner-http",
+            "control_socket_disable": True,  # a fixed per-user socket path would clash between servers
+            "limit_request_field_size": 16384,
+            "post_worker_init": _post_worker_init,
+            "worker_exit": _worker_exit,
+            "when_ready": self._when_ready,
+            "on_exit": self._exit,
+        }
+        for key, value in config.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # gunicorn calls this inside each worker after the fork (preload_app is off)
+        return build_worker_app(self.settings)
+
+    def _when_ready(self, server: Any) -> None:
+        port = self.settings.http_port
+        for listener in getattr(server, "LISTENERS", []):
+            sockname = listener.sock.getsockname()
+            if isinstance(sockname, tuple):
+                port = int(sockname[1])
+                break
+        if self._on_ready is not None:
+            self._on_ready(port)
+
+    def _exit(self, server: Any) -> None:
+        if self._on_exit is not None:
+            self._on_exit()
+
+
+def _post_worker_init(worker: Any) -> None:
+    # Starting the JVM may have replaced the worker's signal handlers with the JVM's own (which exit at
+    # once, without draining): install gunicorn's again so SIGTERM means a graceful stop.
+    for sig, handler in ((signal.SIGTERM, worker.handle_exit), (signal.SIGQUIT, worker.handle_quit),
+                         (signal.SIGINT, worker.handle_quit), (signal.SIGABRT, worker.handle_abort)):
+        signal.signal(sig, handler)  # unconditionally: Python cannot see a handler the JVM set natively
+    log.info("worker %s serving", os.getpid())
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    _stop_worker_registry()

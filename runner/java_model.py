@@ -1,0 +1,157 @@
+"""Java models: the core's Model over bridge.model.JavaModel.
+
+This is the one place where bridge errors become core errors (runner/errors.py):
+
+=====================================  ==========================================================
+bridge                                 core
+=====================================  ==========================================================
+JavaModelError, JavaExitError          ModelError (detail: java_class, java_message, java_stack)
+JavaDeadlineError                      DeadlineExceeded
+JavaLoadError, BindError               InvalidBundle (detail: problems for a BindError)
+JvmOptionsError                        InvalidBundle (detail: missing options, hint to restart)
+JvmNotFoundError                       NotReady (detail: tried paths, hint)
+=====================================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from runner.errors import (
+    DeadlineExceeded,
+    InvalidBundle,
+    ModelError,
+    ModelRunnerError,
+    NotReady,
+)
+
+if TYPE_CHECKING:
+    from runner.bundle import Metadata
+    from runner.contract import Contract
+    from runner.settings import Settings
+
+T = TypeVar("T")
+_start_lock = threading.Lock()
+
+
+def map_bridge_error(
+    err: Exception, *, name: str, rpc: str | None = None, loading: bool = False
+) -> Exception:
+    """A bridge error as a core error (anything else is returned unchanged)."""
+    from bridge import errors as be  # noqa: PLC0415
+
+    if isinstance(err, ModelRunnerError) or not isinstance(err, be.BridgeError):
+        return err
+    detail: dict[str, Any] = dict(getattr(err, "detail", None) or {})
+    message = getattr(err, "message", None) or str(err)
+    where = f"{name}.{rpc}" if rpc else name
+    if rpc:
+        detail.setdefault("rpc", rpc)
+    if isinstance(err, be.JavaDeadlineError):
+        return DeadlineExceeded(f"{where}: {message}", detail)
+    if isinstance(err, be.JavaModelError):  # JavaExitError included
+        detail.setdefault("exception_class", detail.get("java_class"))
+        detail.setdefault("exception_message", detail.get("java_message"))
+        if isinstance(err, be.JavaExitError):
+            detail["exit"] = True
+        return ModelError(f"{where}: {message}", detail)
+    if isinstance(err, be.BindError):
+        problems = detail.get("problems") or []
+        reasons = "; ".join(
+            f"{p.get('rpc')}: {p.get('message') or p.get('reason')}" for p in problems if isinstance(p, dict)
+        )
+        return InvalidBundle(
+            f"{name}: the Java class does not serve the contract: {reasons or message}", detail
+        )
+    if isinstance(err, be.JvmOptionsError):
+        missing = list(detail.get("missing") or [])
+        detail.setdefault(
+            "hint",
+            "the running JVM was started without "
+            + " ".join(missing)
+            + "; restart the service with them (MODEL_RUNNER_JVM_OPTIONS or `serve --jvm-option`), "
+            "e.g. a rolling restart of the workers",
+        )
+        return InvalidBundle(f"{name} needs JVM options the running JVM lacks: {' '.join(missing)}", detail)
+    if isinstance(err, be.JavaLoadError):
+        return InvalidBundle(f"{name}: {message}", detail)
+    if isinstance(err, be.JvmNotFoundError):
+        detail.setdefault("hint", "install a JDK 17+ or set JAVA_HOME")
+        return NotReady(f"no Java runtime to run {name}: {message}", detail)
+    return (
+        ModelError(f"{where}: {message}", detail)
+        if not loading
+        else InvalidBundle(f"{name}: {message}", detail)
+    )
+
+
+def ensure_jvm(
+    jvm_options: Sequence[str] = (), settings: Settings | None = None, *, name: str = "model"
+) -> None:
+    """Start this process's JVM (with the settings' options and heap plus ``jvm_options``) or, if it
+    runs already, check it has ``jvm_options`` (InvalidBundle naming the missing ones)."""
+    from bridge import jvm  # noqa: PLC0415
+
+    if settings is None:
+        from runner.settings import Settings  # noqa: PLC0415
+
+        settings = Settings.from_env()
+    try:
+        with _start_lock:
+            if not jvm.jvm_started():
+                options = list(dict.fromkeys([*settings.jvm_options, *jvm_options]))
+                jvm.start_jvm(options, max_heap=settings.jvm_max_heap)
+                return
+        jvm.require_jvm_options(list(jvm_options))
+    except Exception as err:  # noqa: BLE001
+        raise map_bridge_error(err, name=name, loading=True) from err
+
+
+class JavaModelAdapter:
+    """A Java bundle loaded in a fresh class loader of this process's JVM (implements Model)."""
+
+    def __init__(
+        self, version_dir: Path, metadata: Metadata, contract: Contract, *, settings: Settings | None = None
+    ):
+        from bridge.model import JavaModel  # noqa: PLC0415
+
+        self.version_dir = Path(version_dir)
+        self.metadata = metadata
+        self.contract = contract
+        self.name = metadata.name
+        ensure_jvm(metadata.jvm_options, settings, name=metadata.name)
+        self._java = self._mapped(
+            lambda: JavaModel.load(
+                artifact_dir=self.version_dir,
+                class_name=metadata.entry_point,
+                service=contract.service,
+                overrides=metadata.methods or None,
+                jvm_options=list(metadata.jvm_options),
+            ),
+            loading=True,
+        )
+        self.bindings: dict[str, dict[str, Any]] = dict(getattr(self._java, "bindings", {}) or {})
+
+    def _mapped(self, fn: Callable[[], T], *, rpc: str | None = None, loading: bool = False) -> T:
+        try:
+            return fn()
+        except Exception as err:  # noqa: BLE001 (mapped once, here)
+            mapped = map_bridge_error(err, name=self.name, rpc=rpc, loading=loading)
+            if mapped is err:
+                raise
+            raise mapped from err
+
+    def invoke(self, method: str, request: bytes, timeout: float | None = None) -> bytes:
+        self.contract.method(method)  # MethodNotFound for an rpc the contract lacks
+        limits = [t for t in (timeout, self.metadata.timeout_seconds) if t is not None]
+        deadline = min(limits) if limits else None
+        return self._mapped(lambda: self._java.call(method, bytes(request), deadline), rpc=method)
+
+    def close(self) -> None:
+        self._mapped(self._java.close)
+
+    def __repr__(self) -> str:
+        return f"<JavaModelAdapter {self.name} {self.metadata.entry_point} from {self.version_dir}>"

@@ -1,0 +1,464 @@
+"""Onboarding: from a JAR + class (or a Python class) to a validated bundle folder.
+
+Transport-free: `model-runner onboard`, `model-runner push JAR` and `model-runner serve model.jar --class X`
+all call :func:`bundle_from_jar` / :func:`bundle_from_python`. The bundle is laid out as docs/bundle.md
+describes (metadata.json, model.proto, artifacts), then checked with :func:`runner.validate.validate_bundle`
+(contract compiles, model loads and binds, examples or generated inputs run through it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+import shutil
+import sys
+import traceback
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from runner.errors import BadInput, InvalidBundle, InvalidContract, ModelRunnerError, NotFound
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_GENERIC_STEMS = {"model", "main", "app", "classes", "lib", "libs"}
+
+
+# ---------------------------------------------------------------------------------------------- names
+def default_name(*, class_name: str | None = None, source: Path | str | None = None) -> str:
+    """A model name: the JAR's file name without version (``scorer-1.2.jar`` -> ``scorer``) unless it is
+    generic (``model.jar``), else the class's simple name in kebab case (``org.acme.IrisClassifier`` ->
+    ``iris-classifier``, ``iris_model:IrisClassifier`` -> ``iris-classifier``)."""
+    candidates: list[str] = []
+    if source is not None:
+        stem = re.sub(r"[-_.]v?\d+(\.\d+)*([-.](SNAPSHOT|RELEASE))?$", "", Path(source).stem, flags=re.I)
+        if stem.lower() not in _GENERIC_STEMS:
+            candidates.append(stem)
+    if class_name:
+        simple = class_name.split(":")[-1].split(".")[-1].split("$")[-1]
+        candidates.append(re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", simple))
+    for raw in candidates:
+        name = re.sub(r"[^a-z0-9_.-]+", "-", raw.lower()).strip("-._")[:63]
+        if name:
+            return name
+    return "model"
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid model name, else BadInput saying what is allowed."""
+    if not NAME_RE.match(name):
+        raise BadInput(
+            f"invalid model name {name!r}",
+            {"name": name, "hint": "use lowercase letters, digits, '-', '_' and '.', starting with a "
+             "letter or digit, at most 63 characters (e.g. --name iris)"},
+        )
+    return name
+
+
+# ---------------------------------------------------------------------------------------------- Java
+def bundle_from_jar(
+    jar: Path,
+    *,
+    class_name: str | None,
+    methods: list[str] | None = None,
+    libs: Sequence[Path] = (),
+    proto: Path | None = None,
+    artifacts: Path | None = None,
+    name: str | None = None,
+    examples: list[str] | None = None,
+    dest: Path,
+    validate: bool = True,
+    on_report: Callable[[Any], None] | None = None,
+) -> Path:
+    """Build a Java bundle folder at ``dest`` from ``jar`` and ``class_name`` and validate it.
+
+    The contract is ``proto`` when given (bound to the class), otherwise generated from the class's
+    method signatures (``methods`` restricts which). ``examples`` are proto3 JSON inputs, each
+    ``RPC=JSON`` or a bare JSON object (given to the rpc whose input it fits); ``@file`` reads one from
+    a file. Without ``class_name`` it raises BadInput whose ``detail["candidates"]`` lists the classes
+    and methods found. ``validate=False`` skips running the model (push: the service validates);
+    ``on_report`` receives runner.validate's ValidationReport (bindings, outputs).
+    """
+    jar = Path(jar)
+    libs = [Path(p) for p in libs]
+    _check_jar(jar, role="model JAR")
+    for lib in libs:
+        _check_jar(lib, role="library JAR")
+    if not class_name:
+        cands = list_candidates(jar, libs)
+        raise BadInput(
+            f"{jar.name}: choose the model class with --class",
+            {"jar": str(jar), "candidates": cands,
+             "hint": "rerun with --class FQCN, e.g. --class " + (cands[0]["class"] if cands else "com.acme.Model")},
+        )
+    name = check_name(name or default_name(class_name=class_name, source=jar))
+
+    if proto is not None:
+        proto_text = _read_text(Path(proto), "contract (.proto)")
+    else:
+        from bridge import inspect as bridge_inspect  # noqa: PLC0415 (starts the JVM: only when needed)
+
+        try:
+            proto_text = bridge_inspect.generate_proto(jar, class_name, libs, methods=methods)
+        except Exception as exc:  # noqa: BLE001 (bridge errors are mapped to core errors here)
+            raise _from_bridge(exc, jar=jar, class_name=class_name) from None
+
+    _prepare_dest(dest)
+    try:
+        shutil.copyfile(jar, dest / "model.jar")
+        if libs:
+            (dest / "lib").mkdir()
+            for lib in libs:
+                shutil.copyfile(lib, dest / "lib" / lib.name)
+        if artifacts is not None:
+            _copy_artifacts(Path(artifacts), dest)
+        (dest / "model.proto").write_text(proto_text, "utf-8")
+        meta: dict[str, Any] = {
+            "name": name,
+            "runtime": "java",
+            "entry_point": class_name,
+            "description": f"{class_name} from {jar.name}",
+        }
+        if methods and proto is not None:
+            meta["methods"] = _method_overrides(proto_text, methods)
+        meta["examples"] = _parse_examples(examples or [], proto_text)
+        _write_metadata(dest, meta)
+        if validate:
+            report = _validate(dest)
+            if on_report is not None:
+                on_report(report)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return dest
+
+
+def list_candidates(jar: Path, libs: Sequence[Path] = ()) -> list[dict]:
+    """Classes in ``jar`` that could be a model, with their public methods (bridge.inspect)."""
+    _check_jar(Path(jar), role="model JAR")
+    from bridge import inspect as bridge_inspect  # noqa: PLC0415
+
+    try:
+        return list(bridge_inspect.list_candidates(Path(jar), [Path(p) for p in libs]))
+    except Exception as exc:  # noqa: BLE001
+        raise _from_bridge(exc, jar=Path(jar), class_name=None) from None
+
+
+def _check_jar(path: Path, *, role: str) -> None:
+    if not path.exists():
+        raise NotFound(f"{role} {path}: no such file", {"path": str(path), "hint": "check the path"})
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        raise InvalidBundle(
+            f"{path} is not a JAR (not a zip archive)",
+            {"path": str(path), "hint": "pass the JAR your build produced, e.g. build/libs/<project>.jar "
+             "(`gradle build` / `mvn package`)"},
+        )
+
+
+def _method_overrides(proto_text: str, methods: list[str]) -> dict[str, dict]:
+    """With a given contract, ``--method`` pairs rpcs to Java methods: ``Rpc=javaMethod`` or, in rpc
+    order, bare Java method names."""
+    rpcs = _rpc_names(proto_text)
+    out: dict[str, dict] = {}
+    bare = [m for m in methods if "=" not in m]
+    for m in methods:
+        if "=" in m:
+            rpc, java = m.split("=", 1)
+            out[rpc.strip()] = {"java_method": java.strip()}
+    for rpc, java in zip([r for r in rpcs if r not in out], bare):
+        out[rpc] = {"java_method": java}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- Python
+def bundle_from_python(
+    spec: str,
+    *,
+    name: str | None = None,
+    examples: list[str] | None = None,
+    artifacts: Path | None = None,
+    proto: Path | None = None,
+    dest: Path,
+    validate: bool = True,
+    on_report: Callable[[Any], None] | None = None,
+) -> Path:
+    """Build a Python bundle folder at ``dest`` from ``spec`` (``path/module.py:Class`` or
+    ``package.module:Class``) and validate it. The contract is generated from the class's type hints
+    (runner.pyinspect) unless ``proto`` is given."""
+    source, module_name, class_name, files = _resolve_python(spec)
+    name = check_name(name or default_name(class_name=class_name))
+    entry_point = f"{module_name}:{class_name}"
+    before = set(sys.modules)
+    try:
+        cls = _import_class(source, module_name, class_name, spec)
+        if proto is not None:
+            proto_text = _read_text(Path(proto), "contract (.proto)")
+        else:
+            proto_text = _proto_from_class(cls, spec)
+    finally:
+        # Forget the user's modules imported for inspection: the bundle's copy is what gets loaded.
+        top = module_name.split(".")[0]
+        for mod in set(sys.modules) - before:
+            if mod == top or mod.startswith(top + "."):
+                sys.modules.pop(mod, None)
+
+    _prepare_dest(dest)
+    try:
+        for src, rel in files:
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+        if artifacts is not None:
+            _copy_artifacts(Path(artifacts), dest)
+        (dest / "model.proto").write_text(proto_text, "utf-8")
+        meta = {
+            "name": name,
+            "runtime": "python",
+            "entry_point": entry_point,
+            "description": (cls.__doc__ or f"{entry_point}").strip().splitlines()[0],
+            "examples": _parse_examples(examples or [], proto_text),
+        }
+        _write_metadata(dest, meta)
+        if validate:
+            report = _validate(dest)
+            if on_report is not None:
+                on_report(report)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return dest
+
+
+def is_python_spec(target: str) -> bool:
+    """``module.py:Class`` or ``package.module:Class`` (as opposed to a JAR or bundle path)."""
+    if ":" not in target:
+        return False
+    left, _, right = target.rpartition(":")
+    return bool(left) and right.isidentifier() and not left.endswith((".jar", ".zip"))
+
+
+def _resolve_python(spec: str) -> tuple[Path, str, str, list[tuple[Path, str]]]:
+    """(import root, module name, class name, files to copy as (source, relative path))."""
+    if not is_python_spec(spec):
+        raise BadInput(
+            f"{spec!r} is not a Python class reference",
+            {"hint": "use path/to/module.py:ClassName or package.module:ClassName"},
+        )
+    left, _, class_name = spec.rpartition(":")
+    path = Path(left)
+    if left.endswith(".py") or path.exists():
+        if path.is_dir():
+            raise BadInput(f"{left} is a folder; name the module file", {"hint": f"e.g. {left}/model.py:{class_name}"})
+        if not path.exists():
+            raise NotFound(f"{left}: no such file", {"path": left, "hint": "check the path to the .py file"})
+        if not path.stem.isidentifier():
+            raise BadInput(f"{path.name}: a module file name must be a Python identifier",
+                           {"hint": "rename it, e.g. my_model.py"})
+        return path.parent.resolve(), path.stem, class_name, [(path, path.name)]
+    module_name = left
+    if not all(part.isidentifier() for part in module_name.split(".")):
+        raise BadInput(f"{module_name!r} is neither a .py file nor a module name",
+                       {"hint": "use path/to/module.py:ClassName or package.module:ClassName"})
+    top = module_name.split(".")[0]
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise NotFound(f"module {top!r} not found", {
+            "sys_path": sys.path[:5],
+            "hint": "run from the folder that holds it, or pass path/to/module.py:ClassName"})
+    files: list[tuple[Path, str]] = []
+    if found.submodule_search_locations:  # a package: copy the whole package folder
+        pkg_dir = Path(list(found.submodule_search_locations)[0])
+        root = pkg_dir.parent
+        for p in sorted(pkg_dir.rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"):
+                files.append((p, p.relative_to(root).as_posix()))
+    else:
+        origin = Path(found.origin or "")
+        root = origin.parent
+        files.append((origin, origin.name))
+    return root.resolve(), module_name, class_name, files
+
+
+def _import_class(root: Path, module_name: str, class_name: str, spec: str) -> type:
+    """Import the user's module (from its own folder) to read the class's type hints; any failure is
+    an InvalidBundle naming the file, line and exception."""
+    added = str(root) not in sys.path
+    if added:
+        sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module(module_name)
+    except BaseException as exc:  # noqa: BLE001 (a user's module may raise anything, even SystemExit)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        where = _user_frame(exc, root)
+        raise InvalidBundle(
+            f"cannot import {module_name} ({spec}): {type(exc).__name__}: {exc}",
+            {"module": module_name, "exception": type(exc).__name__, "message": str(exc), **where,
+             "hint": "fix the error above; `python -c 'import " + module_name + "'` from "
+             + str(root) + " shows the same"},
+        ) from None
+    finally:
+        if added:
+            try:
+                sys.path.remove(str(root))
+            except ValueError:
+                pass
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        found = sorted(n for n, v in vars(module).items()
+                       if isinstance(v, type) and getattr(v, "__module__", None) == module.__name__)
+        raise NotFound(
+            f"{module_name} has no class {class_name}",
+            {"module": module_name, "classes": found,
+             "hint": ("classes defined there: " + ", ".join(found)) if found else "define the class in that module"},
+        )
+    return cls
+
+
+def _user_frame(exc: BaseException, root: Path) -> dict[str, Any]:
+    if isinstance(exc, SyntaxError):
+        return {"file": exc.filename, "line": exc.lineno, "column": exc.offset}
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if str(root) in (f.filename or "")]
+    if frames:
+        return {"file": frames[-1].filename, "line": frames[-1].lineno}
+    return {}
+
+
+def _proto_from_class(cls: type, spec: str) -> str:
+    from runner import pyinspect  # noqa: PLC0415
+
+    gen = getattr(pyinspect, "generate_proto", None) or getattr(pyinspect, "proto_from_class")
+    try:
+        return str(gen(cls))
+    except ModelRunnerError as exc:
+        exc.detail.setdefault("hint", "annotate each public method's parameters and return type "
+                              "(dataclasses become messages), or pass a contract with --proto")
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise InvalidBundle(f"cannot derive a contract from {spec}: {exc}",
+                            {"hint": "annotate each public method's parameter and return types, "
+                             "or pass a contract with --proto"}) from None
+
+
+# ---------------------------------------------------------------------------------------------- shared
+def _prepare_dest(dest: Path) -> None:
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise BadInput(f"{dest} exists and is not empty", {"hint": "choose an empty or new folder"})
+    dest.mkdir(parents=True, exist_ok=True)
+
+
+def _read_text(path: Path, role: str) -> str:
+    if not path.is_file():
+        raise NotFound(f"{role} {path}: no such file", {"path": str(path)})
+    try:
+        return path.read_text("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"{role} {path} is not UTF-8 text", {"path": str(path)}) from None
+
+
+def _copy_artifacts(src: Path, dest: Path) -> None:
+    if not src.is_dir():
+        raise NotFound(f"artifacts folder {src}: no such folder", {"path": str(src)})
+    for p in sorted(src.rglob("*")):
+        rel = p.relative_to(src)
+        if rel.as_posix() in ("metadata.json", "model.proto", "model.jar"):
+            raise BadInput(f"{p}: an artifact may not be named {rel}", {"hint": "these names are the bundle's own"})
+        target = dest / rel
+        if p.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif p.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, target)
+
+
+def _write_metadata(dest: Path, meta: dict[str, Any]) -> None:
+    if not meta.get("examples"):
+        meta.pop("examples", None)
+    (dest / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n", "utf-8")
+
+
+def _rpc_names(proto_text: str) -> list[str]:
+    from runner.contract import Contract  # noqa: PLC0415
+
+    return Contract.compile(proto_text).method_names()
+
+
+def _parse_examples(examples: Iterable[str], proto_text: str) -> dict[str, list[Any]]:
+    """``RPC=JSON`` / ``JSON`` / ``@file`` strings -> {rpc: [json, ...]}, each checked against the rpc's
+    input message (BadInput naming the example and the reason when it does not fit)."""
+    examples = list(examples)
+    if not examples:
+        return {}
+    from google.protobuf import json_format  # noqa: PLC0415
+
+    from runner.contract import Contract  # noqa: PLC0415
+
+    contract = Contract.compile(proto_text)
+    rpcs = contract.method_names()
+    out: dict[str, list[Any]] = {}
+    for i, raw in enumerate(examples, 1):
+        rpc: str | None = None
+        text = raw.strip()
+        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$", text, re.S)
+        if m:
+            rpc, text = m.group(1), m.group(2).strip()
+            if rpc not in rpcs:
+                raise BadInput(f"example {i}: the contract has no method {rpc}",
+                               {"methods": rpcs, "hint": "use one of: " + ", ".join(rpcs)})
+        if text.startswith("@"):
+            text = _read_text(Path(text[1:]), f"example {i}")
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise BadInput(f"example {i} is not JSON: {exc}", {"example": raw[:200],
+                           "hint": "quote it for the shell, e.g. --example 'Classify={\"x\": 1}'"}) from None
+        targets = [rpc] if rpc else rpcs
+        fits: list[str] = []
+        reasons: dict[str, str] = {}
+        for r in targets:
+            try:
+                json_format.ParseDict(doc, contract.input_class(r)())
+                fits.append(r)
+            except json_format.ParseError as exc:
+                reasons[r] = str(exc)
+        if not fits:
+            raise BadInput(f"example {i} does not fit the input of " + (rpc or "any method"),
+                           {"example": doc, "reasons": reasons,
+                            "hint": "use the input message's field names (see the contract)"})
+        out.setdefault(fits[0], []).append(doc)
+    return out
+
+
+def _validate(dest: Path) -> Any:
+    from runner.bundle import open_bundle  # noqa: PLC0415
+    from runner.validate import validate_bundle  # noqa: PLC0415
+
+    return validate_bundle(open_bundle(dest))
+
+
+def _from_bridge(exc: Exception, *, jar: Path, class_name: str | None) -> ModelRunnerError:
+    """A bridge error (or any failure while inspecting) as a core error with a hint."""
+    if isinstance(exc, ModelRunnerError):
+        return exc
+    kind = type(exc).__name__
+    message = getattr(exc, "message", None) or str(exc) or kind
+    detail = dict(getattr(exc, "detail", None) or {})
+    detail.setdefault("jar", str(jar))
+    if kind == "JavaLoadError":
+        if class_name:
+            detail.setdefault("hint", f"run `model-runner onboard {jar}` without --class to list the classes "
+                              "it holds; add dependency JARs with --lib")
+        return InvalidBundle(message, detail)
+    if kind == "BindError":
+        detail.setdefault("hint", "pass --method NAME for the methods to serve, or a contract with --proto")
+        return InvalidContract(message, detail)
+    if kind in ("JvmNotFoundError", "JvmOptionsError"):
+        detail.setdefault("hint", "install a JDK 17 and set JAVA_HOME")
+        return ModelRunnerError(message, detail)
+    return InvalidBundle(f"{kind}: {message}", detail)

@@ -1,0 +1,371 @@
+"""A proto3 contract from a Python class's type hints, so a data scientist need not write a .proto.
+
+Types: ``int`` (int64), ``float`` (double), ``str``, ``bool``, ``bytes``, ``list[T]`` (repeated),
+``dict[str, T]`` (map), ``Optional[T]`` (proto3 ``optional``), and structured types: dataclasses,
+``TypedDict`` and ``NamedTuple`` (one message each, fields numbered in declaration order, so adding a
+field at the end keeps the numbers stable).
+
+Each public method becomes an rpc named in PascalCase (``predict_proba`` -> ``PredictProba``):
+
+- one parameter annotated with a structured type: that type is the request message;
+- otherwise the parameters form a ``<Rpc>Request`` message (one field per parameter);
+- a structured return type is the response message; anything else is wrapped in
+  ``<Rpc>Response { T value = 1; }``.
+
+The same rules convert at call time (:func:`call_convention`, :func:`to_python`, :func:`to_plain`),
+used by runner.python_model.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import inspect
+import re
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import InvalidBundle
+
+_SCALARS: dict[Any, str] = {int: "int64", float: "double", str: "string", bool: "bool", bytes: "bytes"}
+
+
+class UnsupportedType(InvalidBundle):
+    """A type hint that has no proto3 mapping."""
+
+
+def is_structured(tp: Any) -> bool:
+    """A dataclass, TypedDict or NamedTuple class."""
+    return isinstance(tp, type) and (
+        dataclasses.is_dataclass(tp) or typing.is_typeddict(tp) or _is_namedtuple(tp)
+    )
+
+
+def _is_namedtuple(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, tuple) and hasattr(tp, "_fields")
+
+
+def _is_message_class(tp: Any) -> bool:
+    return isinstance(tp, type) and hasattr(tp, "DESCRIPTOR") and hasattr(tp, "SerializeToString")
+
+
+def struct_fields(tp: type) -> list[tuple[str, Any, bool]]:
+    """(name, type hint, optional) of a structured type, in declaration order."""
+    hints = typing.get_type_hints(tp)
+    if dataclasses.is_dataclass(tp):
+        return [(f.name, hints[f.name], False) for f in dataclasses.fields(tp)]
+    if typing.is_typeddict(tp):
+        # include_extras keeps NotRequired[...] visible even when annotations are strings
+        # (__optional_keys__ misses those on 3.11 under `from __future__ import annotations`)
+        optional: frozenset[str] = getattr(tp, "__optional_keys__", frozenset())
+        out = []
+        for n, h in typing.get_type_hints(tp, include_extras=True).items():
+            opt = n in optional
+            while typing.get_origin(h) in (typing.NotRequired, typing.Required, typing.Annotated):
+                opt = opt or typing.get_origin(h) is typing.NotRequired
+                h = typing.get_args(h)[0]
+            out.append((n, h, opt))
+        return out
+    return [(n, hints.get(n, Any), False) for n in getattr(tp, "_fields", ())]  # NamedTuple
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    # typing.NotRequired / Required in TypedDicts
+    if origin is not None and getattr(origin, "_name", "") in ("NotRequired", "Required"):
+        return typing.get_args(tp)[0], origin._name == "NotRequired"
+    return tp, False
+
+
+def pascal(name: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p)
+
+
+def snake(name: str) -> str:
+    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    s = re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", s)
+    return s.lower()
+
+
+# ---- call conventions -------------------------------------------------------------------------------
+
+
+@dataclass
+class CallConvention:
+    """How a Python method takes its input and gives its output."""
+
+    kind: str
+    """"message": gets the protobuf message; "struct": one structured parameter; "params": keyword
+    arguments from the request's fields."""
+    param_types: dict[str, Any]
+    struct_type: Any = None
+    return_type: Any = None
+
+
+def call_convention(func: Any, *, skip_self: bool = False) -> CallConvention:
+    """Decide the convention from the signature (unannotated: the protobuf message itself).
+    ``skip_self``: ``func`` is a plain function taken from a class (its first parameter is self)."""
+    sig = inspect.signature(func)
+    params = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    if skip_self and params:
+        params = params[1:]
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # noqa: BLE001 (unresolvable forward references: treat as unannotated)
+        hints = {}
+    ret = hints.get("return")
+    if len(params) == 1 and (params[0].name not in hints or _is_message_class(hints[params[0].name])):
+        return CallConvention("message", {}, return_type=ret)
+    if len(params) == 1 and is_structured(hints.get(params[0].name)):
+        return CallConvention("struct", {}, struct_type=hints[params[0].name], return_type=ret)
+    return CallConvention("params", {p.name: hints.get(p.name, Any) for p in params}, return_type=ret)
+
+
+def to_python(value: Any, tp: Any) -> Any:
+    """A proto3-JSON value (MessageToDict output, .proto names) converted to the hinted Python type."""
+    tp, _ = _unwrap_optional(tp)
+    if value is None or tp is Any:
+        return value
+    if tp is int:
+        return int(value)
+    if tp is float:
+        return float(value)
+    if tp is bool:
+        return bool(value)
+    if tp is str:
+        return str(value)
+    if tp is bytes:
+        return base64.b64decode(value) if isinstance(value, str) else bytes(value)
+    origin = typing.get_origin(tp)
+    if origin in (list, Sequence, list, tuple) or tp is list:
+        args = typing.get_args(tp)
+        return [to_python(v, args[0] if args else Any) for v in value]
+    if origin in (dict, dict) or tp is dict:
+        args = typing.get_args(tp)
+        vt = args[1] if len(args) == 2 else Any
+        return {k: to_python(v, vt) for k, v in value.items()}
+    if is_structured(tp):
+        kwargs = {}
+        for name, hint, _opt in struct_fields(tp):
+            if name in value:
+                kwargs[name] = to_python(value[name], hint)
+        if typing.is_typeddict(tp):
+            return kwargs
+        return tp(**kwargs)
+    return value
+
+
+def to_plain(obj: Any) -> Any:
+    """A model's return value as JSON-ready data for json_format.ParseDict (bytes -> base64)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple) and hasattr(obj, "_asdict"):
+        return {k: to_plain(v) for k, v in obj._asdict().items()}
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, (bytes, bytearray)):
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays and scalars
+        return to_plain(obj.tolist())
+    return obj
+
+
+# ---- proto generation -------------------------------------------------------------------------------
+
+
+class _Gen:
+    def __init__(self) -> None:
+        self.messages: dict[str, list[str]] = {}
+        self.origin: dict[str, Any] = {}
+        self.order: list[str] = []
+
+    def message_for(self, tp: type) -> str:
+        name = tp.__name__
+        if name in self.origin:
+            if self.origin[name] is not tp:
+                raise UnsupportedType(
+                    f"two different types are both named {name} ({_qual(self.origin[name])}, {_qual(tp)})"
+                )
+            return name
+        self.origin[name] = tp
+        self.messages[name] = []  # placeholder first: recursive types refer to themselves
+        self.order.append(name)
+        self.messages[name] = self.fields_of(name, [(n, h, o) for n, h, o in struct_fields(tp)])
+        return name
+
+    def fields_of(self, owner: str, fields: list[tuple[str, Any, bool]]) -> list[str]:
+        lines = []
+        for number, (fname, hint, optional) in enumerate(fields, start=1):
+            lines.append(self.field_line(owner, fname, hint, number, optional))
+        return lines
+
+    def field_line(self, owner: str, fname: str, hint: Any, number: int, optional: bool = False) -> str:
+        if not re.fullmatch(r"[A-Za-z_]\w*", fname):
+            raise UnsupportedType(f"{owner}.{fname}: not a valid field name")
+        tp, opt = _unwrap_optional(hint)
+        optional = optional or opt
+        origin = typing.get_origin(tp)
+        if tp in (list, dict, tuple):
+            raise UnsupportedType(
+                f"{owner}.{fname}: say what the {tp.__name__} holds, e.g. list[float] or dict[str, float]"
+            )
+        if origin in (list, tuple, Sequence, list):
+            args = typing.get_args(tp)
+            return f"repeated {self.element_type(owner, fname, args[0])} {fname} = {number};"
+        if origin in (dict, dict):
+            k, v = typing.get_args(tp)
+            if k is not str and k is not int:
+                raise UnsupportedType(f"{owner}.{fname}: map keys must be str or int")
+            return f"map<{_SCALARS[k]}, {self.element_type(owner, fname, v)}> {fname} = {number};"
+        t = self.single_type(owner, fname, tp)
+        if optional and t in _SCALARS.values():
+            return f"optional {t} {fname} = {number};"
+        return f"{t} {fname} = {number};"
+
+    def single_type(self, owner: str, fname: str, tp: Any) -> str:
+        if tp in _SCALARS:
+            return _SCALARS[tp]
+        if is_structured(tp):
+            return self.message_for(tp)
+        raise UnsupportedType(
+            f"{owner}.{fname}: type {_qual(tp)} has no proto mapping (use int, float, str, bool, bytes, "
+            "list[...], dict[str, ...], a dataclass, TypedDict or NamedTuple)"
+        )
+
+    def element_type(self, owner: str, fname: str, tp: Any) -> str:
+        """Element of a repeated/map field; nested lists and maps need a wrapper message."""
+        tp, _ = _unwrap_optional(tp)
+        origin = typing.get_origin(tp)
+        if origin in (list, tuple, Sequence, list, dict, dict):
+            wrapper = pascal(owner) + pascal(fname) + "Item"
+            if wrapper not in self.messages:
+                self.order.append(wrapper)
+                self.origin[wrapper] = None
+                self.messages[wrapper] = [self.field_line(wrapper, "values", tp, 1)]
+            return wrapper
+        return self.single_type(owner, fname, tp)
+
+
+def _qual(tp: Any) -> str:
+    return f"{getattr(tp, '__module__', '?')}.{getattr(tp, '__qualname__', repr(tp))}"
+
+
+def public_methods(cls: type, methods: Sequence[str] | None = None) -> list[str]:
+    """Public methods of a class in definition order (or the named ones)."""
+    if methods:
+        for m in methods:
+            if not callable(getattr(cls, m, None)):
+                raise InvalidBundle(f"{cls.__name__} has no method {m!r}")
+        return list(methods)
+    out = []
+    for klass in reversed(cls.__mro__[:-1]):
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in out or name == "close":
+                continue
+            if inspect.isfunction(value) or isinstance(value, (staticmethod, classmethod)):
+                out.append(name)
+    return out
+
+
+def generate_proto(cls: type, *, package: str | None = None, methods: Sequence[str] | None = None) -> str:
+    """The proto3 contract of a Python model class (service named after the class)."""
+    gen = _Gen()
+    rpcs: list[tuple[str, str, str]] = []
+    names = public_methods(cls, methods)
+    if not names:
+        raise InvalidBundle(f"{cls.__name__} has no public method to serve")
+    for mname in names:
+        func = getattr(cls, mname)
+        rpc = pascal(mname)
+        conv = call_convention(func, skip_self=inspect.isfunction(inspect.getattr_static(cls, mname)))
+        if conv.kind == "message":
+            raise UnsupportedType(
+                f"{cls.__name__}.{mname}: add type hints to its parameter and return value "
+                "(or write model.proto yourself)"
+            )
+        if conv.kind == "struct":
+            req = gen.message_for(conv.struct_type)
+        else:
+            req = rpc + "Request"
+            for pname, hint in conv.param_types.items():
+                if hint is Any:
+                    raise UnsupportedType(f"{cls.__name__}.{mname}: parameter {pname!r} has no type hint")
+            gen.order.append(req)
+            gen.origin[req] = None
+            gen.messages[req] = gen.fields_of(req, [(p, h, False) for p, h in conv.param_types.items()])
+        ret = conv.return_type
+        if ret is None or ret is type(None):
+            if "return" not in typing.get_type_hints(func):
+                raise UnsupportedType(f"{cls.__name__}.{mname}: add a return type hint")
+            resp = rpc + "Response"
+            gen.order.append(resp)
+            gen.origin[resp] = None
+            gen.messages[resp] = []
+        elif is_structured(ret):
+            resp = gen.message_for(ret)
+        else:
+            resp = rpc + "Response"
+            gen.order.append(resp)
+            gen.origin[resp] = None
+            gen.messages[resp] = [gen.field_line(resp, "value", ret, 1)]
+        rpcs.append((rpc, req, resp))
+    pkg = package or _package_name(cls)
+    out = [
+        f"// Generated by model-runner from the type hints of {_qual(cls)}.",
+        "// Edit freely: this file is the model's contract from now on.",
+        'syntax = "proto3";',
+        "",
+        f"package {pkg};",
+        "",
+    ]
+    for name in gen.order:
+        out.append(f"message {name} {{")
+        out += [f"  {line}" for line in gen.messages[name]]
+        out += ["}", ""]
+    out.append(f"service {cls.__name__} {{")
+    rpc_names = {r for r, _q, _p in rpcs}
+
+    def ref(msg: str) -> str:  # an rpc named like a message hides it inside the service scope
+        return f".{pkg}.{msg}" if msg in rpc_names else msg
+
+    out += [f"  rpc {rpc} ({ref(req)}) returns ({ref(resp)});" for rpc, req, resp in rpcs]
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _package_name(cls: type) -> str:
+    mod = cls.__module__.rsplit(".", 1)[-1]
+    pkg = re.sub(r"[^A-Za-z0-9_]", "_", mod).lower().strip("_") or "model"
+    if pkg[0].isdigit():
+        pkg = "m" + pkg
+    return pkg
+
+
+def generate_proto_for_entry(
+    folder: Path, entry_point: str, *, package: str | None = None, methods: Sequence[str] | None = None
+) -> str:
+    """The contract of ``module:Class`` found in a bundle folder (loaded isolated, then unloaded)."""
+    from runner.python_model import load_entry_class  # noqa: PLC0415 (avoid an import cycle)
+
+    with load_entry_class(Path(folder), entry_point) as cls:
+        module = entry_point.split(":", 1)[0]
+        return generate_proto(cls, package=package or _package_name_from(module), methods=methods)
+
+
+def _package_name_from(module: str) -> str:
+    pkg = re.sub(r"[^A-Za-z0-9_]", "_", module.rsplit(".", 1)[-1]).lower().strip("_") or "model"
+    return "m" + pkg if pkg[0].isdigit() else pkg

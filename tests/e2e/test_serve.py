@@ -1,0 +1,376 @@
+"""End to end: the real `model-runner serve` in a subprocess (gunicorn, 2 workers, one JVM each, a gRPC
+process), the sample bundles, predictions, swaps under load, proto swaps, broken bundles, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from runner.bundle import write_bundle_zip
+from runner.contract import Contract
+from tests.http.conftest import write_toy_bundle
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+IRIS_PROTO = (ROOT / "protos" / "iris.proto").read_text()
+FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+V1_LABELS = {"setosa", "versicolor", "virginica"}
+V2_LABELS = {"Iris-setosa", "Iris-versicolor", "Iris-virginica"}
+PB = "application/x-protobuf"
+
+
+class Served:
+    """A running `model-runner serve` and what a test needs to talk to it."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], repo: Path, info: dict[str, Any], log: Path) -> None:
+        self.proc = proc
+        self.repo = repo
+        self.info = info
+        self.log = log
+        self.base = f"http://127.0.0.1:{info['http_port']}"
+        self.token = Path(info["token_file"]).read_text().strip()
+        self.session = requests.Session()
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def predict(self, model: str, method: str, body: Any, **kw: Any) -> requests.Response:
+        return self.session.post(f"{self.base}/models/{model}/methods/{method}", json=body, timeout=60, **kw)
+
+    def put_bundle(self, name: str, folder: Path, **headers: str) -> requests.Response:
+        return self.session.put(f"{self.base}/models/{name}", data=write_bundle_zip(folder),
+                                headers={**self.auth, "Content-Type": "application/zip", **headers}, timeout=120)
+
+    def current(self, name: str) -> int:
+        r = self.session.get(f"{self.base}/models/{name}/versions", timeout=30)
+        assert r.status_code == 200, r.text
+        return int(r.json()["version"])
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _start(args: list[str], tmp: Path, env_extra: dict[str, str] | None = None, timeout: float = 300) -> Served:
+    repo = tmp / "repo"
+    ready = tmp / "ready.json"
+    log = tmp / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
+    env.update(env_extra or {})
+    cmd = [sys.executable, "-m", "runner", "serve", *args, "--repo", str(repo), "--http-port", "0",
+           "--grpc-port", "0", "--workers", "2", "--threads", "4", "--ready-file", str(ready)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited with {proc.returncode}:\n{log.read_text(errors='replace')[-6000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"serve not ready after {timeout}s:\n{log.read_text(errors='replace')[-6000:]}")
+        time.sleep(0.2)
+    return Served(proc, repo, json.loads(ready.read_text()), log)
+
+
+def _stop(served: Served) -> int:
+    if served.proc.poll() is None:
+        served.proc.send_signal(signal.SIGTERM)
+        try:
+            return served.proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            served.proc.kill()
+            served.proc.wait()
+            pytest.fail("serve did not exit within 90 s of SIGTERM")
+    return served.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def served(sample_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    wanted = [n for n in ("iris", "iris-proto", "weka", "iris-python") if n in sample_bundles]
+    assert "iris" in wanted and "iris-v2" in sample_bundles, f"samples missing: {sorted(sample_bundles)}"
+    tmp = tmp_path_factory.mktemp("serve")
+    toy = write_toy_bundle(tmp / "toy")  # a Python model that can sleep: for the SIGTERM drain
+    server = _start([*(str(sample_bundles[n]) for n in wanted), str(toy)], tmp)
+    server.samples = wanted  # type: ignore[attr-defined]
+    yield server
+    _stop(server)
+
+
+# ------------------------------------------------------------------------------------------ basics
+
+
+def test_banner_token_and_ready(served: Served) -> None:
+    log = served.log_text()
+    assert "model-runner ready: " + served.base in log
+    assert "curl -s -H 'Content-Type: application/json'" in log
+    assert str(served.repo) in log
+    token_file = Path(served.info["token_file"])
+    assert token_file.parent == served.repo
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    r = served.session.get(f"{served.base}/readyz", timeout=10)
+    assert r.status_code == 200 and r.json()["ready"] is True
+    kinds = sorted(rec["kind"] for rec in _serving_records(served.repo))
+    assert kinds == ["grpc", "http", "http"]
+
+
+def _serving_records(repo: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in (repo / "serving").glob("*.json")]
+
+
+def test_json_and_protobuf_predictions_for_each_sample(served: Served) -> None:
+    contract = Contract.compile(IRIS_PROTO)
+    request_pb = contract.input_class("Classify")(**FLOWER).SerializeToString()
+    for name in served.samples:  # type: ignore[attr-defined]
+        r = served.predict(name, "Classify", FLOWER)
+        assert r.status_code == 200, (name, r.text)
+        assert r.headers["X-Model-Name"] == name
+        assert int(r.headers["X-Model-Version"]) >= 1
+        assert r.headers["Content-Type"].startswith("application/json")
+        species = r.json()["species"]
+        assert species.lower().endswith("setosa"), (name, species)
+
+        r = served.session.post(f"{served.base}/models/{name}/methods/Classify", data=request_pb,
+                                headers={"Content-Type": PB}, timeout=60)
+        assert r.status_code == 200, (name, r.text)
+        assert r.headers["Content-Type"].startswith(PB)
+        assert r.headers["X-Model-Name"] == name
+        out = contract.output_class("Classify").FromString(r.content)
+        assert out.species == species
+
+        batch = {"rows": [FLOWER, {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}]}
+        r = served.predict(name, "ClassifyBatch", batch)
+        assert r.status_code == 200, (name, r.text)
+        assert len(r.json()["predictions"]) == 2
+
+
+def test_content_negotiation_and_errors_through_gunicorn(served: Served) -> None:
+    contract = Contract.compile(IRIS_PROTO)
+    r = served.predict("iris", "Classify", FLOWER, headers={"Accept": PB})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith(PB)
+    assert contract.output_class("Classify").FromString(r.content).species == "setosa"
+    r = served.session.post(f"{served.base}/models/iris/methods/Classify",
+                            data=contract.input_class("Classify")(**FLOWER).SerializeToString(),
+                            headers={"Content-Type": "application/vnd.google.protobuf", "Accept": "application/json"})
+    assert r.status_code == 200 and r.json()["species"] == "setosa"
+
+    cases = [
+        (served.predict("nope", "Classify", FLOWER), 404, "not_found"),
+        (served.predict("iris", "Nope", FLOWER), 404, "method_not_found"),
+        (served.predict("iris", "Classify", {"sepal_length": "many"}), 400, "bad_input"),
+        (served.session.post(f"{served.base}/models/iris/methods/Classify", data="x",
+                             headers={"Content-Type": "text/plain"}), 415, "unsupported_media"),
+        (served.predict("iris", "Classify", FLOWER, headers={"Accept": "text/html"}), 415, "unsupported_media"),
+        (served.session.delete(f"{served.base}/models/iris"), 401, "unauthenticated"),
+        (served.session.delete(f"{served.base}/models/iris", headers={"Authorization": "Bearer wrong"}),
+         403, "forbidden"),
+    ]
+    for response, status, kind in cases:
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["kind"] == kind
+        assert response.json()["error"]["message"]
+
+
+# ------------------------------------------------------------------------------------------ swaps
+
+LOAD_CLIENT = textwrap.dedent("""
+    import json, sys, threading, time, os
+    import requests
+    url, out, stop_file, ready_file = sys.argv[1:5]
+    body = json.dumps({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2})
+    results, lock = [], threading.Lock()
+    def loop():
+        s = requests.Session()
+        mine = []
+        while not os.path.exists(stop_file):
+            t0 = time.monotonic()
+            try:
+                r = s.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=60)
+                t1 = time.monotonic()
+                species = r.json().get("species") if r.status_code == 200 else None
+                mine.append([t0, t1, r.status_code, r.headers.get("X-Model-Version"), species, r.text[:300]])
+            except Exception as e:
+                mine.append([t0, time.monotonic(), -1, None, None, repr(e)[:300]])
+        with lock:
+            results.extend(mine)
+    threads = [threading.Thread(target=loop) for _ in range(3)]
+    for t in threads: t.start()
+    open(ready_file, "w").close()
+    for t in threads: t.join()
+    with open(out, "w") as f:
+        json.dump(results, f)
+""")
+
+
+def test_swap_under_load(served: Served, sample_bundles: dict[str, Path], tmp_path: Path) -> None:
+    """iris -> iris-v2 -> iris ... 20 times each way while a client process calls iris continuously."""
+    out, stop_file, client_ready = tmp_path / "results.json", tmp_path / "stop", tmp_path / "client-ready"
+    v0 = served.current("iris")
+    families = {v0: "v1"}
+    client = subprocess.Popen([sys.executable, "-c", LOAD_CLIENT, f"{served.base}/models/iris/methods/Classify",
+                               str(out), str(stop_file), str(client_ready)])
+    swaps: list[tuple[float, float, int]] = []  # (request sent, 200 received, new version)
+    try:
+        while not client_ready.exists():
+            assert client.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.3)
+        zips = {"v2": write_bundle_zip(sample_bundles["iris-v2"]), "v1": write_bundle_zip(sample_bundles["iris"])}
+        for i in range(40):
+            family = "v2" if i % 2 == 0 else "v1"
+            t0 = time.monotonic()
+            r = served.session.put(f"{served.base}/models/iris", data=zips[family],
+                                   headers={**served.auth, "Content-Type": "application/zip"}, timeout=120)
+            t1 = time.monotonic()
+            assert r.status_code == 200, r.text
+            version = int(r.json()["version"])
+            assert version not in families, "every upload is a new version"
+            families[version] = family
+            swaps.append((t0, t1, version))
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        stop_file.touch()
+        client.wait(timeout=120)
+    results = json.loads(out.read_text())
+    assert len(results) > 100, "the client kept calling during the swaps"
+    failures = [r for r in results if r[2] != 200]
+    assert not failures, f"{len(failures)} non-2xx answers, e.g. {failures[:3]}"
+
+    # version k may answer from when its upload was sent until the next upload's 200
+    windows = {v0: (float("-inf"), swaps[0][1])}
+    for k, (t0, _t1, version) in enumerate(swaps):
+        end = swaps[k + 1][1] if k + 1 < len(swaps) else float("inf")
+        windows[version] = (t0, end)
+    for start, end, _status, version_header, species, _text in results:
+        version = int(version_header)
+        lo, hi = windows[version]
+        assert end > lo and start < hi, (
+            f"answer [{start:.3f}, {end:.3f}] by version {version}, current only during [{lo:.3f}, {hi:.3f}]")
+        assert species in (V2_LABELS if families[version] == "v2" else V1_LABELS), (version, species)
+    served_versions = {int(r[3]) for r in results}
+    assert len(served_versions) > 10, "answers came from many of the swapped versions"
+
+
+def _without_rpc(proto: str, rpc: str) -> str:
+    return "\n".join(line for line in proto.splitlines() if f"rpc {rpc} " not in line) + "\n"
+
+
+def test_proto_only_swap_adds_a_method_on_every_worker(served: Served) -> None:
+    base, auth = served.base, served.auth
+    before = served.current("iris")
+    narrow = _without_rpc(IRIS_PROTO, "ClassifyMatrix")
+    r = served.session.put(f"{base}/models/iris/proto", data=narrow, headers={**auth, "Content-Type": "text/plain"})
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert error["kind"] == "conflict" and "ClassifyMatrix" in json.dumps(error)
+    assert served.current("iris") == before
+
+    r = served.session.put(f"{base}/models/iris/proto?allow_breaking=true", data=narrow,
+                           headers={**auth, "Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    narrowed = int(r.json()["version"])
+    matrix = {"rows": [{"values": [5.1, 3.5, 1.4, 0.2]}, {"values": [6.7, 3.0, 5.2, 2.3]}]}
+    for _ in range(20):  # fresh connections, spread over both workers
+        r = requests.post(f"{base}/models/iris/methods/ClassifyMatrix", json=matrix, headers={"Connection": "close"})
+        assert r.status_code == 404 and r.json()["error"]["kind"] == "method_not_found"
+        assert r.headers["X-Model-Version"] == str(narrowed)
+
+    # adding the method back is not breaking: no flag needed
+    r = served.session.put(f"{base}/models/iris/proto", files={"proto": ("model.proto", IRIS_PROTO)}, headers=auth)
+    assert r.status_code == 200, r.text
+    widened = int(r.json()["version"])
+    assert widened > narrowed
+    for _ in range(20):
+        r = requests.post(f"{base}/models/iris/methods/ClassifyMatrix", json=matrix, headers={"Connection": "close"})
+        assert r.status_code == 200, r.text
+        assert r.json()["indices"] == [0, 2]
+        assert r.headers["X-Model-Version"] == str(widened)
+    records = _serving_records(served.repo)
+    assert len(records) == 3 and all(rec["models"]["iris"] == widened for rec in records)
+    r = served.session.get(f"{base}/models/iris/proto")
+    assert "ClassifyMatrix" in r.text and r.headers["X-Model-Version"] == str(widened)
+    paths = served.session.get(f"{base}/openapi.json").json()["paths"]
+    assert "/models/iris/methods/ClassifyMatrix" in paths
+
+
+def _copy(folder: Path, tmp: Path, name: str) -> Path:
+    dest = tmp / name
+    shutil.copytree(folder, dest)
+    return dest
+
+
+def test_broken_bundles_are_refused_and_nothing_changes(served: Served, sample_bundles: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    iris = sample_bundles["iris"]
+    bad_jar = _copy(iris, tmp_path, "bad-jar")
+    (bad_jar / "model.jar").write_bytes(b"this is not a zip file")
+    bad_proto = _copy(iris, tmp_path, "bad-proto")
+    (bad_proto / "model.proto").write_text(IRIS_PROTO.replace("message IrisBatch {", "message IrisBatch {{"))
+    failing = _copy(iris, tmp_path, "failing-self-test")
+    meta = json.loads((failing / "metadata.json").read_text())
+    # a matrix row of one value: the Java model indexes four features and throws
+    meta["examples"] = {"ClassifyMatrix": [{"rows": [{"values": [1.0]}]}]}
+    (failing / "metadata.json").write_text(json.dumps(meta))
+
+    versions_before = served.session.get(f"{served.base}/models/iris/versions").json()
+    history_before = served.session.get(f"{served.base}/models/iris/history").json()["history"]
+    for folder, kind, words in ((bad_jar, "invalid_bundle", "jar"), (bad_proto, "invalid_contract", "line"),
+                                (failing, "invalid_bundle", "ClassifyMatrix")):
+        r = served.put_bundle("iris", folder)
+        assert r.status_code == 422, (folder.name, r.text)
+        error = r.json()["error"]
+        assert error["kind"] == kind, (folder.name, error)
+        assert words.lower() in json.dumps(error).lower(), (folder.name, error)
+        assert served.session.get(f"{served.base}/models/iris/versions").json() == versions_before
+        p = served.predict("iris", "Classify", FLOWER)
+        assert p.status_code == 200 and p.headers["X-Model-Version"] == str(versions_before["version"])
+        assert [e for e in os.listdir(served.repo / "staging") if not e.endswith(".lock")] == []
+    assert served.session.get(f"{served.base}/models/iris/history").json()["history"] == history_before
+
+
+def test_rollback_and_if_match(served: Served) -> None:
+    base, auth = served.base, served.auth
+    current = served.current("iris")
+    r = served.session.post(f"{base}/models/iris/rollback", headers={**auth, "If-Match": str(current + 100)})
+    assert r.status_code == 412 and r.json()["error"]["kind"] == "precondition_failed"
+    r = served.session.post(f"{base}/models/iris/rollback", headers={**auth, "If-Match": f'"{current}"'})
+    assert r.status_code == 200, r.text
+    back = int(r.json()["version"])
+    assert back != current
+    p = served.predict("iris", "Classify", FLOWER)
+    assert p.headers["X-Model-Version"] == str(back)
+
+
+def test_sigterm_drains_and_stops_cleanly(served: Served) -> None:
+    """Runs last in this module: a request in flight when SIGTERM arrives is answered; exit 0; records gone."""
+    answer: dict[str, Any] = {}
+
+    def slow_call() -> None:
+        try:
+            r = requests.post(f"{served.base}/models/toy/methods/Sleep", json={"seconds": 2.0}, timeout=60)
+            answer.update(status=r.status_code, body=r.json())
+        except Exception as err:  # noqa: BLE001
+            answer.update(error=repr(err))
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    time.sleep(0.7)  # the call is in the model now
+    assert _stop(served) == 0, served.log_text()[-4000:]
+    caller.join(timeout=30)
+    assert answer == {"status": 200, "body": {"value": 2.0}}
+    assert _serving_records(served.repo) == []
+    assert not (served.log.parent / "ready.json").exists()

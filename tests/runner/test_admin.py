@@ -1,0 +1,329 @@
+"""Admin: upload (zip, folder, parts), proto replacement, rollback, delete; refusals leave no trace."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.admin import Admin, UploadParts
+from runner.bundle import write_bundle_zip
+from runner.dataplane import DataPlane
+from runner.errors import (
+    BadInput,
+    Conflict,
+    InvalidBundle,
+    InvalidContract,
+    NotFound,
+    PreconditionFailed,
+    SwapTimeout,
+    TooLarge,
+)
+from runner.registry import Registry
+from runner.repository import Repository
+from tests.runner.repo_helpers import ECHO_PROTO, FAIL_PROTO, MODEL_PY, write_echo_bundle
+
+JSON = "application/json"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    return Repository(tmp_path / "repo")
+
+
+@pytest.fixture
+def served(repo: Repository) -> Iterator[Registry]:
+    registry = Registry(repo, poll_interval=0.02)
+    registry.start()
+    yield registry
+    registry.stop()
+
+
+def state(repo: Repository) -> dict:
+    """Everything a refused change must leave as it was (the serving records aside)."""
+    files = sorted(
+        str(p.relative_to(repo.root))
+        for p in repo.root.rglob("*")
+        if "serving" not in p.relative_to(repo.root).parts and "__pycache__" not in p.parts
+    )
+    return {
+        "files": files,
+        "pointers": repo.pointers(),
+        "history": {n: repo.history(n) for n in ("echo", "new")},
+    }
+
+
+def label_of(registry: Registry, name: str = "echo") -> tuple[str, int]:
+    result = DataPlane(registry).predict(name, "Say", b'{"text": "x"}', JSON)
+    return json.loads(result.body)["label"], result.version
+
+
+def test_upload_zip_folder_and_parts_then_serve(repo: Repository, served: Registry, tmp_path: Path) -> None:
+    admin = Admin(repo, swap_timeout=30)
+    data = write_bundle_zip(write_echo_bundle(tmp_path / "z", "zip"))
+    first = admin.upload("echo", data, expected_version=0, caller="alice")
+    assert first["name"] == "echo" and first["version"] == 1 and first["previous_version"] is None
+    assert first["served_by"] == [served.process_id]  # answered once the live process serves it
+    assert label_of(served) == ("zip", 1)
+    assert first["sha256"] == repo.history("echo")[-1]["sha256"]
+
+    second = admin.upload(
+        "echo", write_echo_bundle(tmp_path / "f", "folder"), expected_version=1, caller="bob"
+    )
+    assert (second["version"], second["previous_version"]) == (2, 1)
+    assert label_of(served) == ("folder", 2)
+
+    # Parts: only the model file changes; proto and metadata come from the current version.
+    parts = UploadParts(files={"echo_model.py": MODEL_PY.format(label="parts", init_code="pass").encode()})
+    third = admin.upload("echo", parts, expected_version=None, caller="carol")
+    assert third["version"] == 3
+    assert label_of(served) == ("parts", 3)
+    assert (repo.version_dir("echo", 3) / "model.proto").read_text() == ECHO_PROTO
+    assert [h["caller"] for h in repo.history("echo")] == ["alice", "bob", "carol"]
+    assert list((repo.root / "staging").iterdir()) == []
+
+
+def test_parts_for_a_new_model_need_metadata_and_proto(repo: Repository) -> None:
+    with pytest.raises(BadInput) as info:
+        Admin(repo).upload("new", UploadParts(jar=b"PK"), caller="x")
+    assert info.value.detail["missing"] == ["metadata", "proto"]
+    assert list((repo.root / "staging").iterdir()) == []
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _bundle_entries(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "case", ["syntax_error", "no_metadata", "ctor_raises", "example_fails", "zip_slip", "zip_bomb", "not_zip"]
+)
+def test_broken_bundle_is_refused_leaving_repository_and_staging_unchanged(
+    repo: Repository, served: Registry, tmp_path: Path, case: str
+) -> None:
+    admin = Admin(repo, swap_timeout=30)
+    admin.upload("echo", write_echo_bundle(tmp_path / "good", "good"), caller="x")
+    before = state(repo)
+    entries = _bundle_entries(write_echo_bundle(tmp_path / "bad", "bad"))
+    expected: type[Exception] = InvalidBundle
+    if case == "syntax_error":
+        entries["model.proto"] = ECHO_PROTO.replace("string label = 2;", "strin label = 2;").encode()
+        expected = InvalidContract
+    elif case == "no_metadata":
+        del entries["metadata.json"]
+    elif case == "ctor_raises":
+        entries["echo_model.py"] = MODEL_PY.format(
+            label="bad", init_code="raise RuntimeError('no weights')"
+        ).encode()
+    elif case == "example_fails":
+        entries["model.proto"] = FAIL_PROTO.encode()  # Fail raises on the generated example input
+    elif case == "zip_slip":
+        entries["../../escape.py"] = b"print('pwned')"
+    elif case == "zip_bomb":
+        entries["data.bin"] = b"\0" * (50 * 1024 * 1024)
+        expected = TooLarge
+    data = b"definitely not a zip" if case == "not_zip" else _zip(entries)
+    with pytest.raises((expected, InvalidBundle, TooLarge)) as info:
+        admin.upload("echo", data, expected_version=1, caller="mallory")
+    assert isinstance(info.value, expected), info.value
+    assert info.value.message
+    if case == "syntax_error":
+        assert info.value.detail["line"] == ECHO_PROTO.splitlines().index("  string label = 2;") + 1
+    if case == "ctor_raises":
+        assert "no weights" in info.value.message
+    assert state(repo) == before
+    assert list((repo.root / "staging").iterdir()) == []
+    assert not (tmp_path / "escape.py").exists() and not (repo.root / "escape.py").exists()
+    assert label_of(served) == ("good", 1)
+
+
+def test_expected_version_is_checked(repo: Repository, tmp_path: Path) -> None:
+    admin = Admin(repo)
+    admin.upload("echo", write_echo_bundle(tmp_path / "a", "a"), caller="x")
+    before = state(repo)
+    with pytest.raises(PreconditionFailed) as info:
+        admin.upload("echo", write_echo_bundle(tmp_path / "b", "b"), expected_version=0, caller="x")
+    assert info.value.detail["current_version"] == 1
+    with pytest.raises(PreconditionFailed):
+        admin.replace_proto("echo", ECHO_PROTO, allow_breaking=False, expected_version=7, caller="x")
+    with pytest.raises(PreconditionFailed):
+        admin.rollback("echo", version=1, expected_version=3, caller="x")
+    assert state(repo) == before
+
+
+def test_invalid_name(repo: Repository, tmp_path: Path) -> None:
+    with pytest.raises(BadInput):
+        Admin(repo).upload("../Echo", write_echo_bundle(tmp_path / "a", "a"), caller="x")
+    assert list((repo.root / "models").iterdir()) == []
+
+
+def test_replace_proto(repo: Repository, served: Registry, tmp_path: Path) -> None:
+    admin = Admin(repo, swap_timeout=30)
+    admin.upload("echo", write_echo_bundle(tmp_path / "a", "a"), caller="x")
+    compatible = ECHO_PROTO.replace("string label = 2;", "string label = 2;\n  int64 count = 3;")
+    result = admin.replace_proto("echo", compatible, allow_breaking=False, expected_version=1, caller="p")
+    assert result["version"] == 2 and "breaking_changes" not in result
+    assert (repo.version_dir("echo", 2) / "echo_model.py").read_text() == (
+        repo.version_dir("echo", 1) / "echo_model.py"
+    ).read_text()
+    body = json.loads(DataPlane(served).predict("echo", "Say", b'{"text": "x"}', JSON).body)
+    assert body == {"text": "x", "label": "a", "count": "0"}  # the new field is served (int64 as a string)
+    assert repo.history("echo")[-1]["action"] == "proto"
+
+    breaking = compatible.replace("string label = 2;", "int32 label = 2;")
+    before = state(repo)
+    with pytest.raises(Conflict) as info:
+        admin.replace_proto("echo", breaking, allow_breaking=False, expected_version=None, caller="p")
+    assert any("label" in change for change in info.value.detail["breaking_changes"])
+    assert state(repo) == before and list((repo.root / "staging").iterdir()) == []
+
+    with pytest.raises(InvalidContract) as cinfo:
+        admin.replace_proto(
+            "echo", 'syntax = "proto3";\nmessage {', allow_breaking=True, expected_version=None, caller="p"
+        )
+    assert cinfo.value.detail["line"] == 2
+    with pytest.raises(NotFound):
+        admin.replace_proto("ghost", ECHO_PROTO, allow_breaking=True, expected_version=None, caller="p")
+    assert state(repo) == before
+
+
+def test_upload_can_refuse_breaking_contract(repo: Repository, tmp_path: Path) -> None:
+    admin = Admin(repo)
+    admin.upload("echo", write_echo_bundle(tmp_path / "a", "a"), caller="x")
+    renamed = ECHO_PROTO.replace("string label = 2;", "string label = 7;")  # field number changed
+    with pytest.raises(Conflict):
+        admin.upload(
+            "echo", write_echo_bundle(tmp_path / "b", "b", proto=renamed), allow_breaking=False, caller="x"
+        )
+    result = admin.upload("echo", write_echo_bundle(tmp_path / "c", "c", proto=renamed), caller="x")
+    assert (
+        result["breaking_changes"]
+        and repo.history("echo")[-1]["breaking_changes"] == result["breaking_changes"]
+    )
+
+
+def test_rollback_and_delete_wait_for_serving(repo: Repository, served: Registry, tmp_path: Path) -> None:
+    admin = Admin(repo, swap_timeout=30)
+    admin.upload("echo", write_echo_bundle(tmp_path / "a", "a"), caller="x")
+    admin.upload("echo", write_echo_bundle(tmp_path / "b", "b"), caller="x")
+    result = admin.rollback("echo", version=None, expected_version=2, caller="ops")
+    assert (result["version"], result["previous_version"], result["served_by"]) == (1, 2, [served.process_id])
+    assert label_of(served) == ("a", 1)
+    gone = admin.delete("echo", caller="ops")
+    assert (gone["version"], gone["previous_version"]) == (None, 1)
+    with pytest.raises(NotFound):
+        label_of(served)
+    with pytest.raises(NotFound):
+        admin.delete("echo", caller="ops")
+    with pytest.raises(NotFound):
+        admin.rollback("never", version=None, expected_version=None, caller="ops")
+
+
+def test_swap_timeout_names_the_laggards(repo: Repository, served: Registry, tmp_path: Path) -> None:
+    admin = Admin(repo, swap_timeout=0.5)
+    admin.upload("echo", write_echo_bundle(tmp_path / "a", "a"), caller="x")
+    # A live process (fresh heartbeat, live pid) that never moves to the new version.
+    repo.record_serving("stuck-worker", {"pid": os.getpid(), "kind": "http", "models": {"echo": 1}})
+    with pytest.raises(SwapTimeout) as info:
+        admin.upload("echo", write_echo_bundle(tmp_path / "b", "b"), caller="x")
+    assert info.value.detail["laggards"] == ["stuck-worker"] and info.value.detail["version"] == 2
+    assert "stuck-worker" in info.value.message
+    assert repo.current_version("echo") == 2  # published; only the wait timed out
+    repo.remove_serving("stuck-worker")
+
+
+def test_swap_timeout_reports_a_load_failure_in_a_serving_process(
+    repo: Repository, served: Registry, tmp_path: Path
+) -> None:
+    """Validation passes here but the serving process fails to load: the admin learns why at once."""
+    admin = Admin(repo, swap_timeout=60)
+    admin.upload("echo", write_echo_bundle(tmp_path / "a", "a"), caller="x")
+    marker = tmp_path / "serving-process-only"
+    code = f"import os\n        if os.path.exists({str(marker)!r}): raise RuntimeError('gpu missing')"
+    folder = write_echo_bundle(tmp_path / "b", "b", init_code=code)
+    done: dict = {}
+
+    def upload() -> None:
+        try:
+            admin.upload("echo", folder, caller="x")
+        except SwapTimeout as err:
+            done["err"] = err
+
+    # Create the marker right after the publish so only the serving registry's load fails.
+    original = repo.publish
+
+    def publish_then_break(*args: object, **kwargs: object) -> int:
+        version = original(*args, **kwargs)  # type: ignore[arg-type]
+        marker.touch()
+        return version
+
+    repo.publish = publish_then_break  # type: ignore[method-assign]
+    thread = threading.Thread(target=upload)
+    thread.start()
+    thread.join(timeout=60)
+    err = done["err"]
+    assert err.detail["laggards"] == [served.process_id]
+    assert "gpu missing" in err.message
+    assert label_of(served) == ("a", 1)  # the old version keeps serving
+
+
+def test_settings_keep_versions_cleans_up_after_each_swap(repo: Repository, tmp_path: Path) -> None:
+    from runner.settings import Settings
+
+    admin = Admin(repo, settings=Settings(repo=repo.root, keep_versions=2))
+    for label in "abcd":
+        admin.upload("echo", write_echo_bundle(tmp_path / label, label), caller="x")
+    assert repo.versions("echo") == [3, 4]
+    assert admin.rollback("echo", caller="x")["version"] == 3
+
+
+SERVING_PROCESS = """
+import sys, time
+from pathlib import Path
+from runner.registry import Registry
+from runner.repository import Repository
+registry = Registry(Repository(Path(sys.argv[1])), process_kind="grpc", poll_interval=0.02)
+registry.start()
+print(registry.process_id, flush=True)
+sys.stdin.read()  # serve until the test closes our stdin
+registry.stop()
+"""
+
+
+def test_admin_waits_for_every_serving_process(repo: Repository, served: Registry, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    admin = Admin(repo, swap_timeout=60)
+    admin.upload("echo", write_echo_bundle(tmp_path / "a", "a"), caller="x")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVING_PROCESS, str(repo.root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        other = proc.stdout.readline().decode().strip()
+        assert other and other != served.process_id
+        result = admin.upload("echo", write_echo_bundle(tmp_path / "b", "b"), caller="x")
+        assert result["served_by"] == sorted([served.process_id, other])
+        assert repo.live_processes()[other]["models"] == {"echo": 2}
+        gone = admin.delete("echo", caller="x")
+        assert gone["previous_version"] == 2
+        assert repo.live_processes()[other]["models"] == {}
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert other not in repo.live_processes()  # stop() removed its record

@@ -1,0 +1,206 @@
+"""The per-process registry: loads current versions, follows pointer changes, drains, reports serving."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from runner.dataplane import DataPlane
+from runner.errors import NotFound, NotReady
+from runner.registry import Registry
+from runner.repository import Repository
+from tests.runner.repo_helpers import tracking_loader, wait_for, write_echo_bundle
+
+JSON = "application/json"
+
+
+def say(plane: DataPlane, text: str = "hi", model: str = "echo", wait_for_file: str = "") -> dict:
+    body = json.dumps({"text": text, "wait_for": wait_for_file}).encode()
+    result = plane.predict(model, "Say", body, JSON)
+    return {**json.loads(result.body), "version": result.version}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    return Repository(tmp_path / "repo")
+
+
+def publish(repo: Repository, tmp_path: Path, label: str, name: str = "echo", **kw: object) -> int:
+    src = write_echo_bundle(tmp_path / f"src-{name}-{label}", label, name=name, **kw)  # type: ignore[arg-type]
+    return repo.publish(name, src, expected_version=None, caller="test")
+
+
+def test_start_loads_every_current_model_and_records_serving(repo: Repository, tmp_path: Path) -> None:
+    publish(repo, tmp_path, "a1", name="a")
+    publish(repo, tmp_path, "b1", name="b")
+    publish(repo, tmp_path, "b2", name="b")
+    closed: list[int] = []
+    registry = Registry(repo, process_kind="grpc", poll_interval=0.02, loader=tracking_loader(closed))
+    assert not registry.ready()
+    with pytest.raises(NotReady), registry.acquire("a"):
+        pass
+    registry.start()
+    try:
+        assert registry.ready()
+        assert {n: lv.version for n, lv in registry.snapshot().items()} == {"a": 1, "b": 2}
+        plane = DataPlane(registry)
+        assert say(plane, model="b") == {"text": "hi", "label": "b2", "version": 2}
+        record = repo.live_processes()[registry.process_id]
+        assert record["kind"] == "grpc" and record["models"] == {"a": 1, "b": 2} and record["ready"] is True
+        with pytest.raises(NotFound), registry.acquire("nope"):
+            pass
+    finally:
+        registry.stop()
+    assert sorted(closed) == [1, 2]
+    assert registry.process_id not in repo.live_processes()
+    assert not (repo.root / "serving" / f"{registry.process_id}.json").exists()
+
+
+def test_new_version_flips_while_in_flight_call_finishes_on_old(repo: Repository, tmp_path: Path) -> None:
+    publish(repo, tmp_path, "v1")
+    closed: list[int] = []
+    registry = Registry(repo, poll_interval=0.02, loader=tracking_loader(closed))
+    registry.start()
+    try:
+        plane = DataPlane(registry)
+        release = tmp_path / "release"
+        slow: dict = {}
+        thread = threading.Thread(target=lambda: slow.update(say(plane, "slow", wait_for_file=str(release))))
+        thread.start()
+        wait_for(lambda: registry.in_flight().get("echo") == 1, what="the slow call to start")
+
+        v2 = publish(repo, tmp_path, "v2")
+        # The registry notices the pointer by itself and reports the flip in its serving record.
+        assert repo.wait_until_served("echo", v2, timeout=20) == []
+        assert registry.snapshot()["echo"].version == 2
+        assert say(plane, "new") == {"text": "new", "label": "v2", "version": 2}
+        assert closed == []  # v1 still has a call in flight: not closed
+        assert thread.is_alive()
+
+        release.touch()
+        thread.join(timeout=30)
+        assert slow == {"text": "slow", "label": "v1", "version": 1}  # finished on the old version
+        assert closed == [1]  # closed right after its last call ended
+    finally:
+        registry.stop()
+    assert closed == [1, 2]
+
+
+def test_failed_load_keeps_old_version_serving(repo: Repository, tmp_path: Path) -> None:
+    publish(repo, tmp_path, "v1")
+    registry = Registry(repo, poll_interval=0.02)
+    registry.start()
+    try:
+        plane = DataPlane(registry)
+        v2 = publish(repo, tmp_path, "v2", init_code="raise RuntimeError('weights file missing')")
+        # The failure is reported in the serving record: a publisher stops waiting for this process.
+        assert repo.wait_until_served("echo", v2, timeout=60) == [registry.process_id]
+        errors = wait_for(registry.load_errors, what="the load error")
+        assert "weights file missing" in errors["echo"] and "version 2" in errors["echo"]
+        record = repo.live_processes()[registry.process_id]
+        assert record["errors"]["echo"]["version"] == 2 and record["models"] == {"echo": 1}
+        assert say(plane) == {"text": "hi", "label": "v1", "version": 1}
+        assert registry.ready()  # a version is loaded and serving
+
+        v3 = publish(repo, tmp_path, "v3")
+        assert repo.wait_until_served("echo", v3, timeout=20) == []
+        assert say(plane)["label"] == "v3"
+        assert registry.load_errors() == {}
+    finally:
+        registry.stop()
+
+
+def test_model_that_never_loaded_is_not_ready(repo: Repository, tmp_path: Path) -> None:
+    publish(repo, tmp_path, "ok", name="good")
+    publish(repo, tmp_path, "bad", name="broken", init_code="raise RuntimeError('no')")
+    registry = Registry(repo, poll_interval=0.02)
+    registry.start()
+    try:
+        assert not registry.ready()
+        assert set(registry.snapshot()) == {"good"}
+        with pytest.raises(NotReady) as info, registry.acquire("broken"):
+            pass
+        assert "failed to load" in info.value.message and info.value.detail["version"] == 1
+        # Deleting the broken model makes the process ready again.
+        repo.delete("broken", caller="test")
+        wait_for(registry.ready, what="readiness")
+    finally:
+        registry.stop()
+
+
+def test_deleted_model_is_unloaded_after_drain_and_rollback_reloads(repo: Repository, tmp_path: Path) -> None:
+    publish(repo, tmp_path, "v1")
+    publish(repo, tmp_path, "v2")
+    closed: list[int] = []
+    registry = Registry(repo, poll_interval=0.02, loader=tracking_loader(closed))
+    registry.start()
+    try:
+        plane = DataPlane(registry)
+        repo.rollback("echo", caller="test")
+        assert repo.wait_until_served("echo", 1, timeout=20) == []
+        assert say(plane)["label"] == "v1"
+        assert closed == [2]
+
+        release = tmp_path / "release"
+        thread = threading.Thread(target=say, args=(plane, "x"), kwargs={"wait_for_file": str(release)})
+        thread.start()
+        wait_for(lambda: registry.in_flight().get("echo") == 1, what="the call to start")
+        repo.delete("echo", caller="test")
+        assert repo.wait_until_served("echo", None, timeout=20) == []
+        with pytest.raises(NotFound):
+            say(plane)
+        assert closed == [2]  # the in-flight call still holds version 1
+        release.touch()
+        thread.join(timeout=30)
+        assert closed == [2, 1]
+    finally:
+        registry.stop()
+
+
+def test_two_registries_share_a_repository(repo: Repository, tmp_path: Path) -> None:
+    publish(repo, tmp_path, "v1")
+    first, second = (
+        Registry(repo, poll_interval=0.02),
+        Registry(repo, poll_interval=0.02, process_kind="grpc"),
+    )
+    first.start()
+    second.start()
+    try:
+        assert first.process_id != second.process_id
+        assert set(repo.live_processes()) == {first.process_id, second.process_id}
+        v2 = publish(repo, tmp_path, "v2")
+        assert repo.wait_until_served("echo", v2, timeout=20) == []
+        # Two versions of the same module name were loaded side by side without clashing.
+        assert say(DataPlane(first))["label"] == say(DataPlane(second))["label"] == "v2"
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_java_and_python_bundles_in_one_repository(
+    repo: Repository, tmp_path: Path, sample_bundles: dict[str, Path]
+) -> None:
+    repo.publish("iris", sample_bundles["iris"], expected_version=None, caller="test")
+    repo.publish("iris-python", sample_bundles["iris-python"], expected_version=None, caller="test")
+    registry = Registry(repo, poll_interval=0.02)
+    registry.start()
+    try:
+        assert registry.ready(), registry.load_errors()
+        plane = DataPlane(registry)
+        row = json.dumps(
+            {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+        ).encode()
+        for name in ("iris", "iris-python"):
+            result = plane.predict(name, "Classify", row, JSON)
+            assert json.loads(result.body)["species"] == "setosa", name
+            assert (result.model, result.version) == (name, 1)
+        # Swap the Java model for iris-v2 (other labels) while Python keeps serving.
+        v2 = repo.publish("iris", sample_bundles["iris-v2"], expected_version=1, caller="test")
+        assert repo.wait_until_served("iris", v2, timeout=60) == []
+        assert json.loads(plane.predict("iris", "Classify", row, JSON).body)["species"] == "Iris-setosa"
+        assert json.loads(plane.predict("iris-python", "Classify", row, JSON).body)["species"] == "setosa"
+    finally:
+        registry.stop()
