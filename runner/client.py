@@ -13,9 +13,11 @@ the core raises. The HTTP status is added to ``detail["http_status"]``.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import os
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,7 +97,11 @@ def error_from_response(status: int, body: bytes, content_type: str = "") -> Mod
         detail = err.get("detail") if isinstance(err.get("detail"), dict) else {}
     cls = ERRORS_BY_KIND.get(kind or "") or _ERRORS_BY_STATUS.get(status, ModelRunnerError)
     if not message:
-        text = body.decode("utf-8", "replace").strip()[:500] if body else ""
+        text = body.decode("utf-8", "replace") if body else ""
+        if "<" in text and ">" in text:  # an HTML error page (a proxy, gunicorn itself): keep its words
+            text = re.sub(r"<[^>]*>", " ", text)
+            text = html.unescape(text)
+        text = re.sub(r"\s+", " ", text).strip()[:500]
         message = f"HTTP {status}" + (f": {text}" if text else "")
     detail = dict(detail)
     detail.setdefault("http_status", status)
@@ -288,8 +294,7 @@ class Client:
         body: Any = _ProgressReader(data, progress) if progress else data
         return self._json(
             "PUT", f"/models/{self._name(name)}", admin=True, data=body, timeout=timeout,
-            headers={"Content-Type": MEDIA_ZIP, "Content-Length": str(len(data)),
-                     **self._if_match(expected_version)},
+            headers={"Content-Type": MEDIA_ZIP, **self._if_match(expected_version)},
         )
 
     def swap_proto(self, name: str, proto: Path | str, *, allow_breaking: bool = False,

@@ -93,6 +93,12 @@ class Contract:
         self.file = main
         self.package = main.package
         main_proto = next(f for f in fds.file if f.name == filename)
+        if main_proto.syntax != "proto3":
+            found = main_proto.syntax or "proto2 (no syntax line)"
+            raise InvalidContract(
+                f'{filename}: contracts are proto3: start the file with syntax = "proto3"; (found {found})',
+                detail={"file": filename, "line": 1, "column": 1, "protoc": ""},
+            )
         if len(main_proto.service) != 1:
             found = [s.name for s in main_proto.service]
             raise InvalidContract(
@@ -346,28 +352,24 @@ def _check_imports(proto_text: str, filename: str, include_dir: Path | None) -> 
             )
 
 
+_JSON_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET_RE = re.compile(r"[\[\]{}]")
+
+
 def _check_json_depth(text: str, max_depth: int) -> None:
-    # A cheap bracket scan before parsing: deep nesting must not reach json's recursive decoder.
+    """Refuse JSON nested deeper than ``max_depth`` before parsing it (json's decoder recurses)."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return  # cannot be that deep: the common, cheap case
+    # strings may hold brackets: drop them (in C), then follow the brackets that are left
     depth = 0
-    in_str = False
-    esc = False
-    for ch in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
+    for ch in _JSON_BRACKET_RE.findall(_JSON_STRING_RE.sub("", text)):
+        if ch in "[{":
             depth += 1
             if depth > max_depth:
                 raise BadInput(
                     f"JSON nested deeper than {max_depth} levels", detail={"max_json_depth": max_depth}
                 )
-        elif ch in "]}":
+        else:
             depth -= 1
 
 
@@ -435,7 +437,12 @@ def _bundle_deps(fds_bytes: bytes, filename: str, include_dir: Path | None) -> l
             continue
         root = Path(include_dir).resolve() if include_dir is not None else None
         local = root / f.name if root is not None else None
-        if root is not None and local is not None and local.is_file() and local.resolve().is_relative_to(root):
+        if (
+            root is not None
+            and local is not None
+            and local.is_file()
+            and local.resolve().is_relative_to(root)
+        ):
             deps.append((f.name, hashlib.sha256(local.read_bytes()).hexdigest()))
         elif f.name.startswith(_WKT_PREFIX) and (_wkt_include_dir() / f.name).is_file():
             continue

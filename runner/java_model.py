@@ -6,6 +6,7 @@ This is the one place where bridge errors become core errors (runner/errors.py):
 bridge                                 core
 =====================================  ==========================================================
 JavaModelError, JavaExitError          ModelError (detail: java_class, java_message, java_stack)
+JavaModelError with detail input=True  BadInput (the request bytes are not the rpc's input message)
 JavaDeadlineError                      DeadlineExceeded
 JavaLoadError, BindError               InvalidBundle (detail: problems for a BindError)
 JvmOptionsError                        InvalidBundle (detail: missing options, hint to restart)
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from runner.errors import (
+    BadInput,
     DeadlineExceeded,
     InvalidBundle,
     ModelError,
@@ -52,6 +54,10 @@ def map_bridge_error(
         detail.setdefault("rpc", rpc)
     if isinstance(err, be.JavaDeadlineError):
         return DeadlineExceeded(f"{where}: {message}", detail)
+    if isinstance(err, be.JavaModelError) and detail.get("input"):
+        # the request bytes did not parse as the rpc's input message: the caller's fault, not the model's
+        clean = {k: v for k, v in detail.items() if v not in ("", None) and k != "input"}
+        return BadInput(f"{where}: {message}", clean)
     if isinstance(err, be.JavaModelError):  # JavaExitError included
         detail.setdefault("exception_class", detail.get("java_class"))
         detail.setdefault("exception_message", detail.get("java_message"))

@@ -19,6 +19,7 @@ used by runner.python_model.
 from __future__ import annotations
 
 import base64
+import collections.abc
 import dataclasses
 import inspect
 import re
@@ -31,6 +32,8 @@ from typing import Any
 
 from runner.errors import InvalidBundle
 
+_LIST_ORIGINS = (list, tuple, Sequence, collections.abc.MutableSequence)
+_MAP_ORIGINS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
 _SCALARS: dict[Any, str] = {int: "int64", float: "double", str: "string", bool: "bool", bytes: "bytes"}
 
 
@@ -149,10 +152,16 @@ def to_python(value: Any, tp: Any) -> Any:
     if tp is bytes:
         return base64.b64decode(value) if isinstance(value, str) else bytes(value)
     origin = typing.get_origin(tp)
-    if origin in (list, Sequence, list, tuple) or tp is list:
+    if (
+        (origin in _LIST_ORIGINS or origin in _MAP_ORIGINS)
+        and isinstance(value, dict)
+        and set(value) == {"values"}
+    ):
+        value = value["values"]  # a nested list or map travels in a wrapper message
+    if origin in _LIST_ORIGINS or tp is list:
         args = typing.get_args(tp)
         return [to_python(v, args[0] if args else Any) for v in value]
-    if origin in (dict, dict) or tp is dict:
+    if origin in _MAP_ORIGINS or tp is dict:
         args = typing.get_args(tp)
         vt = args[1] if len(args) == 2 else Any
         return {k: to_python(v, vt) for k, v in value.items()}
@@ -182,6 +191,40 @@ def to_plain(obj: Any) -> Any:
     if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays and scalars
         return to_plain(obj.tolist())
     return obj
+
+
+def fit_to_message(value: Any, desc: Any) -> Any:
+    """Wrap nested lists/maps of plain data into the wrapper messages generate_proto makes for them
+    (``{"values": [...]}``), following the message descriptor ``desc``."""
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, v in value.items():
+        f = desc.fields_by_name.get(key)
+        mt = f.message_type if f is not None else None
+        if mt is None:
+            out[key] = v
+        elif mt.GetOptions().map_entry:
+            vt = mt.fields_by_name["value"].message_type
+            out[key] = (
+                {k: _fit_one(x, vt) for k, x in v.items()} if vt is not None and isinstance(v, dict) else v
+            )
+        elif f.is_repeated and isinstance(v, list):
+            out[key] = [_fit_one(x, mt) for x in v]
+        else:
+            out[key] = _fit_one(v, mt)
+    return out
+
+
+def _is_wrapper(mt: Any) -> bool:
+    fields = mt.fields
+    return len(fields) == 1 and fields[0].name == "values" and fields[0].is_repeated
+
+
+def _fit_one(v: Any, mt: Any) -> Any:
+    if _is_wrapper(mt) and (isinstance(v, list) or (isinstance(v, dict) and set(v) != {"values"})):
+        v = {"values": v}
+    return fit_to_message(v, mt)
 
 
 # ---- proto generation -------------------------------------------------------------------------------
@@ -223,10 +266,12 @@ class _Gen:
             raise UnsupportedType(
                 f"{owner}.{fname}: say what the {tp.__name__} holds, e.g. list[float] or dict[str, float]"
             )
-        if origin in (list, tuple, Sequence, list):
+        if origin in _LIST_ORIGINS:
             args = typing.get_args(tp)
+            if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+                raise UnsupportedType(f"{owner}.{fname}: use tuple[T, ...] or list[T] (one element type)")
             return f"repeated {self.element_type(owner, fname, args[0])} {fname} = {number};"
-        if origin in (dict, dict):
+        if origin in _MAP_ORIGINS:
             k, v = typing.get_args(tp)
             if k is not str and k is not int:
                 raise UnsupportedType(f"{owner}.{fname}: map keys must be str or int")
@@ -250,7 +295,7 @@ class _Gen:
         """Element of a repeated/map field; nested lists and maps need a wrapper message."""
         tp, _ = _unwrap_optional(tp)
         origin = typing.get_origin(tp)
-        if origin in (list, tuple, Sequence, list, dict, dict):
+        if origin in _LIST_ORIGINS or origin in _MAP_ORIGINS:
             wrapper = pascal(owner) + pascal(fname) + "Item"
             if wrapper not in self.messages:
                 self.order.append(wrapper)

@@ -44,7 +44,15 @@ from google.protobuf.message import DecodeError, Message
 from runner.bundle import Metadata
 from runner.contract import Contract
 from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, MethodNotFound, ModelError
-from runner.pyinspect import CallConvention, call_convention, snake, struct_fields, to_plain, to_python
+from runner.pyinspect import (
+    CallConvention,
+    call_convention,
+    fit_to_message,
+    snake,
+    struct_fields,
+    to_plain,
+    to_python,
+)
 
 ROOT_PACKAGE = "_model_runner_models"
 MAX_CALL_THREADS = 32
@@ -107,6 +115,38 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 _finder = _Finder()
+_load_lock = threading.RLock()
+
+
+class _AliasLoader(importlib.abc.Loader):
+    def __init__(self, module: types.ModuleType):
+        self.module = module
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        return self.module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return None
+
+
+class _PlainAliasFinder(importlib.abc.MetaPathFinder):
+    """Resolves a bundle's top-level module names to the version's modules (only while loading)."""
+
+    def __init__(self, ns: _Namespace):
+        self.ns = ns
+        self.added: dict[str, types.ModuleType] = {}
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        top = fullname.partition(".")[0]
+        if top not in self.ns.local_names:
+            return None
+        if fullname == top and importlib.machinery.PathFinder.find_spec(top) is not None:
+            return None  # a real module of that name exists: never shadow it for the rest of the process
+        module = importlib.import_module(f"{self.ns.prefix}.{fullname}")
+        self.added[fullname] = module
+        spec = importlib.machinery.ModuleSpec(fullname, _AliasLoader(module))
+        spec.submodule_search_locations = getattr(module, "__path__", None)
+        return spec
 
 
 def _ensure_root() -> None:
@@ -137,6 +177,7 @@ class _Namespace:
         safe = re.sub(r"\W", "_", label) or "model"
         self.prefix = f"{ROOT_PACKAGE}.{safe}_{next(_counter)}"
         self.local_names = _local_names(self.root)
+        self.aliasing = False  # while loading, plain names resolve through _PlainAliasFinder
         self.builtins = dict(builtins.__dict__)
         self.builtins["__import__"] = self._import
         pkg = types.ModuleType(self.prefix)
@@ -152,13 +193,21 @@ class _Namespace:
         self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
     ) -> Any:
         top = name.partition(".")[0]
-        if level == 0 and top in self.local_names:
+        if level == 0 and top in self.local_names and not self._plain_ok(top):
             full = f"{self.prefix}.{name}"
             if fromlist:
                 return _real_import(full, globals, locals, fromlist, 0)
             importlib.import_module(full)
             return sys.modules[f"{self.prefix}.{top}"]
         return _real_import(name, globals, locals, fromlist, level)
+
+    def _plain_ok(self, top: str) -> bool:
+        """While loading, a plain name may go through the normal import (and the alias finder)
+        unless another module of that name is already loaded."""
+        if not self.aliasing:
+            return False
+        existing = sys.modules.get(top)
+        return existing is None or getattr(existing, "__name__", "").startswith(self.prefix + ".")
 
     def import_module(self, module: str) -> types.ModuleType:
         return importlib.import_module(f"{self.prefix}.{module}")
@@ -184,6 +233,24 @@ class _Namespace:
                 f"entry_point {entry_point!r} is not a class", detail={"entry_point": entry_point}
             )
         return obj
+
+    @contextlib.contextmanager
+    def plain_names_while_loading(self) -> Iterator[None]:
+        """While the model loads, its modules are also importable by their plain names from anywhere,
+        so pickles/joblib files naming classes of the bundle's modules (``features.Scaler``) load.
+        One version loads at a time; the plain names are removed afterwards."""
+        with _load_lock:
+            alias = _PlainAliasFinder(self)
+            sys.meta_path.insert(0, alias)
+            self.aliasing = True
+            try:
+                yield
+            finally:
+                self.aliasing = False
+                sys.meta_path.remove(alias)
+                for name in alias.added:
+                    if sys.modules.get(name) is alias.added[name]:
+                        del sys.modules[name]
 
     def close(self) -> None:
         with _ns_lock:
@@ -300,14 +367,15 @@ class PythonModel:
         self._executor: _DaemonPool | None = None
         self._closed = False
         try:
-            cls = self._ns.load_class(metadata.entry_point)
-            try:
-                self.instance = _instantiate(cls, self.version_dir)
-            except Exception as err:  # noqa: BLE001
-                raise InvalidBundle(
-                    f"{metadata.entry_point}: the constructor raised {type(err).__name__}: {err}",
-                    detail=_exc_detail(err),
-                ) from err
+            with self._ns.plain_names_while_loading():
+                cls = self._ns.load_class(metadata.entry_point)
+                try:
+                    self.instance = _instantiate(cls, self.version_dir)
+                except Exception as err:  # noqa: BLE001
+                    raise InvalidBundle(
+                        f"{metadata.entry_point}: the constructor raised {type(err).__name__}: {err}",
+                        detail=_exc_detail(err),
+                    ) from err
             self._bindings = self._bind()
         except BaseException:
             self._ns.close()
@@ -452,6 +520,7 @@ class PythonModel:
                     detail={"rpc": b.rpc},
                 )
             plain = {fields[0].name: plain}
+        plain = fit_to_message(plain, out_cls.DESCRIPTOR)
         msg = out_cls()
         try:
             json_format.ParseDict(plain, msg, ignore_unknown_fields=False, descriptor_pool=self.contract.pool)

@@ -405,12 +405,17 @@ class Repository:
             if sha256 is None:
                 sha256 = folder_sha256(staged)
             incoming = model_dir / f".incoming-{uuid.uuid4().hex}"
-            shutil.copytree(staged, incoming, symlinks=True)
-            _fsync_tree(incoming)
-            _crash_point("staging_copy")
-            (model_dir / "versions").mkdir(exist_ok=True)
             target = self.version_dir(name, version)
-            os.rename(incoming, target)
+            try:
+                # Links are copied as their content: a version folder must not depend on anything outside.
+                shutil.copytree(staged, incoming, ignore=shutil.ignore_patterns("__pycache__"))
+                _fsync_tree(incoming)
+                _crash_point("staging_copy")
+                (model_dir / "versions").mkdir(exist_ok=True)
+                os.rename(incoming, target)
+            except BaseException:
+                shutil.rmtree(incoming, ignore_errors=True)  # e.g. disk full: leave nothing behind
+                raise
             _fsync_dir(target.parent)
             _crash_point("version_move")
             self._write_pointer(name, version, crash_steps=True)

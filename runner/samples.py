@@ -217,6 +217,8 @@ def ensure_default_repository(repo: Repository) -> list[str]:
 
 def _gradle_command() -> str:
     gradle = os.environ.get("GRADLE") or shutil.which("gradle")
+    if gradle and not shutil.which(gradle):
+        raise SampleBuildError(f"GRADLE={gradle} is not an executable", {"hint": "unset GRADLE or fix the path"})
     if not gradle:
         raise SampleBuildError(
             "Gradle is not installed: the Java samples are built with Gradle",
@@ -239,8 +241,8 @@ def _run_gradle(root: Path, weka_jar: Path | None) -> None:
             f"building the sample models failed (gradle exit {result.returncode}): "
             f"{_gradle_reason(output)}",
             {"command": command, "cwd": str(root), "output": output[-8000:],
-             "hint": "run `bash .ci/setup` to install the build tools (JDK 17, gradle, protoc, "
-                     "protobuf-java, python-weka-wrapper3 for weka.jar)"},
+             "hint": "the output names the failing task and file; if a build tool is missing (JDK 17, "
+                     "gradle, protoc, protobuf-java, weka.jar from python-weka-wrapper3), run `bash .ci/setup`"},
         )
 
 
@@ -405,3 +407,33 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m runner.samples [--force] [--dest DIR]`: build the sample bundles, list them."""
+    import argparse  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="python -m runner.samples", description=main.__doc__)
+    parser.add_argument("--dest", type=Path, help="bundle folder (default: <repo root>/build/samples)")
+    parser.add_argument("--force", action="store_true", help="run Gradle even if the sources are unchanged")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        bundles = build_sample_bundles(args.dest, force=args.force)
+    except ModelRunnerError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        if output := err.detail.get("output"):
+            print(output, file=sys.stderr)
+        if hint := err.detail.get("hint"):
+            print(f"hint: {hint}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        for name, folder in sorted(bundles.items()):
+            print(f"{name:12} {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

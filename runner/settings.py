@@ -43,6 +43,12 @@ class Settings:
     """Largest accepted request body (uploads included); larger answers 413."""
     max_message_bytes: int = 64 * 1024 * 1024
     """Largest predict request / gRPC message."""
+    bundle_max_total_bytes: int = 1024 * 1024 * 1024
+    """Largest total uncompressed size of a bundle."""
+    bundle_max_file_bytes: int = 512 * 1024 * 1024
+    """Largest single file in a bundle."""
+    bundle_max_entries: int = 10_000
+    """Most entries (files and folders) in a bundle zip."""
     max_json_depth: int = 64
     """Deepest nesting accepted in a JSON body."""
     poll_interval: float = 0.1

@@ -190,6 +190,23 @@ def test_bundles_open_with_the_bundle_reader(sample_bundles: dict[str, Path]) ->
         assert bundle.proto_text.startswith("// The iris contract")
 
 
+@pytest.mark.parametrize("sample", ["iris", "iris-v2", "iris-proto", "weka", "iris-python"])
+def test_bundle_passes_validation_and_its_examples_are_right(sample_bundles: dict[str, Path], sample: str) -> None:
+    # The real pre-swap validation: contract compiles, the model loads (JVM for Java) and binds,
+    # and every example runs. The Java examples are one row per species, in order.
+    from runner.bundle import open_bundle
+    from runner.validate import validate_bundle
+
+    report = validate_bundle(open_bundle(sample_bundles[sample]))
+    assert sorted(report.methods) == ["Classify", "ClassifyBatch", "ClassifyMatrix"]
+    if sample != "iris-python":
+        prefix = "Iris-" if sample == "iris-v2" else ""
+        species = [f"{prefix}{s}" for s in ("setosa", "versicolor", "virginica")]
+        assert [out["species"] for out in report.outputs["Classify"]] == species
+        assert [p["species"] for p in report.outputs["ClassifyBatch"][0]["predictions"]] == species
+        assert report.outputs["ClassifyMatrix"] == [{"indices": [0, 1, 2]}]
+
+
 @pytest.mark.parametrize("sample", ["iris-proto", "weka"])
 def test_sample_classifies_the_iris_data(repo_root: Path, sample_bundles: dict[str, Path], tmp_path: Path,
                                          sample: str) -> None:

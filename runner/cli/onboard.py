@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -166,7 +167,7 @@ def _method_text(m: Any) -> str:
     if isinstance(m, dict):
         sig = m.get("signature")
         if sig:
-            return str(sig)
+            return short_signature(str(sig))
         params = m.get("parameters") or m.get("params") or []
         ptxt = ", ".join(p if isinstance(p, str) else " ".join(str(x) for x in (p.get("type"), p.get("name")) if x)
                          for p in params)
@@ -174,6 +175,14 @@ def _method_text(m: Any) -> str:
         conv = f"   [{m['convention']}]" if m.get("convention") else ""
         return f"{ret} {m.get('name', '?')}({ptxt}){conv}".strip()
     return str(m)
+
+
+def short_signature(sig: str) -> str:
+    """``public java.util.List<a.b.Out> a.b.Model.predict(java.util.List<a.b.In>)`` ->
+    ``List<Out> predict(List<In>)``: what a person reads first."""
+    sig = re.sub(r"^(public|protected|private|final|synchronized|native|\s)+", "", sig).strip()
+    sig = re.sub(r"(?<![\w$])(?:[a-z_][\w]*\.)+(?=[A-Za-z_$])", "", sig)  # package qualifiers
+    return re.sub(r"(?<![\w$])[A-Z][\w$]*\.(?=[a-z_$][\w$]*\()", "", sig)  # the declaring class
 
 
 def _compile(proto_text: str) -> Any:

@@ -210,8 +210,16 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_proto(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise BadInput(f"{args.file}: no such file", {"hint": "pass the path to the new .proto"})
-    result = client_for(args).swap_proto(args.name, args.file, allow_breaking=args.allow_breaking,
-                                         expected_version=args.if_match)
+    from runner.errors import Conflict  # noqa: PLC0415
+
+    try:
+        result = client_for(args).swap_proto(args.name, args.file, allow_breaking=args.allow_breaking,
+                                             expected_version=args.if_match)
+    except Conflict as err:
+        changes = err.detail.get("breaking_changes") or []
+        err.detail["hint"] = ("rerun with --allow-breaking to accept it (clients of the old contract may fail)"
+                              + ("; changes: " + "; ".join(map(str, changes)) if changes else ""))
+        raise
     text = f"{args.name}: contract replaced, version {result.get('version')} is current"
     changes = result.get("breaking_changes") or result.get("breaking") or []
     if changes:

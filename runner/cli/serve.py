@@ -100,11 +100,14 @@ def run(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     failed = threading.Event()
 
-    def stop_grpc() -> None:
+    def signal_grpc(signum: int = signal.SIGTERM) -> None:
         stopping.set()
         for proc in grpc_procs:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+
+    def stop_grpc() -> None:
+        signal_grpc()
         deadline = time.monotonic() + max(30.0, settings.predict_timeout)
         for proc in grpc_procs:
             try:
@@ -128,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
     from runner.http.gunicorn_app import HttpServer  # noqa: PLC0415
 
-    server = HttpServer(settings, on_ready=on_ready, on_exit=stop_grpc, log_level=args.log_level)
+    server = HttpServer(settings, on_ready=on_ready, on_exit=stop_grpc, on_stop_signal=signal_grpc,
+                        log_level=args.log_level)
     try:
         server.run()  # gunicorn's arbiter: SIGTERM drains the workers, SIGINT stops them quickly
     except SystemExit as exit_:

@@ -27,7 +27,7 @@ log = logging.getLogger("runner.grpc")
 
 
 def _open_repository(settings: Settings) -> Any:
-    from runner.repository import Repository  # noqa: PLC0415
+    from runner.repository import Repository
 
     # Never wipe staging here: an HTTP worker may be uploading into it right now.
     try:
@@ -40,7 +40,7 @@ def _jvm_started() -> bool:
     jvm = sys.modules.get("bridge.jvm")
     try:
         return bool(jvm is not None and jvm.jvm_started())
-    except Exception:
+    except Exception:  # noqa: BLE001 - only a hint for re-installing handlers
         return False
 
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, on_signal)
 
     install_handlers()
-    from runner.registry import Registry  # noqa: PLC0415
+    from runner.registry import Registry
 
     repository = _open_repository(settings)
     registry = Registry(repository, process_kind="grpc", poll_interval=settings.poll_interval, settings=settings)

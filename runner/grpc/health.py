@@ -40,11 +40,7 @@ class HealthSync:
         """Bring the health statuses up to date with the registry now."""
         snap = self.registry.snapshot()
         wanted: dict[str, int] = {name: NOT_SERVING for name in self._status}
-        try:
-            failed = self.registry.load_errors()
-        except Exception:  # a registry without load errors is fine
-            failed = {}
-        for name in failed:
+        for name in self.registry.load_errors():
             wanted[name] = NOT_SERVING
         for name, lv in snap.items():
             wanted[name] = SERVING

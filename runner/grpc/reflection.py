@@ -18,6 +18,7 @@ the contract of the most recently (re)loaded of them, so a proto swap shows at o
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2 as rpb
 from grpc_reflection.v1alpha import reflection_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 V1ALPHA_SERVICE = "grpc.reflection.v1alpha.ServerReflection"
 V1_SERVICE = "grpc.reflection.v1.ServerReflection"
@@ -181,7 +184,8 @@ class LiveReflection(reflection_pb2_grpc.ServerReflectionServicer):
                 if src is None:
                     try:
                         src = _contract_source(name, lv.contract.file_descriptor_set)
-                    except Exception:  # a contract we cannot index must not break reflection
+                    except Exception:
+                        log.exception("reflection: cannot index the contract of %s", name)
                         continue
                 cache[ck] = src
                 entries.append((self._order[name][2], src))
@@ -197,7 +201,7 @@ class LiveReflection(reflection_pb2_grpc.ServerReflectionServicer):
                     by_file.setdefault(fname, src)
             # An original name (e.g. "model.proto") also finds the most recent file of that name.
             for src in sources:
-                for orig, served_name in src.renamed.items():
+                for orig in src.renamed:
                     by_file.setdefault(orig, src)
             self._index = _Index(sorted(by_service), by_service, sources, by_file)
             self._key = key
@@ -293,7 +297,7 @@ class LiveReflection(reflection_pb2_grpc.ServerReflectionServicer):
             return self._error(request, grpc.StatusCode.NOT_FOUND, f"no message type {type_name!r}")
         return self._error(request, grpc.StatusCode.INVALID_ARGUMENT, "empty reflection request")
 
-    def ServerReflectionInfo(self, request_iterator: Iterable[Any], context: Any) -> Iterator[Any]:  # noqa: N802
+    def ServerReflectionInfo(self, request_iterator: Iterable[Any], context: Any) -> Iterator[Any]:
         for request in request_iterator:
             yield self.answer(request)
 

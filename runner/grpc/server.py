@@ -285,7 +285,7 @@ def create_server(
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
                          options=options)
     health_sync = HealthSync(registry, interval=max(settings.poll_interval, 0.05))
-    from grpc_health.v1 import health_pb2_grpc  # noqa: PLC0415  (only the transport imports grpc modules)
+    from grpc_health.v1 import health_pb2_grpc
 
     health_pb2_grpc.add_HealthServicer_to_server(health_sync.servicer, server)
     reflection = LiveReflection(registry.snapshot)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable
 
@@ -193,45 +195,18 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
 
     # ---------------------------------------------------------------- predict
 
-    def predict(name: str | None, method: str) -> Response:
-        started = time.perf_counter()
-        label = name or "-"
-        status = 500
-        try:
-            if request.content_length is not None and request.content_length > settings.max_message_bytes:
-                raise TooLarge(f"message of {request.content_length} bytes exceeds the limit of "
-                               f"{settings.max_message_bytes} bytes", {"limit": settings.max_message_bytes})
-            # media negotiation (Content-Type, Accept with q-values) is the data plane's, shared with gRPC
-            content_type = request.content_type or MEDIA_JSON
-            accept = request.headers.get("Accept")
-            payload = request.get_data(cache=False)
-            result = dataplane.predict(name, method, payload, content_type, accept,
-                                       timeout=_header_timeout(settings))
-            label = result.model
-            status = 200
-            response = Response(result.body, status=200, content_type=result.content_type)
-            response.headers["X-Model-Name"] = result.model
-            response.headers["X-Model-Version"] = str(result.version)
-            return response
-        except ModelRunnerError as err:
-            status = status_for(err.kind)
-            response = error_response(err)
-            model = err.detail.get("model") if isinstance(err.detail, dict) else None
-            response.headers["X-Model-Name"] = str(model or name or "")
-            version = err.detail.get("version") if isinstance(err.detail, dict) else None
-            if version is not None:
-                response.headers["X-Model-Version"] = str(version)
-            return response
-        finally:
-            metrics.observe_request(label, method, status, time.perf_counter() - started)
+    # The predict path skips Flask (routing, Request/Response objects): it is the hot path. These routes
+    # only exist so that other verbs on a predict path answer 405 like every other endpoint.
+    fast = PredictPath(app.wsgi_app, settings, dataplane, metrics)
+    app.wsgi_app = fast  # type: ignore[method-assign]
 
     @app.post("/models/<name>/methods/<method>")
     def predict_named(name: str, method: str) -> Response:
-        return predict(name, method)
+        return fast.flask_view(name, method)
 
     @app.post("/model/methods/<method>")
     def predict_single(method: str) -> Response:
-        return predict(None, method)
+        return fast.flask_view(None, method)
 
     # ---------------------------------------------------------------- read-only model info
 
@@ -401,18 +376,97 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
 # -------------------------------------------------------------------- request parsing helpers
 
 
-def _header_timeout(settings: Settings) -> float | None:
-    """A client deadline from `X-Timeout-Seconds` (or gRPC-style `Grpc-Timeout` is not used here)."""
-    raw = request.headers.get("X-Timeout-Seconds")
+def _header_timeout(raw: str | None, settings: Settings) -> float | None:
+    """A client deadline from the `X-Timeout-Seconds` header, capped by the configured predict timeout."""
     if not raw:
         return None
     try:
         value = float(raw)
     except ValueError:
         raise BadInput(f"X-Timeout-Seconds must be a number, got {raw!r}", {"header": "X-Timeout-Seconds"}) from None
-    if value <= 0:
+    if not value > 0:
         raise BadInput("X-Timeout-Seconds must be positive", {"header": "X-Timeout-Seconds"})
     return min(value, settings.predict_timeout)
+
+
+_PREDICT_PATH = re.compile(r"^/models/([^/]+)/methods/([^/]+)$|^/model/methods/([^/]+)$")
+_REASONS = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+
+
+class PredictPath:
+    """WSGI middleware answering `POST /models/{name}/methods/{method}` and `POST /model/methods/{method}`
+    directly (everything else goes to the Flask app)."""
+
+    def __init__(self, app: Any, settings: Settings, dataplane: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.settings = settings
+        self.dataplane = dataplane
+        self.metrics = metrics
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("REQUEST_METHOD") == "POST":
+            match = _PREDICT_PATH.match(environ.get("PATH_INFO") or "")
+            if match is not None:
+                name, method = (match.group(1), match.group(2)) if match.group(2) else (None, match.group(3))
+                status, headers, body = self.handle(environ, name, method)
+                start_response(_REASONS.get(status, str(status)), headers)
+                return [body]
+        return self.app(environ, start_response)
+
+    def flask_view(self, name: str | None, method: str) -> Response:
+        status, headers, body = self.handle(request.environ, name, method)
+        return Response(body, status=status, headers=headers)
+
+    def handle(self, environ: dict[str, Any], name: str | None, method: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        started = time.perf_counter()
+        label = name or "-"
+        status = 500
+        try:
+            payload = self._read_body(environ)
+            # media negotiation (Content-Type, Accept with q-values) is the data plane's, shared with gRPC
+            result = self.dataplane.predict(name, method, payload, environ.get("CONTENT_TYPE") or MEDIA_JSON,
+                                            environ.get("HTTP_ACCEPT"),
+                                            timeout=_header_timeout(environ.get("HTTP_X_TIMEOUT_SECONDS"),
+                                                                    self.settings))
+            label, status = result.model, 200
+            return 200, [("Content-Type", result.content_type), ("Content-Length", str(len(result.body))),
+                         ("X-Model-Name", result.model), ("X-Model-Version", str(result.version))], result.body
+        except ModelRunnerError as err:
+            return self._error(err, name)
+        except Exception as err:  # noqa: BLE001 - answer JSON whatever happens
+            log.exception("predict %s/%s failed unexpectedly", name, method)
+            return self._error(ModelRunnerError(f"internal error: {type(err).__name__}: {err}",
+                                                {"type": type(err).__name__}), name)
+        finally:
+            self.metrics.observe_request(label, method, status, time.perf_counter() - started)
+
+    def _read_body(self, environ: dict[str, Any]) -> bytes:
+        limit = min(self.settings.max_message_bytes, self.settings.max_body_bytes)
+        raw_length = environ.get("CONTENT_LENGTH")
+        stream = environ["wsgi.input"]
+        if raw_length:
+            try:
+                length = int(raw_length)
+            except ValueError:
+                raise BadInput(f"Content-Length {raw_length!r} is not a number", {}) from None
+            if length > limit:
+                raise TooLarge(f"message of {length} bytes exceeds the limit of {limit} bytes", {"limit": limit})
+            return stream.read(length) if length else b""
+        data = stream.read(limit + 1)  # chunked or unknown length
+        if len(data) > limit:
+            raise TooLarge(f"message exceeds the limit of {limit} bytes", {"limit": limit})
+        return data
+
+    @staticmethod
+    def _error(err: ModelRunnerError, name: str | None) -> tuple[int, list[tuple[str, str]], bytes]:
+        status = status_for(err.kind)
+        body = json.dumps(err.to_dict(), default=str).encode()
+        detail = err.detail if isinstance(err.detail, dict) else {}
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                   ("X-Model-Name", str(detail.get("model") or name or ""))]
+        if detail.get("version") is not None:
+            headers.append(("X-Model-Version", str(detail["version"])))
+        return status, headers, body
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from typing import Any, Callable
 
 from gunicorn.app.base import BaseApplication
@@ -57,10 +58,12 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
     """
 
     def __init__(self, settings: Settings, *, on_ready: Callable[[int], None] | None = None,
-                 on_exit: Callable[[], None] | None = None, log_level: str = "info") -> None:
+                 on_exit: Callable[[], None] | None = None, on_stop_signal: Callable[[int], None] | None = None,
+                 log_level: str = "info") -> None:
         self.settings = settings
         self._on_ready = on_ready
         self._on_exit = on_exit
+        self._on_stop_signal = on_stop_signal
         self._log_level = log_level
         super().__init__()
 
@@ -92,6 +95,39 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
         for key, value in config.items():
             self.cfg.set(key, value)
 
+    def run(self) -> None:
+        """Run gunicorn's arbiter (in this process) until it stops."""
+        from gunicorn.arbiter import Arbiter  # noqa: PLC0415
+
+        app = self
+
+        class _Arbiter(Arbiter):  # type: ignore[misc]
+            # tell the caller at once (e.g. to stop the gRPC processes in parallel with the drain)
+            def handle_term(self) -> None:
+                app._stop_signal(signal.SIGTERM)
+                super().handle_term()
+
+            def handle_int(self) -> None:
+                app._stop_signal(signal.SIGINT)
+                super().handle_int()
+
+            def handle_quit(self) -> None:
+                app._stop_signal(signal.SIGQUIT)
+                super().handle_quit()
+
+        try:
+            _Arbiter(self).run()
+        except RuntimeError as err:
+            print(f"\nError: {err}\n", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+    def _stop_signal(self, signum: int) -> None:
+        if self._on_stop_signal is not None:
+            try:
+                self._on_stop_signal(signum)
+            except Exception:  # noqa: BLE001 - stopping anyway
+                log.exception("stop-signal callback failed")
+
     def load(self) -> Any:
         # gunicorn calls this inside each worker after the fork (preload_app is off)
         return build_worker_app(self.settings)
@@ -111,12 +147,36 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
             self._on_exit()
 
 
-def _post_worker_init(worker: Any) -> None:
-    # Starting the JVM may have replaced the worker's signal handlers with the JVM's own (which exit at
-    # once, without draining): install gunicorn's again so SIGTERM means a graceful stop.
+def _reinstall_signal_handlers(worker: Any) -> None:
+    """Starting the JVM replaces the worker's signal handlers with the JVM's own (which exit at once,
+    without draining): install gunicorn's again so SIGTERM means a graceful stop."""
     for sig, handler in ((signal.SIGTERM, worker.handle_exit), (signal.SIGQUIT, worker.handle_quit),
                          (signal.SIGINT, worker.handle_quit), (signal.SIGABRT, worker.handle_abort)):
         signal.signal(sig, handler)  # unconditionally: Python cannot see a handler the JVM set natively
+
+
+def _jvm_started() -> bool:
+    jvm = sys.modules.get("bridge.jvm")
+    try:
+        return bool(jvm is not None and jvm.jvm_started())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _post_worker_init(worker: Any) -> None:
+    _reinstall_signal_handlers(worker)
+    # A Java model published later starts the JVM later: notice it from the worker's main loop (signal
+    # handlers can only be set from the main thread), which calls notify() at least once a second.
+    seen = [_jvm_started()]
+    notify = worker.notify
+
+    def notify_and_watch_jvm() -> None:
+        notify()
+        if not seen[0] and _jvm_started():
+            seen[0] = True
+            _reinstall_signal_handlers(worker)
+
+    worker.notify = notify_and_watch_jvm
     log.info("worker %s serving", os.getpid())
 
 

@@ -22,6 +22,7 @@ import requests
 from runner.bundle import write_bundle_zip
 from runner.contract import Contract
 from tests.http.conftest import write_toy_bundle
+from tests.http.test_app import narrowed_bundle
 
 pytestmark = pytest.mark.e2e
 
@@ -265,22 +266,21 @@ def test_swap_under_load(served: Served, sample_bundles: dict[str, Path], tmp_pa
     assert len(served_versions) > 10, "answers came from many of the swapped versions"
 
 
-def _without_rpc(proto: str, rpc: str) -> str:
-    return "\n".join(line for line in proto.splitlines() if f"rpc {rpc} " not in line) + "\n"
-
-
-def test_proto_only_swap_adds_a_method_on_every_worker(served: Served) -> None:
+def test_proto_only_swap_adds_a_method_on_every_worker(served: Served, sample_bundles: dict[str, Path],
+                                                       tmp_path: Path) -> None:
     base, auth = served.base, served.auth
+    # a breaking change (field renumbered) is refused without the flag, with the report
     before = served.current("iris")
-    narrow = _without_rpc(IRIS_PROTO, "ClassifyMatrix")
-    r = served.session.put(f"{base}/models/iris/proto", data=narrow, headers={**auth, "Content-Type": "text/plain"})
+    renumbered = IRIS_PROTO.replace("double sepal_width = 2;", "double sepal_width = 5;")
+    r = served.session.put(f"{base}/models/iris/proto", data=renumbered,
+                           headers={**auth, "Content-Type": "text/plain"})
     assert r.status_code == 409, r.text
     error = r.json()["error"]
-    assert error["kind"] == "conflict" and "ClassifyMatrix" in json.dumps(error)
+    assert error["kind"] == "conflict" and "sepal_width" in json.dumps(error)
     assert served.current("iris") == before
 
-    r = served.session.put(f"{base}/models/iris/proto?allow_breaking=true", data=narrow,
-                           headers={**auth, "Content-Type": "text/plain"})
+    # a version without ClassifyMatrix ...
+    r = served.put_bundle("iris", narrowed_bundle(sample_bundles["iris"], tmp_path / "narrow"))
     assert r.status_code == 200, r.text
     narrowed = int(r.json()["version"])
     matrix = {"rows": [{"values": [5.1, 3.5, 1.4, 0.2]}, {"values": [6.7, 3.0, 5.2, 2.3]}]}
@@ -289,11 +289,11 @@ def test_proto_only_swap_adds_a_method_on_every_worker(served: Served) -> None:
         assert r.status_code == 404 and r.json()["error"]["kind"] == "method_not_found"
         assert r.headers["X-Model-Version"] == str(narrowed)
 
-    # adding the method back is not breaking: no flag needed
+    # ... then a proto-only swap adds it back: not breaking, no flag, every worker serves it at once
     r = served.session.put(f"{base}/models/iris/proto", files={"proto": ("model.proto", IRIS_PROTO)}, headers=auth)
     assert r.status_code == 200, r.text
     widened = int(r.json()["version"])
-    assert widened > narrowed
+    assert widened > narrowed and len(r.json()["served_by"]) == 3
     for _ in range(20):
         r = requests.post(f"{base}/models/iris/methods/ClassifyMatrix", json=matrix, headers={"Connection": "close"})
         assert r.status_code == 200, r.text
@@ -320,26 +320,27 @@ def test_broken_bundles_are_refused_and_nothing_changes(served: Served, sample_b
     (bad_jar / "model.jar").write_bytes(b"this is not a zip file")
     bad_proto = _copy(iris, tmp_path, "bad-proto")
     (bad_proto / "model.proto").write_text(IRIS_PROTO.replace("message IrisBatch {", "message IrisBatch {{"))
-    failing = _copy(iris, tmp_path, "failing-self-test")
+    failing = write_toy_bundle(tmp_path / "failing-self-test")
     meta = json.loads((failing / "metadata.json").read_text())
-    # a matrix row of one value: the Java model indexes four features and throws
-    meta["examples"] = {"ClassifyMatrix": [{"rows": [{"values": [1.0]}]}]}
+    meta["examples"] = {"Echo": [{"text": "boom"}]}  # the toy model raises on this example
     (failing / "metadata.json").write_text(json.dumps(meta))
 
-    versions_before = served.session.get(f"{served.base}/models/iris/versions").json()
-    history_before = served.session.get(f"{served.base}/models/iris/history").json()["history"]
-    for folder, kind, words in ((bad_jar, "invalid_bundle", "jar"), (bad_proto, "invalid_contract", "line"),
-                                (failing, "invalid_bundle", "ClassifyMatrix")):
-        r = served.put_bundle("iris", folder)
+    cases = (("iris", bad_jar, "invalid_bundle", "jar"), ("iris", bad_proto, "invalid_contract", "line"),
+             ("toy", failing, "invalid_bundle", "asked to fail"))
+    for name, folder, kind, words in cases:
+        versions_before = served.session.get(f"{served.base}/models/{name}/versions").json()
+        history_before = served.session.get(f"{served.base}/models/{name}/history").json()["history"]
+        r = served.put_bundle(name, folder)
         assert r.status_code == 422, (folder.name, r.text)
         error = r.json()["error"]
         assert error["kind"] == kind, (folder.name, error)
         assert words.lower() in json.dumps(error).lower(), (folder.name, error)
-        assert served.session.get(f"{served.base}/models/iris/versions").json() == versions_before
-        p = served.predict("iris", "Classify", FLOWER)
+        assert served.session.get(f"{served.base}/models/{name}/versions").json() == versions_before
+        assert served.session.get(f"{served.base}/models/{name}/history").json()["history"] == history_before
+        body = FLOWER if name == "iris" else {"text": "hi"}
+        p = served.predict(name, "Classify" if name == "iris" else "Echo", body)
         assert p.status_code == 200 and p.headers["X-Model-Version"] == str(versions_before["version"])
         assert [e for e in os.listdir(served.repo / "staging") if not e.endswith(".lock")] == []
-    assert served.session.get(f"{served.base}/models/iris/history").json()["history"] == history_before
 
 
 def test_rollback_and_if_match(served: Served) -> None:

@@ -17,11 +17,11 @@ from typing import Any
 import grpc
 import pytest
 
+from runner.grpc.server import create_server
 from runner.registry import Registry
 from runner.repository import Repository
 from runner.samples import find_repo_root
 from runner.settings import Settings
-from runner.grpc.server import create_server
 
 ROOT = find_repo_root()
 IRIS_PROTO = (ROOT / "protos" / "iris.proto").read_text()
@@ -65,7 +65,9 @@ class Tools:
         return {"text": "slept"}
 
     def Fail(self, request):
-        raise ValueError("cannot handle " + request.text)
+        if request.text:  # the empty request (pre-swap validation) passes
+            raise ValueError("cannot handle " + request.text)
+        return {"text": ""}
 
     def close(self):
         _closed.set()
@@ -126,11 +128,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "c
 class Env:
     """A repository, a registry following it and a gRPC server over that registry."""
 
-    def __init__(self, root: Path, settings: Settings):
+    def __init__(self, root: Path, settings: Settings, loader: Any = None):
         self.root = root
         self.settings = settings
         self.repo = Repository(root / "repo")
-        self.registry = Registry(self.repo, process_kind="grpc", poll_interval=0.05, settings=settings)
+        self.registry = Registry(self.repo, process_kind="grpc", poll_interval=0.05, settings=settings,
+                                 loader=loader)
         self.server: Any = None
         self.port = 0
         self._n = 0
@@ -178,12 +181,13 @@ class Env:
 
 @pytest.fixture
 def make_env(tmp_path: Path) -> Iterator[Callable[..., Env]]:
-    """Factory: ``make_env(**settings_overrides)`` -> a started Env (stopped at teardown)."""
+    """Factory: ``make_env(loader=None, **settings_overrides)`` -> a started Env (stopped at teardown);
+    ``loader`` replaces the registry's version loader."""
     envs: list[Env] = []
 
-    def make(**overrides: Any) -> Env:
+    def make(loader: Any = None, **overrides: Any) -> Env:
         settings = Settings(repo=tmp_path / f"env{len(envs)}" / "repo", grpc_port=0, **overrides)
-        env = Env(tmp_path / f"env{len(envs)}", settings)
+        env = Env(tmp_path / f"env{len(envs)}", settings, loader)
         envs.append(env)
         env.start()
         return env

@@ -401,31 +401,58 @@ def test_rollback_and_delete(iris_env: Env, sample_bundles: dict[str, Path]) -> 
     _error(c.delete("/models/iris", headers=iris_env.auth), 404, "not_found")
 
 
-def test_proto_swap(iris_env: Env) -> None:
+def narrowed_bundle(iris: Path, dest: Path) -> Path:
+    """The iris bundle without the ClassifyMatrix rpc (contract and examples)."""
+    shutil.copytree(iris, dest)
+    proto = (dest / "model.proto").read_text()
+    (dest / "model.proto").write_text("\n".join(line for line in proto.splitlines() if "rpc ClassifyMatrix" not in line))
+    meta = json.loads((dest / "metadata.json").read_text())
+    meta.get("examples", {}).pop("ClassifyMatrix", None)
+    (dest / "metadata.json").write_text(json.dumps(meta))
+    return dest
+
+
+def test_proto_swap(iris_env: Env, sample_bundles: dict[str, Path], tmp_path: Path) -> None:
     c = iris_env.client
-    narrow = "\n".join(line for line in IRIS_PROTO.splitlines() if "rpc ClassifyMatrix" not in line)
-    err = _error(c.put("/models/iris/proto", data=narrow, content_type="text/plain", headers=iris_env.auth),
+    # renumbering a field breaks binary clients: refused without the flag, with the report
+    renumbered = IRIS_PROTO.replace("double sepal_width = 2;", "double sepal_width = 5;")
+    err = _error(c.put("/models/iris/proto", data=renumbered, content_type="text/plain", headers=iris_env.auth),
                  409, "conflict")
-    assert "ClassifyMatrix" in json.dumps(err["detail"])
+    assert "sepal_width" in json.dumps(err["detail"])
     assert iris_env.repository.current_version("iris") == 1
-    r = c.put("/models/iris/proto?allow_breaking=true", data=narrow, content_type="text/plain",
+    r = c.put("/models/iris/proto?allow_breaking=true", data=renumbered, content_type="text/plain",
               headers=iris_env.auth)
     assert r.status_code == 200, r.get_data(as_text=True)
-    assert r.get_json()["version"] == 2
+    assert r.get_json()["version"] == 2 and r.get_json()["breaking_changes"]
+    r = c.post("/models/iris/methods/Classify", json=FLOWER)
+    assert r.headers["X-Model-Version"] == "2" and r.get_json()["species"] == "setosa"
+
+    # a version without ClassifyMatrix, then a proto-only swap that adds it (not breaking: no flag)
+    narrow = narrowed_bundle(sample_bundles["iris"], tmp_path / "narrow")
+    r = c.put("/models/iris", data=write_bundle_zip(narrow), content_type="application/zip", headers=iris_env.auth)
+    assert r.status_code == 200, r.get_data(as_text=True)
     _error(c.post("/models/iris/methods/ClassifyMatrix", json={"rows": []}), 404, "method_not_found")
-    # adding a method is not breaking; multipart `proto` part, Acumos path
     r = c.put("/proto", data={"proto": (io.BytesIO(IRIS_PROTO.encode()), "model.proto")},
               content_type="multipart/form-data", headers=iris_env.auth)
     assert r.status_code == 200, r.get_data(as_text=True)
+    assert r.get_json()["version"] == 4
     r = c.post("/models/iris/methods/ClassifyMatrix", json={"rows": [{"values": list(FLOWER.values())}]})
-    assert r.status_code == 200 and r.get_json()["indices"] == [0] and r.headers["X-Model-Version"] == "3"
+    assert r.status_code == 200 and r.get_json()["indices"] == [0] and r.headers["X-Model-Version"] == "4"
+    assert "ClassifyMatrix" in c.get("/models/iris/proto").get_data(as_text=True)
+
     err = _error(c.put("/models/iris/proto", data="syntax = \"proto3\";\nmessage {", headers=iris_env.auth),
                  422, "invalid_contract")
     assert "line" in json.dumps(err).lower()
+    # an rpc no Java method serves
+    unbound = IRIS_PROTO.replace("rpc Classify (IrisInput)",
+                                 "rpc Categorize (IrisInput) returns (IrisPrediction);\n  rpc Classify (IrisInput)")
+    err = _error(c.put("/models/iris/proto", data=unbound, headers=iris_env.auth), 422, "invalid_bundle")
+    assert "Categorize" in json.dumps(err)
     _error(c.put("/models/iris/proto", data="", headers=iris_env.auth), 400, "bad_input")
     _error(c.put("/models/iris/proto?allow_breaking=maybe", data=IRIS_PROTO, headers=iris_env.auth),
            400, "bad_input")
     _error(c.put("/models/nope/proto", data=IRIS_PROTO, headers=iris_env.auth), 404, "not_found")
+    assert iris_env.repository.current_version("iris") == 4
 
 
 def test_body_limits(sample_bundles: dict[str, Path], tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def state(repo: Repository) -> dict:
     return {
         "files": files,
         "pointers": repo.pointers(),
-        "history": {n: repo.history(n) for n in ("echo", "new")},
+        "history": {p.name: repo.history(p.name) for p in (repo.root / "models").iterdir()},
     }
 
 
@@ -327,3 +327,30 @@ def test_admin_waits_for_every_serving_process(repo: Repository, served: Registr
         proc.stdin.close()
         proc.wait(timeout=30)
     assert other not in repo.live_processes()  # stop() removed its record
+
+
+def test_java_upload_then_acumos_style_jar_only_swap(
+    repo: Repository, served: Registry, sample_bundles: dict[str, Path]
+) -> None:
+    """A Java bundle validated in this process's JVM; then `PUT /model` with only a new JAR (iris-v2)."""
+    admin = Admin(repo, swap_timeout=60)
+    row = b'{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
+    first = admin.upload("iris", sample_bundles["iris"], expected_version=0, caller="dev")
+    assert first["served_by"] == [served.process_id]
+    assert json.loads(DataPlane(served).predict("iris", "Classify", row, JSON).body)["species"] == "setosa"
+
+    jar = (sample_bundles["iris-v2"] / "model.jar").read_bytes()
+    second = admin.upload("iris", UploadParts(jar=jar), expected_version=1, caller="dev")
+    assert second["version"] == 2
+    result = DataPlane(served).predict("iris", "Classify", row, JSON)
+    assert (json.loads(result.body)["species"], result.version) == ("Iris-setosa", 2)
+    assert (repo.version_dir("iris", 2) / "model.proto").read_text() == (
+        sample_bundles["iris"] / "model.proto"
+    ).read_text()
+
+    # A JAR whose class is missing is refused at validation; version 2 keeps serving.
+    before = state(repo)
+    with pytest.raises(InvalidBundle):
+        admin.upload("iris", UploadParts(jar=_zip({"readme.txt": b"no classes"})), caller="dev")
+    assert state(repo) == before and list((repo.root / "staging").iterdir()) == []
+    assert DataPlane(served).predict("iris", "Classify", row, JSON).version == 2

@@ -125,6 +125,11 @@ def test_imports_from_bundle_and_wkt(tmp_path: Path) -> None:
     assert c.file_descriptor_set != c2.file_descriptor_set
 
 
+def test_proto3_only() -> None:
+    with pytest.raises(InvalidContract, match='syntax = "proto3"'):
+        Contract.compile("message A { optional int32 a = 1; } service S { rpc Do (A) returns (A); }")
+
+
 def test_exactly_one_service_and_no_streaming() -> None:
     base = 'syntax = "proto3"; message A {} '
     with pytest.raises(InvalidContract, match="exactly one service"):

@@ -141,6 +141,10 @@ class HousePricer:
 
     def price_per_room(self, area: float, rooms: int) -> float:
         return area * self.rate / rooms
+
+    def transpose(self, grid: list[list[float]], names: dict[str, list[int]]) -> list[list[float]]:
+        assert names == {"a": [1, 2]}, names
+        return [list(col) for col in zip(*grid)]
 """
 
 
@@ -163,5 +167,9 @@ def test_generated_contract_serves_the_class(tmp_path: Path) -> None:
         req = c.decode(c.input_class("PricePerRoom"), b'{"rooms": 2, "area": 100}', MEDIA_JSON)
         out = c.output_class("PricePerRoom").FromString(model.invoke("PricePerRoom", req.SerializeToString()))
         assert out.value == 125.0
+        body = b'{"grid": [{"values": [1, 2]}, {"values": [3, 4]}], "names": {"a": {"values": [1, 2]}}}'
+        req = c.decode(c.input_class("Transpose"), body, MEDIA_JSON)
+        out = c.output_class("Transpose").FromString(model.invoke("Transpose", req.SerializeToString()))
+        assert [list(row.values) for row in out.value] == [[1, 3], [2, 4]]
     finally:
         model.close()

@@ -291,3 +291,52 @@ def test_typed_conventions(tmp_path: Path) -> None:
         assert call(model, c, "Score", {"age": 20, "city": "Oslo"}) == {"value": 44.0}
     finally:
         model.close()
+
+
+PICKLING = """
+    import pickle
+
+    class IrisClassifier:
+        def __init__(self, artifact_dir):
+            with open(artifact_dir / "scaler.pkl", "rb") as f:
+                self.scaler = pickle.load(f)        # names features.Scaler, a class of this bundle
+
+        def Classify(self, request):
+            return {"species": type(self.scaler).__module__, "probabilities": [self.scaler.scale(2.0)]}
+
+        def ClassifyBatch(self, request):
+            return {}
+
+        def ClassifyMatrix(self, request):
+            return {}
+"""
+
+
+def test_pickles_of_bundle_classes_load(tmp_path: Path) -> None:
+    folder = make_bundle(
+        tmp_path / "b",
+        {
+            "iris_model.py": PICKLING,
+            "features.py": "class Scaler:\n    def __init__(self, k):\n        self.k = k\n"
+            "    def scale(self, x):\n        return self.k * x\n",
+        },
+    )
+    import subprocess  # noqa: PLC0415
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import features, pickle; pickle.dump(features.Scaler(3.0), open('scaler.pkl', 'wb'))",
+        ],
+        cwd=folder,
+        check=True,
+    )
+    model, c = load(folder)
+    try:
+        out = call(model, c, "Classify", SETOSA)
+        assert out["probabilities"] == [6.0]
+        assert out["species"].startswith(ROOT_PACKAGE + ".")  # the version's own module
+        assert "features" not in sys.modules  # the plain name was only there while loading
+    finally:
+        model.close()

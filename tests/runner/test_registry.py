@@ -180,6 +180,44 @@ def test_two_registries_share_a_repository(repo: Repository, tmp_path: Path) -> 
         second.stop()
 
 
+def test_swaps_under_load_fail_no_call(repo: Repository, tmp_path: Path) -> None:
+    publish(repo, tmp_path, "v1")
+    closed: list[int] = []
+    registry = Registry(repo, poll_interval=0.01, loader=tracking_loader(closed))
+    registry.start()
+    plane = DataPlane(registry)
+    stop = threading.Event()
+    seen: list[list[int]] = [[] for _ in range(4)]
+    failures: list[BaseException] = []
+
+    def client(i: int) -> None:
+        while not stop.is_set():
+            try:
+                reply = say(plane, f"c{i}")
+                assert reply["label"] == f"v{reply['version']}"
+                seen[i].append(reply["version"])
+            except BaseException as err:  # noqa: BLE001 - collected and asserted below
+                failures.append(err)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for label in ("v2", "v3", "v4", "v5"):
+            version = publish(repo, tmp_path, label)
+            assert repo.wait_until_served("echo", version, timeout=20) == []
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        registry.stop()
+    assert failures == []
+    for versions in seen:
+        assert versions and versions == sorted(versions)  # once a client saw a version, never an older one
+    assert {v for versions in seen for v in versions} >= {5}
+    assert sorted(closed) == [1, 2, 3, 4, 5]  # every version closed exactly once
+
+
 def test_java_and_python_bundles_in_one_repository(
     repo: Repository, tmp_path: Path, sample_bundles: dict[str, Path]
 ) -> None:

@@ -5,7 +5,6 @@ import java.util.ArrayList;
 import java.util.Base64;
 import java.util.Collection;
 import java.util.Collections;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -93,6 +92,4 @@ final class Acumos {
             for (Object x : (Collection<?>) v) flattenNames(prefix + "." + i++, x, out);
         } else if (v != null) out.add(prefix);
     }
-
-    static Map<String, Object> unused() { return new LinkedHashMap<>(); }
 }

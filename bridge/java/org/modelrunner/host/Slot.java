@@ -31,10 +31,11 @@ public final class Slot {
     static final byte[] EMPTY = new byte[0];
     static final MethodType INVOKER = MethodType.methodType(Object.class, Object[].class);
 
-    private final ModelLoader loader;
-    private final Class<?> cls;
-    private final Path artifactDir;
-    private final Schema schema;
+    // Not final: close() drops them so a Slot still referenced from Python pins no model class.
+    private ModelLoader loader;
+    private Class<?> cls;
+    private Path artifactDir;
+    private Schema schema;
     private final List<Binding> bindings = new ArrayList<>();
     private volatile Binding[] table = new Binding[0];
     private Object instance;
@@ -182,32 +183,40 @@ public final class Slot {
         if (in == null || out == null) throw new HostException("load", "rpc " + rpc + ": message types not in schema");
         String name = method == null || method.isEmpty() ? lowerCamel(rpc) : method;
         String conv = convention == null ? "" : convention;
-        Binding b;
+        Binding b = null;
         Properties acu = conv.isEmpty() || conv.equals("acumos") ? acumosConfig() : null;
-        if (conv.equals("acumos") || (conv.isEmpty() && acu != null && publicMethods(cls, name).isEmpty())) {
-            b = bindAcumos(rpc, method, acu, in, out);
+        List<Method> cands = publicMethods(cls, name);
+        if (conv.equals("acumos") || (conv.isEmpty() && acu != null && cands.isEmpty())) {
+            // Acumos: the rpc's own method if it takes a String, else modelMethod of modelConfig.properties
+            Binder bd = new Binder(schema, rpc);
+            Method m = null;
+            for (Method x : cands) if (isStringMethod(x)) { m = x; break; }
+            if (m == null) m = acumosMethod(bd, method, acu);
+            if (m != null) b = bindAcumos(bd, m, acu, in, out);
+            if (b == null) throw bindError(bd.problems);
         } else {
-            List<Method> cands = publicMethods(cls, name);
             if (cands.isEmpty()) {
                 Binder bd = new Binder(schema, rpc);
                 bd.problem("", "", "no public method '" + name + "' in class " + cls.getName() + " (public methods: " + methodList(cls) + ")");
                 throw bindError(bd.problems);
             }
             List<Map<String, String>> reported = null;
-            b = null;
             outer:
             for (Method m : cands) {
                 List<String> order = new ArrayList<>();
                 if (!conv.isEmpty()) order.add(conv);
                 else if (looksProto(m)) order.add("proto");
-                else if (m.getParameterCount() == 1) { order.add("pojo"); order.add("params"); }
-                else order.add("params");
+                else {
+                    if (acu != null && isStringMethod(m)) order.add("acumos");
+                    if (m.getParameterCount() == 1) order.add("pojo");
+                    order.add("params");
+                }
                 for (String c : order) {
                     Binder bd = new Binder(schema, rpc);
-                    Binding x = tryBind(bd, m, c, in, out);
+                    Binding x = c.equals("acumos") ? bindAcumos(bd, m, acu, in, out) : tryBind(bd, m, c, in, out);
                     if (x != null && bd.problems.isEmpty()) { b = x; break outer; }
                     boolean preferred = reported == null && (order.size() == 1 || c.equals(
-                            Props.isPojo(m.getParameterTypes()[0]) ? "pojo" : "params"));
+                            m.getParameterCount() == 1 && Props.isPojo(m.getParameterTypes()[0]) ? "pojo" : "params"));
                     if (preferred) reported = bd.problems;
                 }
             }
@@ -302,41 +311,45 @@ public final class Slot {
         }
     }
 
-    private Binding bindAcumos(String rpc, String method, Properties acu, Schema.Msg in, Schema.Msg out) throws HostException {
-        Binder bd = new Binder(schema, rpc);
+    private static boolean isStringMethod(Method m) {
+        return m.getParameterCount() == 1 && m.getParameterTypes()[0].isAssignableFrom(String.class)
+                && m.getParameterTypes()[0] != Object.class;
+    }
+
+    /** The method named by modelConfig.properties (modelClassName, modelMethod) or the override. */
+    private Method acumosMethod(Binder bd, String override, Properties acu) throws HostException {
         if (acu == null) {
             bd.problem("", "", "convention acumos needs a modelConfig.properties (in the artifact folder or the JAR)");
-            throw bindError(bd.problems);
+            return null;
         }
         String className = acu.getProperty("modelClassName", cls.getName()).trim();
-        String name = method != null && !method.isEmpty() ? method : acu.getProperty("modelMethod", lowerCamel(rpc)).trim();
+        String name = override != null && !override.isEmpty() ? override : acu.getProperty("modelMethod", "").trim();
         Class<?> c;
         try {
             c = className.equals(cls.getName()) ? cls : Class.forName(className, true, loader);
         } catch (ClassNotFoundException | LinkageError e) {
-            throw new HostException("load", "modelClassName " + className + " cannot be loaded: " + e, e, null);
+            throw new HostException("load", "modelClassName " + className + " (modelConfig.properties) cannot be loaded: " + e, e, null);
         }
-        Method m = null;
-        for (Method x : publicMethods(c, name))
-            if (x.getParameterCount() == 1 && x.getParameterTypes()[0].isAssignableFrom(String.class)) { m = x; break; }
-        if (m == null) {
-            bd.problem("", "", "no public method " + name + "(String) in class " + className + " (modelConfig.properties)");
-            throw bindError(bd.problems);
-        }
-        if (!Modifier.isStatic(m.getModifiers()) && c != cls) {
-            bd.problem("", "", "Acumos method " + className + "." + name + " must be static");
-            throw bindError(bd.problems);
+        for (Method x : publicMethods(c, name)) if (isStringMethod(x)) return x;
+        bd.problem("", "", "no public method " + name + "(String) in class " + className + " (modelConfig.properties)");
+        return null;
+    }
+
+    private Binding bindAcumos(Binder bd, Method m, Properties acu, Schema.Msg in, Schema.Msg out) throws HostException {
+        if (!Modifier.isStatic(m.getModifiers()) && m.getDeclaringClass() != cls && !m.getDeclaringClass().isAssignableFrom(cls)) {
+            bd.problem("", "", "Acumos method " + m.getDeclaringClass().getName() + "." + m.getName() + " must be static");
+            return null;
         }
         Binding b = new Binding(m, "acumos");
         Acumos a = new Acumos();
         a.json = acu.getProperty("modelInputType", "csv").toLowerCase(java.util.Locale.ROOT).contains("json");
         a.header = Boolean.parseBoolean(acu.getProperty("modelInputHeader", "false").trim());
         a.in = bd.message(in, Object.class, true);
-        a.rowsField = in.fields.size() == 1 && in.fields.get(0).repeated && in.fields.get(0).isMessage() && !in.fields.get(0).isMap()
-                ? in.fields.get(0).name : null;
+        Schema.Field only = in.fields.size() == 1 ? in.fields.get(0) : null;
+        a.rowsField = only != null && only.repeated && only.isMessage() && !only.isMap() ? only.name : null;
         a.target = Acumos.targetField(out);
-        if (a.target != null) a.out = bd.field(a.target, a.target.repeated ? List.class : Object.class, false);
-        if (!bd.problems.isEmpty()) throw bindError(bd.problems);
+        if (a.target != null) a.out = bd.field(a.target, a.target.isMap() ? java.util.Map.class : a.target.repeated ? List.class : Object.class, false);
+        if (!bd.problems.isEmpty()) return null;
         b.acumos = a;
         b.invoker = invoker(m);
         return b;
@@ -388,7 +401,7 @@ public final class Slot {
 
     public int size() { return table.length; }
 
-    public String className() { return cls.getName(); }
+    public String className() { return cls == null ? "" : cls.getName(); }
 
     /** Releases the class loader and the JAR files; calls after this fail with kind "closed". */
     public synchronized void close() {
@@ -399,6 +412,10 @@ public final class Slot {
         instance = null;
         acumosConfig = null;
         try { loader.close(); } catch (Exception ignored) { }
+        loader = null;
+        cls = null;
+        schema = null;
+        artifactDir = null;
     }
 
     public boolean isClosed() { return closed; }

@@ -1,0 +1,148 @@
+"""The JVM of this process: found, started once (after any fork), with the host library on its classpath."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jpype
+
+from bridge.build import host_classes
+from bridge.errors import BridgeError, JvmNotFoundError, JvmOptionsError
+
+# Options every JVM gets: the exit guard is a SecurityManager, which JDK 18+ only allows with this flag
+# (JDK 17 allows it anyway but this keeps behaviour the same across JDKs).
+BASE_OPTIONS = ("-Djava.security.manager=allow",)
+
+_lock = threading.RLock()
+_started_pid: int | None = None
+_options: tuple[str, ...] = ()
+_input_arguments: set[str] | None = None
+
+
+def _jvm_candidates() -> list[Path]:
+    libs = ("lib/server/libjvm.so", "jre/lib/server/libjvm.so", "lib/server/libjvm.dylib", "lib/libjli.dylib")
+    homes: list[Path] = []
+    if os.environ.get("JAVA_HOME"):
+        homes.append(Path(os.environ["JAVA_HOME"]))
+    java = shutil.which("java")
+    if java:
+        homes.append(Path(os.path.realpath(java)).parent.parent)
+    homes += [Path(p) for p in sorted(glob.glob("/usr/lib/jvm/*"), reverse=True)]
+    out: list[Path] = []
+    for home in homes:
+        for lib in libs:
+            p = home / lib
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def find_jvm() -> tuple[Path, Path]:
+    """(libjvm path, JDK home); JvmNotFoundError listing the paths tried."""
+    tried = _jvm_candidates()
+    for p in tried:
+        if p.is_file():
+            home = p.parent.parent.parent if p.parent.name == "server" else p.parent.parent
+            if home.name == "jre":
+                home = home.parent
+            return p, home
+    raise JvmNotFoundError(
+        "no JVM found. Set JAVA_HOME to a JDK 17+ (e.g. export JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64) "
+        "or install one (apt-get install openjdk-17-jdk-headless). Tried: " + ", ".join(map(str, tried)),
+        {"tried": [str(p) for p in tried]},
+    )
+
+
+def _javac(home: Path) -> str | None:
+    p = home / "bin" / "javac"
+    return str(p) if p.is_file() else shutil.which("javac")
+
+
+def start_jvm(options: Sequence[str] = (), max_heap: str | None = None) -> None:
+    """Start this process's JVM (idempotent). Never call before a fork: a JVM does not survive one.
+
+    When already running, checks that it has ``options`` (JvmOptionsError otherwise)."""
+    global _started_pid, _options
+    with _lock:
+        if jpype.isJVMStarted():
+            if _started_pid is not None and _started_pid != os.getpid():
+                raise BridgeError(
+                    "the JVM was started in a parent process before fork(); a JVM does not survive a fork. "
+                    "Start it in each worker after forking (lazily or in gunicorn's post_fork)")
+            if _started_pid is None:
+                _adopt_running_jvm()
+            require_jvm_options(options)
+            return
+        libjvm, home = find_jvm()
+        classes = host_classes(_javac(home))
+        args = list(BASE_OPTIONS)
+        if max_heap:
+            args.append(f"-Xmx{max_heap}")
+        args += [o for o in options if o not in args]
+        jpype.startJVM(str(libjvm), *args, classpath=[str(classes)], convertStrings=False)
+        _started_pid = os.getpid()
+        _options = tuple(args)
+
+
+def _adopt_running_jvm() -> None:
+    """A JVM started by someone else in this process: usable only if the host library is on its classpath."""
+    global _started_pid
+    try:
+        jpype.JClass("org.modelrunner.host.Host")
+    except Exception as e:  # noqa: BLE001 - any JPype lookup failure means the same thing
+        raise BridgeError("a JVM is already running in this process without the model-runner host library; "
+                          "start it with bridge.jvm.start_jvm()") from e
+    _started_pid = os.getpid()
+
+
+def jvm_started() -> bool:
+    """True when this process (not a parent before fork) runs a JVM."""
+    return jpype.isJVMStarted() and _started_pid == os.getpid()
+
+
+def running_options() -> set[str]:
+    """The options the running JVM was started with (RuntimeMXBean input arguments)."""
+    global _input_arguments
+    if _input_arguments is None:
+        mx = jpype.JClass("java.lang.management.ManagementFactory").getRuntimeMXBean()
+        _input_arguments = {str(a) for a in mx.getInputArguments()} | set(_options)
+    return _input_arguments
+
+
+def require_jvm_options(options: Sequence[str]) -> None:
+    """Raise JvmOptionsError if the running JVM lacks any of ``options`` (fixed at JVM start)."""
+    if not options:
+        return
+    have = running_options()
+    missing = [o for o in options if o not in have]
+    if missing:
+        raise JvmOptionsError(
+            f"the running JVM lacks options {missing} (JVM options are fixed at start): restart the serving "
+            "processes with them (MODEL_RUNNER_JVM_OPTIONS) or roll the workers",
+            {"missing": missing, "running": sorted(have)},
+        )
+
+
+def host() -> Any:
+    """The host facade class (org.modelrunner.host.Host); starts the JVM if needed."""
+    if not jvm_started():
+        start_jvm()
+    return jpype.JClass("org.modelrunner.host.Host")
+
+
+def jvm_stats() -> dict[str, Any]:
+    """Class-loading and memory figures of this process's JVM (java.lang.management)."""
+    s = [int(x) for x in host().stats()]
+    return {"loaded_classes": s[0], "unloaded_classes": s[1], "total_loaded_classes": s[2],
+            "metaspace_used": s[3], "heap_used": s[4], "exit_guard": bool(s[5])}
+
+
+def full_gc() -> None:
+    """System.gc() (twice): lets closed models' class loaders and classes be unloaded."""
+    host().gc()

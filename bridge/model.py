@@ -1,0 +1,156 @@
+"""A Java model version served through the host library (one class loader per version)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jpype
+
+from bridge import jvm
+from bridge.errors import (BindError, BridgeError, JavaDeadlineError, JavaExitError, JavaLoadError,
+                           JavaModelError)
+from bridge.schema import service_schema
+
+_classes: dict[str, Any] = {}
+
+
+def _cls(name: str) -> Any:
+    c = _classes.get(name)
+    if c is None:
+        c = _classes[name] = jpype.JClass(name)
+    return c
+
+
+def host_error(e: Any) -> BridgeError:
+    """Map an org.modelrunner.host.HostException to a bridge error."""
+    kind = str(e.getKind())
+    message = str(e.getMessage())
+    detail: dict[str, Any] = {}
+    raw = str(e.getDetail())
+    if raw and kind != "bind":
+        try:
+            detail.update(json.loads(raw))
+        except ValueError:
+            pass
+    java = {"java_class": str(e.getJavaClass()), "java_message": str(e.getJavaMessage()),
+            "java_stack": str(e.getJavaStack())}
+    if kind == "bind":
+        return BindError(message, {"problems": json.loads(raw)})
+    if kind == "load":
+        return JavaLoadError(message, {**detail, **{k: v for k, v in java.items() if v}})
+    if kind == "exit":
+        return JavaExitError(message, {**detail, **java})
+    if kind == "deadline":
+        return JavaDeadlineError(message, {**detail, **java})
+    if kind == "inspect":
+        from bridge.errors import JavaInspectError
+        return JavaInspectError(message, detail)
+    if kind == "model":
+        return JavaModelError(message, {**detail, **java})
+    if kind == "input":
+        return JavaModelError(message, {**detail, **java, "input": True})
+    return BridgeError(message, {**detail, **java, "kind": kind})
+
+
+class JavaModel:
+    """One loaded version of a Java model, bound to the rpcs of a contract service."""
+
+    def __init__(self, slot: Any, index: dict[str, int], bindings: dict[str, dict], class_name: str):
+        self._slot = slot
+        self._index = index
+        self.bindings = bindings
+        self.class_name = class_name
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._host_error = _cls("org.modelrunner.host.HostException")
+        self._thread_death = _cls("java.lang.ThreadDeath")
+
+    @classmethod
+    def load(cls, *, artifact_dir: Path, class_name: str, service: Any,
+             overrides: dict[str, dict] | None = None, jvm_options: Sequence[str] = ()) -> "JavaModel":
+        """Load ``artifact_dir``/model.jar + lib/*.jar in a new class loader and bind every rpc of ``service``.
+
+        ``overrides``: {rpc: {"java_method": name, "convention": "pojo"|"params"|"proto"|"acumos"}}.
+        Raises JavaLoadError, BindError (detail["problems"]) or JvmOptionsError."""
+        artifact_dir = Path(artifact_dir)
+        jvm.start_jvm(jvm_options)
+        jar = artifact_dir / "model.jar"
+        if not jar.is_file():
+            raise JavaLoadError(f"model.jar not found in {artifact_dir}", {"path": str(jar)})
+        libs = sorted((artifact_dir / "lib").glob("*.jar")) if (artifact_dir / "lib").is_dir() else []
+        host = jvm.host()
+        host_error_cls = _cls("org.modelrunner.host.HostException")
+        try:
+            slot = host.open(class_name, str(artifact_dir), [str(p) for p in [jar, *libs]],
+                             service_schema(service))
+        except host_error_cls as e:
+            raise host_error(e) from None
+        problems: list[dict] = []
+        index: dict[str, int] = {}
+        bindings: dict[str, dict] = {}
+        try:
+            for m in service.methods:
+                ov = (overrides or {}).get(m.name) or {}
+                try:
+                    info = json.loads(str(slot.bind(m.name, ov.get("java_method") or "", ov.get("convention") or "",
+                                                    m.input_type.full_name, m.output_type.full_name)))
+                except host_error_cls as e:
+                    err = host_error(e)
+                    if isinstance(err, BindError):
+                        problems += err.detail["problems"]
+                        continue
+                    raise err from None
+                index[m.name] = info.pop("index")
+                bindings[m.name] = info
+            if problems:
+                raise BindError(
+                    f"{class_name} does not bind to service {service.full_name}: "
+                    + "; ".join(_describe(p) for p in problems),
+                    {"problems": problems})
+        except BaseException:
+            slot.close()
+            raise
+        return cls(slot, index, bindings, class_name)
+
+    def call(self, rpc: str, request: bytes, timeout: float | None = None) -> bytes:
+        """Serialized request message in, serialized response message out."""
+        idx = self._index.get(rpc)
+        if idx is None:
+            raise BridgeError(f"no rpc {rpc!r} bound (bound: {sorted(self._index)})", {"rpc": rpc})
+        ms = 0 if timeout is None else max(1, int(timeout * 1000))
+        try:
+            return bytes(self._slot.call(idx, request, ms))
+        except AttributeError:
+            if self._slot is None:
+                raise BridgeError(f"{self.class_name} is closed", {"rpc": rpc}) from None
+            raise
+        except self._host_error as e:
+            raise host_error(e) from None
+        except self._thread_death as e:  # a stop that landed outside the host's own handler
+            raise JavaDeadlineError(f"{rpc} was stopped after its deadline", {"java_class": "java.lang.ThreadDeath"}) from e
+
+    def close(self) -> None:
+        """Release the class loader and JAR files (idempotent)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.close()
+
+    def __enter__(self) -> "JavaModel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _describe(p: dict) -> str:
+    where = ", ".join(x for x in (f"message {p['message']}" if p.get("message") else "",
+                                  f"field {p['field']}" if p.get("field") else "") if x)
+    return f"rpc {p['rpc']}" + (f" ({where})" if where else "") + f": {p['reason']}"

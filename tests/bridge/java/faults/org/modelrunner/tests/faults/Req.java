@@ -1,0 +1,6 @@
+package org.modelrunner.tests.faults;
+
+public class Req {
+    public String text;
+    public int n;
+}

@@ -1,0 +1,3 @@
+package org.modelrunner.tests.kitchen;
+
+public enum Color { RED, GREEN, BLUE }
