@@ -171,17 +171,18 @@ def measure(target: str, path: str, payload: bytes, metadata: tuple, args: argpa
 class RunnerProcesses:
     """``n`` standalone ``python -m runner.grpc`` processes on one port."""
 
-    def __init__(self, repo: Path, n: int):
+    def __init__(self, repo: Path, n: int, threads: int | None = None):
         from runner.settings import Settings
 
         self.env = {**os.environ, **Settings(repo=repo, grpc_port=0, poll_interval=0.2).to_env()}
         self.procs: list[subprocess.Popen[str]] = []
+        self.extra = ["--threads", str(threads)] if threads else []
         self.port = self._start([])
         for _ in range(n - 1):
             assert self._start(["--port", str(self.port)]) == self.port
 
     def _start(self, extra: list[str]) -> int:
-        proc = subprocess.Popen([sys.executable, "-m", "runner.grpc", "--log-level", "WARNING", *extra],
+        proc = subprocess.Popen([sys.executable, "-m", "runner.grpc", "--log-level", "WARNING", *self.extra, *extra],
                                 env=self.env, stdout=subprocess.PIPE, text=True)
         self.procs.append(proc)
         assert proc.stdout is not None
@@ -246,6 +247,7 @@ def main() -> int:
     parser.add_argument("--conns", type=int, default=2, help="connections per client process")
     parser.add_argument("--inflight", type=int, default=16, help="calls in flight per client process")
     parser.add_argument("--server-procs", type=int, default=2, help="runner.grpc processes on the port")
+    parser.add_argument("--server-threads", type=int, default=None, help="threads per runner.grpc process")
     parser.add_argument("--targets", default="java,python,mlserver")
     parser.add_argument("--json", type=Path, default=ROOT / "build" / "bench" / "grpc_bench.json")
     args = parser.parse_args()
@@ -264,7 +266,7 @@ def main() -> int:
     try:
         names = [MODELS[t] for t in targets if t in MODELS]
         prepare_repository(tmp / "repo", names)
-        runner = RunnerProcesses(tmp / "repo", args.server_procs)
+        runner = RunnerProcesses(tmp / "repo", args.server_procs, args.server_threads)
         runner_target = f"127.0.0.1:{runner.port}"
         from mlserver_peer import start_mlserver
 

@@ -4,8 +4,17 @@ Python talks only to a small host library (bridge/java, built from source on fir
 and exceptions never reach Python, so closing a model version frees its class loader and classes.
 """
 
-from bridge.errors import (BindError, BridgeError, JavaDeadlineError, JavaExitError, JavaInspectError,
-                           JavaLoadError, JavaModelError, JvmNotFoundError, JvmOptionsError)
+from bridge.errors import (
+                           BindError,
+                           BridgeError,
+                           JavaDeadlineError,
+                           JavaExitError,
+                           JavaInspectError,
+                           JavaLoadError,
+                           JavaModelError,
+                           JvmNotFoundError,
+                           JvmOptionsError,
+)
 
 __all__ = ["BindError", "BridgeError", "JavaDeadlineError", "JavaExitError", "JavaInspectError", "JavaLoadError",
            "JavaModelError", "JvmNotFoundError", "JvmOptionsError"]

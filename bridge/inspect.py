@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import jpype
+import jpype  # type: ignore[import-untyped]
 
 from bridge import jvm
 from bridge.errors import JavaLoadError

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jpype
+import jpype  # type: ignore[import-untyped]
 
 from bridge.build import host_classes
 from bridge.errors import BridgeError, JvmNotFoundError, JvmOptionsError
@@ -59,6 +59,18 @@ def find_jvm() -> tuple[Path, Path]:
     )
 
 
+def java_major(home: Path) -> int | None:
+    """The JDK's major version from its ``release`` file (None when unknown)."""
+    try:
+        for line in (home / "release").read_text().splitlines():
+            if line.startswith("JAVA_VERSION="):
+                v = line.split("=", 1)[1].strip().strip('"')
+                return int(v.split(".")[0]) if not v.startswith("1.") else int(v.split(".")[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _javac(home: Path) -> str | None:
     p = home / "bin" / "javac"
     return str(p) if p.is_file() else shutil.which("javac")
@@ -81,7 +93,9 @@ def start_jvm(options: Sequence[str] = (), max_heap: str | None = None) -> None:
             return
         libjvm, home = find_jvm()
         classes = host_classes(_javac(home))
-        args = list(BASE_OPTIONS)
+        major = java_major(home)
+        # JDK 24 removed the SecurityManager: there the exit guard is off (jvm_stats()["exit_guard"]).
+        args = list(BASE_OPTIONS) if major is None or major < 24 else []
         if max_heap:
             args.append(f"-Xmx{max_heap}")
         args += [o for o in options if o not in args]
@@ -95,7 +109,7 @@ def _adopt_running_jvm() -> None:
     global _started_pid
     try:
         jpype.JClass("org.modelrunner.host.Host")
-    except Exception as e:  # noqa: BLE001 - any JPype lookup failure means the same thing
+    except Exception as e:
         raise BridgeError("a JVM is already running in this process without the model-runner host library; "
                           "start it with bridge.jvm.start_jvm()") from e
     _started_pid = os.getpid()

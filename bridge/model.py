@@ -8,11 +8,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jpype
+import jpype  # type: ignore[import-untyped]
 
 from bridge import jvm
-from bridge.errors import (BindError, BridgeError, JavaDeadlineError, JavaExitError, JavaLoadError,
-                           JavaModelError)
+from bridge.errors import (
+    BindError,
+    BridgeError,
+    JavaDeadlineError,
+    JavaExitError,
+    JavaLoadError,
+    JavaModelError,
+)
 from bridge.schema import service_schema
 
 _classes: dict[str, Any] = {}
@@ -71,12 +77,12 @@ class JavaModel:
 
     @classmethod
     def load(cls, *, artifact_dir: Path, class_name: str, service: Any,
-             overrides: dict[str, dict] | None = None, jvm_options: Sequence[str] = ()) -> "JavaModel":
+             overrides: dict[str, dict] | None = None, jvm_options: Sequence[str] = ()) -> JavaModel:
         """Load ``artifact_dir``/model.jar + lib/*.jar in a new class loader and bind every rpc of ``service``.
 
         ``overrides``: {rpc: {"java_method": name, "convention": "pojo"|"params"|"proto"|"acumos"}}.
         Raises JavaLoadError, BindError (detail["problems"]) or JvmOptionsError."""
-        artifact_dir = Path(artifact_dir)
+        artifact_dir = Path(artifact_dir).absolute()
         jvm.start_jvm(jvm_options)
         jar = artifact_dir / "model.jar"
         if not jar.is_file():
@@ -89,7 +95,10 @@ class JavaModel:
                              service_schema(service))
         except host_error_cls as e:
             raise host_error(e) from None
-        problems: list[dict] = []
+        problems: list[dict] = [
+            {"rpc": name, "message": "", "field": "",
+             "reason": f"metadata \"methods\" names rpc {name}, which is not in service {service.full_name}"}
+            for name in (overrides or {}) if name not in {m.name for m in service.methods}]
         index: dict[str, int] = {}
         bindings: dict[str, dict] = {}
         try:
@@ -122,6 +131,8 @@ class JavaModel:
         if idx is None:
             raise BridgeError(f"no rpc {rpc!r} bound (bound: {sorted(self._index)})", {"rpc": rpc})
         ms = 0 if timeout is None else max(1, int(timeout * 1000))
+        if type(request) is not bytes:
+            request = bytes(request)
         try:
             return bytes(self._slot.call(idx, request, ms))
         except AttributeError:
@@ -143,7 +154,7 @@ class JavaModel:
         if slot is not None:
             slot.close()
 
-    def __enter__(self) -> "JavaModel":
+    def __enter__(self) -> JavaModel:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

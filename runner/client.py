@@ -18,7 +18,7 @@ import io
 import json
 import os
 import re
-import zipfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +284,15 @@ class Client:
         except requests.RequestException:
             return False
 
+    def wait_ready(self, timeout: float = 60.0, interval: float = 0.1) -> None:
+        """Block until ``/readyz`` answers 200 (every model loaded), or raise NotReady after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() >= deadline:
+                raise errors.NotReady(f"{self.url} is not ready after {timeout:g} s",
+                                      {"hint": "check `model-runner serve`'s output for load errors"})
+            time.sleep(interval)
+
     # ------------------------------------------------------------------ admin
     def push(self, name: str, bundle: Path | str | bytes, *, expected_version: int | None = None,
              progress: Callable[[int, int], None] | None = None, timeout: float | None = None) -> dict:
@@ -332,15 +341,6 @@ def bundle_bytes(bundle: Path | str | bytes) -> bytes:
 
 
 def _zip_folder(folder: Path) -> bytes:
-    try:
-        from runner.bundle import write_bundle_zip  # noqa: PLC0415 (the one zip writer, when present)
-    except ImportError:  # pragma: no cover - bundle module not there yet
-        write_bundle_zip = None
-    if write_bundle_zip is not None:
-        return write_bundle_zip(folder)
-    buf = io.BytesIO()  # pragma: no cover
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                zf.write(p, p.relative_to(folder).as_posix())
-    return buf.getvalue()
+    from runner.bundle import write_bundle_zip  # noqa: PLC0415 (the one zip writer)
+
+    return write_bundle_zip(folder)

@@ -33,7 +33,7 @@ def default_name(*, class_name: str | None = None, source: Path | str | None = N
     ``iris-classifier``, ``iris_model:IrisClassifier`` -> ``iris-classifier``)."""
     candidates: list[str] = []
     if source is not None:
-        stem = re.sub(r"[-_.]v?\d+(\.\d+)*([-.](SNAPSHOT|RELEASE))?$", "", Path(source).stem, flags=re.I)
+        stem = re.sub(r"[-_.]v?\d+(\.\d+)*([-.](SNAPSHOT|RELEASE))?$", "", Path(source).stem, flags=re.IGNORECASE)
         if stem.lower() not in _GENERIC_STEMS:
             candidates.append(stem)
     if class_name:
@@ -239,6 +239,34 @@ def is_python_spec(target: str) -> bool:
     return bool(left) and right.isidentifier() and not left.endswith((".jar", ".zip"))
 
 
+def python_candidates(path: Path) -> list[dict]:
+    """Top-level classes of a .py file with their public methods, read without importing it:
+    [{"class": "module.py:Class", "methods": ["name(params) -> ret", ...]}]."""
+    import ast  # noqa: PLC0415
+
+    try:
+        tree = ast.parse(Path(path).read_text("utf-8"), filename=str(path))
+    except OSError as exc:
+        raise NotFound(f"{path}: {exc.strerror}", {"path": str(path)}) from None
+    except SyntaxError as exc:
+        raise InvalidBundle(f"{path}:{exc.lineno}: SyntaxError: {exc.msg}",
+                            {"file": str(path), "line": exc.lineno, "column": exc.offset}) from None
+    out = []
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef) or node.name.startswith("_"):
+            continue
+        methods = []
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and not item.name.startswith("_"):
+                args = [a.arg + (f": {ast.unparse(a.annotation)}" if a.annotation else "")
+                        for a in item.args.args if a.arg not in ("self", "cls")]
+                ret = f" -> {ast.unparse(item.returns)}" if item.returns else ""
+                methods.append(f"{item.name}({', '.join(args)}){ret}")
+        if methods:
+            out.append({"class": f"{path}:{node.name}", "methods": methods})
+    return out
+
+
 def _resolve_python(spec: str) -> tuple[Path, str, str, list[tuple[Path, str]]]:
     """(import root, module name, class name, files to copy as (source, relative path))."""
     if not is_python_spec(spec):
@@ -272,7 +300,7 @@ def _resolve_python(spec: str) -> tuple[Path, str, str, list[tuple[Path, str]]]:
             "hint": "run from the folder that holds it, or pass path/to/module.py:ClassName"})
     files: list[tuple[Path, str]] = []
     if found.submodule_search_locations:  # a package: copy the whole package folder
-        pkg_dir = Path(list(found.submodule_search_locations)[0])
+        pkg_dir = Path(next(iter(found.submodule_search_locations)))
         root = pkg_dir.parent
         for p in sorted(pkg_dir.rglob("*")):
             if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"):
@@ -332,9 +360,8 @@ def _user_frame(exc: BaseException, root: Path) -> dict[str, Any]:
 def _proto_from_class(cls: type, spec: str) -> str:
     from runner import pyinspect  # noqa: PLC0415
 
-    gen = getattr(pyinspect, "generate_proto", None) or getattr(pyinspect, "proto_from_class")
     try:
-        return str(gen(cls))
+        return str(pyinspect.generate_proto(cls))
     except ModelRunnerError as exc:
         exc.detail.setdefault("hint", "annotate each public method's parameters and return type "
                               "(dataclasses become messages), or pass a contract with --proto")
@@ -405,7 +432,7 @@ def _parse_examples(examples: Iterable[str], proto_text: str) -> dict[str, list[
     for i, raw in enumerate(examples, 1):
         rpc: str | None = None
         text = raw.strip()
-        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$", text, re.S)
+        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$", text, re.DOTALL)
         if m:
             rpc, text = m.group(1), m.group(2).strip()
             if rpc not in rpcs:

@@ -242,36 +242,47 @@ class Registry:
             with self._lock:
                 self._errors[name] = (version, why)
             return True
+        close: _Slot | None = None
         with self._lock:
             if self._stop.is_set():
-                old = _Slot(loaded)  # stopped meanwhile: close what we just loaded
+                close = self._retire_locked(_Slot(loaded))  # stopped meanwhile: close what we just loaded
             else:
-                old = self._live.get(name)  # type: ignore[assignment]
+                old = self._live.get(name)
                 self._live[name] = _Slot(loaded)
                 self._errors.pop(name, None)
+                # Retired in the same critical section as the flip: the last call to release it closes it.
+                close = self._retire_locked(old) if old is not None else None
         log.info("registry %s: model %s now serves version %d", self.process_id, name, version)
         self._heartbeat()  # tell waiting publishers first; closing the old one may take a while
-        if old is not None:
-            self._retire(old)
+        if close is not None:
+            self._close(close)
         return True
 
     def _unload(self, name: str) -> None:
         with self._lock:
             old = self._live.pop(name, None)
+            close = self._retire_locked(old) if old is not None else None
         log.info("registry %s: model %s deleted", self.process_id, name)
         self._heartbeat()
-        if old is not None:
-            self._retire(old)
+        if close is not None:
+            self._close(close)
+
+    @staticmethod
+    def _retire_locked(slot: _Slot) -> _Slot | None:
+        """Mark a version as no longer current (caller holds the lock); returns it when nobody holds it
+        any more and the caller must close it (outside the lock)."""
+        slot.retired = True
+        if slot.refs == 0 and not slot.closed:
+            slot.closed = True
+            return slot
+        return None
 
     def _retire(self, slot: _Slot) -> None:
         """Mark a version as no longer current; close it now if no call holds it."""
         with self._lock:
-            slot.retired = True
-            close = slot.refs == 0 and not slot.closed
-            if close:
-                slot.closed = True
-        if close:
-            self._close(slot)
+            close = self._retire_locked(slot)
+        if close is not None:
+            self._close(close)
 
     def _close(self, slot: _Slot) -> None:
         try:

@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     from runner import onboarding  # noqa: PLC0415
 
     target: str = args.target
+    if target.endswith(".py") and not onboarding.is_python_spec(target):
+        return list_python_classes(Path(target), as_json=args.json)
     if not onboarding.is_python_spec(target) and not args.class_name:
         return list_classes(Path(target), args.libs, as_json=args.json)
 
@@ -158,6 +160,27 @@ def list_classes(jar: Path, libs: list[Path], *, as_json: bool) -> int:
             print(f"      {_method_text(m)}")
     print()
     print(f"next: model-runner onboard {jar} --class {cands[0]['class']}")
+    return 0
+
+
+def list_python_classes(path: Path, *, as_json: bool) -> int:
+    """`onboard module.py` without a class: the classes it defines (read, not imported)."""
+    from runner import onboarding  # noqa: PLC0415
+
+    cands = onboarding.python_candidates(path)
+    if as_json:
+        print(json.dumps({"module": str(path), "candidates": cands}, indent=2))
+        return 0
+    if not cands:
+        raise BadInput(f"{path} defines no public class with public methods",
+                       {"hint": "a Python model is a class whose public methods are the rpcs"})
+    print(f"{path}: {len(cands)} candidate class(es)")
+    for cand in cands:
+        print(f"  {cand['class']}")
+        for m in cand["methods"]:
+            print(f"      {m}")
+    print()
+    print(f"next: model-runner onboard {cands[0]['class']}")
     return 0
 
 

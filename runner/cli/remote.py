@@ -178,6 +178,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     client = client_for(args)
     source: str = args.source
     path = Path(source)
+    if path.suffix == ".py" and not onboarding.is_python_spec(source):
+        raise BadInput(f"{source}: name the model class, e.g. {source}:MyModel",
+                       {"hint": f"`model-runner onboard {source}` lists the classes it defines"})
     if onboarding.is_python_spec(source) or (path.suffix.lower() == ".jar"):
         if not onboarding.is_python_spec(source) and not args.class_name:
             raise BadInput(f"{source} is a JAR: say which class is the model with --class",
@@ -253,13 +256,15 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.json:
         _out(args, history, "")
         return 0
+    shown = ("time", "action", "version", "previous_version", "sha256", "caller")
     rows = []
     for h in history:
-        extra = {k: v for k, v in h.items() if k not in ("time", "action", "version", "sha256", "caller")}
+        extra = {k: v for k, v in h.items() if k not in shown}
         rows.append({**h, "sha256": (h.get("sha256") or "")[:12] or None,
-                     "detail": extra or None})
-    print(table(rows, [("time", "time"), ("action", "action"), ("version", "version"), ("caller", "caller"),
-                       ("sha256", "sha256"), ("detail", "detail")]))
+                     "detail": " ".join(f"{k}={_cell(v)}" for k, v in extra.items()) or None})
+    print(table(rows, [("time", "time"), ("action", "action"), ("version", "version"),
+                       ("previous_version", "from"), ("caller", "caller"), ("sha256", "sha256"),
+                       ("detail", "detail")]))
     return 0
 
 

@@ -80,10 +80,12 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput("--name applies to a single argument", {"targets": args.targets})
     settings.repo.mkdir(parents=True, exist_ok=True)
 
-    # Open the repository once here: it clears staging left by a crash and repairs torn writes.
+    # Open the repository once here: it clears staging left by a crash and repairs torn writes. Opening
+    # takes flock locks, so it must never happen in a thread that may run while gunicorn forks (a lock
+    # held at fork time would stay held by the worker's copy of the descriptor, forever).
     from runner.repository import Repository  # noqa: PLC0415
 
-    Repository(settings.repo)
+    repository = Repository(settings.repo)
 
     published = _prepare_in_child(settings, args)
     for line in published:
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     def on_ready(http_port: int) -> None:
         settings.http_port = http_port
         threading.Thread(target=_announce_when_serving,
-                         args=(settings, token_file, args.ready_file, grpc_procs, stopping, failed),
+                         args=(settings, repository, token_file, args.ready_file, grpc_procs, stopping, failed),
                          name="ready-watch", daemon=True).start()
 
     from runner.http.gunicorn_app import HttpServer  # noqa: PLC0415
@@ -295,13 +297,12 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _announce_when_serving(settings: Settings, token_file: Path | None, ready_file: Path | None,
+def _announce_when_serving(settings: Settings, repository: Any, token_file: Path | None, ready_file: Path | None,
                            grpc_procs: list[subprocess.Popen[bytes]], stopping: threading.Event,
                            failed: threading.Event) -> None:
-    """Wait until every serving process serves every current model, then print the banner and 'ready'."""
-    from runner.repository import Repository  # noqa: PLC0415
+    """Wait until every serving process serves every current model, then print the banner and 'ready'.
 
-    repository = Repository(settings.repo)  # safe: staging entries in use are locked and kept
+    Runs while gunicorn forks its workers: only lock-free reads of the repository here."""
     expected_http = max(1, settings.workers)
     expected_grpc = len(grpc_procs)
     deadline = time.monotonic() + 900

@@ -7,12 +7,14 @@ several such processes share the port and the kernel spreads connections over th
 
 Prints one line ``model-runner grpc ready host=H port=P pid=N`` on stdout once serving.
 SIGTERM/SIGINT: report NOT_SERVING, drain in-flight calls (up to ``--grace`` seconds), stop the registry
-(which removes the serving record), exit 0.
+(which removes the serving record), exit 0. The JVM of this process gets ``-Xrs`` so that it leaves
+SIGTERM/SIGINT to us (its own handlers would exit at once, without draining).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -20,7 +22,7 @@ import sys
 import threading
 from typing import Any
 
-from runner.grpc.server import create_server
+from runner.grpc.server import DEFAULT_THREADS, create_server
 from runner.settings import Settings
 
 log = logging.getLogger("runner.grpc")
@@ -50,12 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=None,
                         help="seconds to drain in-flight calls on SIGTERM (default: predict_timeout)")
     parser.add_argument("--no-reuse-port", action="store_true", help="do not set SO_REUSEPORT")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help=f"threads handling calls (default {DEFAULT_THREADS})")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s grpc[%(process)d] %(levelname)s %(name)s: %(message)s")
 
     settings = Settings.from_env()
+    if "-Xrs" not in settings.jvm_options:
+        # The JVM must not take over SIGTERM/SIGINT (its handlers exit at once, without draining).
+        settings = dataclasses.replace(settings, jvm_options=(*settings.jvm_options, "-Xrs"))
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -75,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     registry.start()
     install_handlers()
     try:
-        server, port = create_server(settings, registry, port=args.port, reuse_port=not args.no_reuse_port)
+        server, port = create_server(settings, registry, port=args.port, reuse_port=not args.no_reuse_port,
+                                     max_workers=args.threads)
     except Exception:
         registry.stop()
         raise

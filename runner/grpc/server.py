@@ -56,6 +56,11 @@ STATUS_BY_KIND: dict[Kind, grpc.StatusCode] = {
     Kind.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
+DEFAULT_THREADS = 16
+"""Threads handling calls per server. Java calls release the GIL, so threads run Java models in
+parallel; more threads than this mostly add GIL contention (a Python call costs ~150 us of gRPC
+overhead), while fewer would let a few slow calls hold up fast ones until their deadlines."""
+
 _MAX_DETAIL_CHARS = 2000  # metadata must stay well under the client's header size limit
 _RESOLVE_ATTEMPTS = 3  # a swap between resolving and acquiring retries the lookup
 
@@ -270,7 +275,7 @@ def create_server(
     *,
     port: int | None = None,
     reuse_port: bool = False,
-    max_workers: int = 32,
+    max_workers: int = DEFAULT_THREADS,
 ) -> tuple[ModelServer, int]:
     """Build (not start) the gRPC server for ``registry`` and bind it.
 

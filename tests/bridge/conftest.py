@@ -143,4 +143,4 @@ def run_python(code: str, timeout: float = 240) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=str(REPO))
+                          env=env, cwd=str(REPO), check=False)

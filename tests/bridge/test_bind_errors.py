@@ -94,3 +94,11 @@ def test_bad_convention_override(sample_bundles, iris_contract, jvm_started):
                        overrides={"Classify": {"convention": "proto"}})
     (p,) = e.value.detail["problems"]
     assert p["rpc"] == "Classify" and "is not proto-native" in p["reason"]
+
+
+def test_override_for_an_rpc_not_in_the_contract(sample_bundles, iris_contract, jvm_started):
+    with pytest.raises(BindError) as e:
+        JavaModel.load(artifact_dir=sample_bundles["iris"], class_name=IRIS_CLASS, service=iris_contract.service,
+                       overrides={"Clasify": {"java_method": "classify"}})
+    (p,) = e.value.detail["problems"]
+    assert p["rpc"] == "Clasify" and "not in service iris.IrisClassifier" in p["reason"]

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from bridge.errors import (BindError, JavaDeadlineError, JavaExitError, JavaLoadError, JavaModelError)
+from bridge.errors import BindError, JavaDeadlineError, JavaExitError, JavaLoadError, JavaModelError
 from bridge.model import JavaModel
 from tests.bridge.conftest import FAULTS_PROTO, compile_contract, run_python
 

@@ -139,3 +139,16 @@ def test_override_method_and_convention(sample_bundles, iris_contract, jvm_start
         assert classify(model, iris_contract, ROWS[0]).species == "setosa"
     finally:
         model.close()
+
+
+def test_concurrent_calls_from_many_threads(iris, iris_contract):
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = ["setosa", "versicolor", "virginica"]
+
+    def work(i: int) -> bool:
+        return all(classify(iris, iris_contract, ROWS[(i + k) % 3], timeout=10 if k % 2 else None).species
+                   == expected[(i + k) % 3] for k in range(200))
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(work, range(16)))

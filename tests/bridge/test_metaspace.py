@@ -8,7 +8,6 @@ import textwrap
 from tests.bridge.conftest import run_python
 
 
-
 def cycles(bundle, cls: str, rpc: str, example: dict, warmup: int, n: int) -> dict:
     code = textwrap.dedent(f"""
         import json

@@ -32,7 +32,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], capture_output=True, text=True,
-                          env=env or cli_env(), timeout=timeout)
+                          env=env or cli_env(), timeout=timeout, check=False)
 
 
 @dataclass
@@ -164,6 +164,16 @@ def test_push_large_bundle_shows_progress(served: Served, sample_bundles: dict[s
     r = ok(served.cli("predict", "weka", "Classify", "--json", json.dumps(ROW), token=False))
     assert json.loads(r.stdout)["species"]
     ok(served.cli("delete", "weka"))
+
+
+def test_push_python_class(served: Served, sample_bundles: dict[str, Path]) -> None:
+    folder = sample_bundles["iris-python"]
+    r = ok(served.cli("push", "iris-py", f"{folder / 'iris_model.py'}:IrisClassifier", "--proto",
+                      folder / "model.proto", "--example", "Classify=" + json.dumps(ROW)))
+    assert "iris-py: version 1 is current" in r.stdout
+    r = ok(served.cli("predict", "iris-py", "Classify", "--json", json.dumps(ROW), token=False))
+    assert json.loads(r.stdout)["species"] == "setosa"
+    ok(served.cli("delete", "iris-py"))
 
 
 def test_proto_swap(served: Served, tmp_path: Path) -> None:

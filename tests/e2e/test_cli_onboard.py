@@ -54,6 +54,17 @@ def test_onboard_python(sample_bundles: dict[str, Path], tmp_path: Path) -> None
     assert (tmp_path / "py.zip").is_file()
 
 
+def test_onboard_python_file_without_class_lists_classes(tmp_path: Path) -> None:
+    mod = tmp_path / "scoring.py"
+    mod.write_text("class Scorer:\n    def score(self, age: int) -> float:\n        return 0.5\n"
+                   "    def _private(self):\n        pass\n\nclass _Hidden:\n    def f(self):\n        pass\n")
+    r = ok(run_cli("onboard", mod))
+    assert f"{mod}:Scorer" in r.stdout and "score(age: int) -> float" in r.stdout
+    assert "_private" not in r.stdout and "_Hidden" not in r.stdout
+    r = ok(run_cli("onboard", f"{mod}:Scorer", "-o", tmp_path / "s.zip"))  # contract from the hints
+    assert "rpc Score" in r.stdout and (tmp_path / "s.zip").is_file()
+
+
 def test_wrong_class_name(iris_jar: Path, tmp_path: Path) -> None:
     r = run_cli("onboard", iris_jar, "--class", "org.acme.NoSuchModel", "-o", tmp_path / "x.zip")
     assert r.returncode == 1

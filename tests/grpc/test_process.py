@@ -120,3 +120,27 @@ def test_standalone_processes_share_a_port_and_count_in_swaps(tmp_path: Path, pr
     assert second.terminate() == 0
     pids = {info["pid"] for info in repo.live_processes().values()}
     assert first.proc.pid not in pids and second.proc.pid not in pids
+
+
+def test_java_model_arriving_later_and_sigterm(tmp_path: Path, procs: list[GrpcProcess],
+                                                sample_bundles: dict[str, Path]) -> None:
+    """The JVM starts only when a Java model arrives (and installs its own signal handlers): the
+    process still serves it and still stops gracefully on SIGTERM."""
+    repo_dir = tmp_path / "repo"
+    repo = Repository(repo_dir)
+    repo.publish("tools", tools_bundle(tmp_path / "b1"), expected_version=None, caller="test")
+    proc = GrpcProcess(Settings(repo=repo_dir, grpc_port=0, poll_interval=0.05))
+    procs.append(proc)
+    port = proc.wait_ready()
+
+    version = repo.publish("iris", sample_bundles["iris"], expected_version=None, caller="test")
+    assert repo.wait_until_served("iris", version, timeout=120) == []
+    iris = Contract.compile((Path(__file__).parents[2] / "protos" / "iris.proto").read_text())
+    request = json_format.ParseDict(SETOSA, iris.input_class("Classify")()).SerializeToString()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        body, call = ch.unary_unary("/iris.IrisClassifier/Classify").with_call(request, timeout=30)
+    assert iris.output_class("Classify").FromString(body).species == "setosa"
+    assert dict(call.initial_metadata()) == {"x-model-name": "iris", "x-model-version": "1"}
+
+    assert proc.terminate() == 0
+    assert "stopped" in "".join(proc.stderr)

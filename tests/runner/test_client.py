@@ -69,6 +69,8 @@ def test_predict_json_and_protobuf(admin: Client) -> None:
 
 
 def test_reading(admin: Client) -> None:
+    admin.wait_ready(timeout=30)
+    assert admin.healthy()
     models = {m["name"]: m for m in admin.models()}
     assert models["iris-py"]["runtime"] == "python"
     assert "Classify" in models["iris-py"]["methods"]

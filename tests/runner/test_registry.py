@@ -142,7 +142,7 @@ def test_deleted_model_is_unloaded_after_drain_and_rollback_reloads(repo: Reposi
         repo.rollback("echo", caller="test")
         assert repo.wait_until_served("echo", 1, timeout=20) == []
         assert say(plane)["label"] == "v1"
-        assert closed == [2]
+        wait_for(lambda: closed == [2], what="version 2 to close")  # closed right after the flip is reported
 
         release = tmp_path / "release"
         thread = threading.Thread(target=say, args=(plane, "x"), kwargs={"wait_for_file": str(release)})

@@ -217,7 +217,7 @@ public final class Slot {
                     if (x != null && bd.problems.isEmpty()) { b = x; break outer; }
                     boolean preferred = reported == null && (order.size() == 1 || c.equals(
                             m.getParameterCount() == 1 && Props.isPojo(m.getParameterTypes()[0]) ? "pojo" : "params"));
-                    if (preferred) reported = bd.problems;
+                    if (preferred || reported == null && c.equals(order.get(order.size() - 1))) reported = bd.problems;
                 }
             }
             if (b == null) throw bindError(reported);

@@ -1,0 +1,104 @@
+"""`model-runner serve` with no arguments: the embedded default repository, filled with the samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+
+FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+def _serve_default(home: Path, log: Path, ready: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
+    env["XDG_DATA_HOME"] = str(home)  # the default repository lives under it
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "runner", "serve", "--http-port", "0", "--grpc-port", "-1", "--workers", "2",
+             "--threads", "2", "--ready-file", str(ready)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=home)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, log: Path) -> dict:
+    deadline = time.monotonic() + 300
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"serve not ready:\n{log.read_text(errors='replace')[-5000:]}")
+        time.sleep(0.2)
+    return json.loads(ready.read_text())
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=90)
+
+
+def test_serve_without_arguments_serves_the_samples(sample_bundles: dict[str, Path], tmp_path: Path) -> None:
+    log, ready = tmp_path / "serve.log", tmp_path / "ready.json"
+    proc = _serve_default(tmp_path, log, ready)
+    try:
+        info = _wait_ready(proc, ready, log)
+        repo = tmp_path / "model-runner" / "repo"
+        assert Path(info["repo"]) == repo
+        assert Path(info["token_file"]) == repo / "admin-token"
+        base = f"http://127.0.0.1:{info['http_port']}"
+        names = {m["name"] for m in requests.get(f"{base}/models", timeout=30).json()["models"]}
+        assert names == {"iris", "iris-proto", "weka", "iris-python"}
+        for name in sorted(names):
+            r = requests.post(f"{base}/models/{name}/methods/Classify", json=FLOWER, timeout=60)
+            assert r.status_code == 200, (name, r.text)
+            assert r.json()["species"].lower().endswith("setosa")
+        text = log.read_text()
+        assert f"repository:   {repo}" in text and "model-runner ready: " in text
+        assert "curl -s -H 'Content-Type: application/json'" in text
+    finally:
+        assert _stop(proc) == 0
+
+    # a second start keeps the repository as it is: no new versions
+    ready.unlink(missing_ok=True)
+    proc = _serve_default(tmp_path, log, ready)
+    try:
+        info = _wait_ready(proc, ready, log)
+        r = requests.get(f"http://127.0.0.1:{info['http_port']}/models/iris/versions", timeout=30)
+        assert r.json()["versions"] == [1]
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_serve_a_jar_with_its_class(sample_bundles: dict[str, Path], tmp_path: Path) -> None:
+    """`serve model.jar --class X`: onboarded (contract generated from the class), published, served."""
+    log, ready = tmp_path / "serve.log", tmp_path / "ready.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", "serve", str(sample_bundles["iris"] / "model.jar"),
+             "--class", "org.modelrunner.samples.iris.IrisClassifier", "--name", "iris-jar",
+             "--repo", str(tmp_path / "repo"), "--http-port", "0", "--grpc-port", "-1", "--workers", "2",
+             "--threads", "2", "--ready-file", str(ready)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    try:
+        info = _wait_ready(proc, ready, log)
+        base = f"http://127.0.0.1:{info['http_port']}"
+        r = requests.post(f"{base}/models/iris-jar/methods/Classify", json=FLOWER, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json()["species"] == "setosa" and r.headers["X-Model-Name"] == "iris-jar"
+        proto = requests.get(f"{base}/models/iris-jar/proto", timeout=30).text
+        assert "rpc Classify" in proto
+    finally:
+        assert _stop(proc) == 0
+    # a JAR without --class is refused with the candidates to choose from
+    bad = subprocess.run([sys.executable, "-m", "runner", "serve", str(sample_bundles["iris"] / "model.jar"),
+                          "--repo", str(tmp_path / "repo2"), "--grpc-port", "-1"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert bad.returncode == 1
+    assert "IrisClassifier" in bad.stderr
