@@ -65,13 +65,8 @@ def map_bridge_error(
             detail["exit"] = True
         return ModelError(f"{where}: {message}", detail)
     if isinstance(err, be.BindError):
-        problems = detail.get("problems") or []
-        reasons = "; ".join(
-            f"{p.get('rpc')}: {p.get('message') or p.get('reason')}" for p in problems if isinstance(p, dict)
-        )
-        return InvalidBundle(
-            f"{name}: the Java class does not serve the contract: {reasons or message}", detail
-        )
+        # the bridge's message already lists every problem (rpc, message, field and reason)
+        return InvalidBundle(f"{name}: the Java class does not serve the contract: {message}", detail)
     if isinstance(err, be.JvmOptionsError):
         missing = list(detail.get("missing") or [])
         detail.setdefault(

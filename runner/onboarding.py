@@ -485,6 +485,10 @@ def _from_bridge(exc: Exception, *, jar: Path, class_name: str | None) -> ModelR
     if kind == "BindError":
         detail.setdefault("hint", "pass --method NAME for the methods to serve, or a contract with --proto")
         return InvalidContract(message, detail)
+    if kind == "JavaInspectError":
+        detail.setdefault("hint", f"`model-runner onboard {jar}` lists the public methods of each class; "
+                          "pass the ones to serve with --method, or write the contract and pass --proto")
+        return BadInput(message, detail)
     if kind in ("JvmNotFoundError", "JvmOptionsError"):
         detail.setdefault("hint", "install a JDK 17 and set JAVA_HOME")
         return ModelRunnerError(message, detail)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner.errors import BadInput
+from runner.errors import BadInput, ModelRunnerError
 
 EPILOG = """\
 examples:
@@ -43,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("-o", "--output", type=Path, metavar="BUNDLE.zip",
                    help="where to write the bundle (default: ./NAME.zip)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=with_explained_errors(run))
 
 
 def add_model_options(p: argparse.ArgumentParser, *, with_name: bool = True) -> None:
@@ -63,6 +65,51 @@ def add_model_options(p: argparse.ArgumentParser, *, with_name: bool = True) -> 
                        "else the class name in kebab case, e.g. iris-classifier)")
     p.add_argument("--example", dest="examples", action="append", metavar="JSON",
                    help="an example input for the self-test: 'Rpc={...}', '{...}' or 'Rpc=@file.json' (repeatable)")
+
+
+def with_explained_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Wrap a verb so a core error's itemised problems (bind problems, validation details) are shown
+    under its message: runner.cli.main prints only the message and the hint."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except ModelRunnerError as err:
+            err.message = explain(err)
+            raise
+
+    return run
+
+
+def explain(err: ModelRunnerError, limit: int = 12) -> str:
+    """The error's message plus one line per problem in ``detail["problems"]`` (bind errors,
+    metadata problems) or the model's own exception for a failed self-test."""
+    lines = [err.message]
+    detail = err.detail if isinstance(err.detail, dict) else {}
+    problems = detail.get("problems")
+    if isinstance(problems, list) and problems:
+        # problems the message already spells out are not repeated
+        problems = [p for p in problems if not (isinstance(p, dict) and p.get("reason") and p["reason"] in err.message)
+                    and not (isinstance(p, str) and p in err.message)]
+        for item in problems[:limit]:
+            if isinstance(item, dict):
+                where = " ".join(x for x in (
+                    f"rpc {item['rpc']}" if item.get("rpc") else "",
+                    f"field {item['field']}" if item.get("field") else "",
+                    f"({item['message']})" if item.get("message") else "") if x)
+                lines.append(f"  - {where}: {item.get('reason', '')}".rstrip(": "))
+            else:
+                lines.append(f"  - {item}")
+        if len(problems) > limit:
+            lines.append(f"  ... and {len(problems) - limit} more")
+    inner = detail.get("error")
+    if isinstance(inner, dict) and (inner.get("java_class") or inner.get("exception_class")):
+        cls = inner.get("java_class") or inner.get("exception_class")
+        msg = inner.get("java_message") or inner.get("exception_message") or ""
+        if not (msg and msg in err.message):
+            lines.append(f"  the model raised {cls}: {msg}".rstrip(": "))
+    return "\n".join(lines)
 
 
 def build_bundle(args: argparse.Namespace, target: str, dest: Path, *, validate: bool = True,

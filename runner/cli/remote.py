@@ -23,7 +23,7 @@ PROGRESS_MIN_BYTES = 1024 * 1024  # show upload progress from this size on
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from runner.cli.onboard import add_model_options  # noqa: PLC0415
+    from runner.cli.onboard import add_model_options, with_explained_errors  # noqa: PLC0415
 
     def verb(name: str, help_: str, epilog: str, json_flag: bool = True) -> argparse.ArgumentParser:
         p = subparsers.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".",
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="a bundle zip or folder, a JAR (with --class), or a Python class")
     add_model_options(p, with_name=False)
     p.add_argument("--if-match", type=int, metavar="VERSION", help="fail (412) unless VERSION is current")
-    p.set_defaults(handler=cmd_push)
+    p.set_defaults(handler=with_explained_errors(cmd_push))
 
     p = verb("proto", "replace only the contract of a model (a new version with the same artifacts)",
              "model-runner proto iris iris-v2.proto --allow-breaking")
@@ -54,21 +54,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--allow-breaking", action="store_true",
                    help="accept a change that breaks existing clients (removed/renumbered fields or methods)")
     p.add_argument("--if-match", type=int, metavar="VERSION")
-    p.set_defaults(handler=cmd_proto)
+    p.set_defaults(handler=with_explained_errors(cmd_proto))
 
     p = verb("rollback", "make the previous version (or --version N) of a model current again",
              "model-runner rollback iris --version 1")
     p.add_argument("name")
     p.add_argument("--version", type=int, metavar="N")
     p.add_argument("--if-match", type=int, metavar="VERSION")
-    p.set_defaults(handler=cmd_rollback)
+    p.set_defaults(handler=with_explained_errors(cmd_rollback))
 
     p = verb("models", "list the models the service serves", "model-runner models --url http://127.0.0.1:8080")
-    p.set_defaults(handler=cmd_models)
+    p.set_defaults(handler=with_explained_errors(cmd_models))
 
     p = verb("history", "show a model's history of swaps, proto changes and rollbacks", "model-runner history iris")
     p.add_argument("name")
-    p.set_defaults(handler=cmd_history)
+    p.set_defaults(handler=with_explained_errors(cmd_history))
 
     # predict prints the answer as JSON on stdout (script-friendly) and the serving version on stderr,
     # so here --json takes the request body.
@@ -84,12 +84,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="the request: JSON text, @file, or @- for stdin")
     p.add_argument("--protobuf", action="store_true",
                    help="send and receive binary protobuf on the wire (the request is still given as JSON)")
-    p.set_defaults(handler=cmd_predict)
+    p.set_defaults(handler=with_explained_errors(cmd_predict))
 
     p = verb("delete", "stop serving a model (its versions stay in the repository until cleanup)",
              "model-runner delete iris")
     p.add_argument("name")
-    p.set_defaults(handler=cmd_delete)
+    p.set_defaults(handler=with_explained_errors(cmd_delete))
 
 
 # ------------------------------------------------------------------------------------------ plumbing

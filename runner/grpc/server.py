@@ -62,6 +62,7 @@ parallel; more threads than this mostly add GIL contention (a Python call costs 
 overhead), while fewer would let a few slow calls hold up fast ones until their deadlines."""
 
 _MAX_DETAIL_CHARS = 2000  # metadata must stay well under the client's header size limit
+_BULKY_DETAIL = ("traceback", "java_stack", "stack")
 _RESOLVE_ATTEMPTS = 3  # a swap between resolving and acquiring retries the lookup
 
 
@@ -128,9 +129,9 @@ class _ModelHandler(grpc.GenericRpcHandler):
 
     def _resolve(self, service: str, method: str, hint: str | None) -> str:
         """The name of the model to call (raises NotFound / MethodNotFound / Ambiguous)."""
-        snap = self.registry.snapshot()
         if hint is not None:
             return hint  # acquire() says NotFound / NotReady for an unknown or unloaded name
+        snap = self.registry.snapshot()
         candidates = sorted(
             name
             for name, lv in snap.items()
@@ -187,7 +188,6 @@ class _ModelHandler(grpc.GenericRpcHandler):
             if key == MODEL_HEADER:
                 hint = value if isinstance(value, str) else value.decode()
                 break
-        sent_metadata = False
         try:
             for attempt in range(_RESOLVE_ATTEMPTS):
                 name = self._resolve(service, method, hint)
@@ -200,12 +200,11 @@ class _ModelHandler(grpc.GenericRpcHandler):
                             continue
                         raise
                     context.send_initial_metadata(((MODEL_HEADER, lv.name), (VERSION_HEADER, str(lv.version))))
-                    sent_metadata = True
                     timeout = self._timeout(context)
                     return lv.model.invoke(method, request, timeout=timeout)
             raise AssertionError("unreachable")
         except Exception as exc:  # every failure leaves through the one table
-            self._abort(context, exc, sent_metadata)
+            self._abort(context, exc)
             raise  # abort raises; keeps type checkers happy
 
     def _timeout(self, context: grpc.ServicerContext) -> float:
@@ -218,15 +217,17 @@ class _ModelHandler(grpc.GenericRpcHandler):
         return timeout
 
     @staticmethod
-    def _abort(context: grpc.ServicerContext, exc: Exception, sent_metadata: bool) -> None:
+    def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
         code = status_for(exc)
         if code is grpc.StatusCode.INTERNAL and not isinstance(exc, errors.ModelError):
             log.error("gRPC call failed", exc_info=exc)
         kind = exc.kind.value if isinstance(exc, ModelRunnerError) else Kind.INTERNAL.value
         trailing = [(ERROR_KIND_HEADER, kind)]
         if isinstance(exc, ModelRunnerError) and exc.detail:
+            # Stack traces stay in the server log: metadata must stay small.
+            small = {k: v for k, v in exc.detail.items() if k not in _BULKY_DETAIL}
             try:
-                detail = json.dumps(exc.detail, default=str)  # ASCII only (ensure_ascii)
+                detail = json.dumps(small, default=str)  # ASCII only (ensure_ascii)
             except (TypeError, ValueError):
                 detail = ""
             if detail and len(detail) <= _MAX_DETAIL_CHARS:

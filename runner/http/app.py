@@ -112,7 +112,9 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
             return response
         response = error_response(core)
         if code == 405:
-            response.status_code = 405  # the method exists on another verb: keep HTTP's own status
+            # the path exists for other verbs: keep HTTP's own status and say which verbs
+            response.status_code = 405
+            response.headers["Allow"] = ", ".join(sorted(getattr(err, "valid_methods", None) or []))
         return response
 
     @app.errorhandler(Exception)

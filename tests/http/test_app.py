@@ -155,6 +155,7 @@ def test_prediction_errors(shared_env: Env) -> None:
     # unknown endpoint and wrong verb: JSON errors too
     _error(c.get("/no/such/endpoint"), 404, "not_found")
     assert c.get("/models/iris/methods/Classify").status_code == 405
+    assert "POST" in c.get("/models/iris/methods/Classify").headers["Allow"]
     assert c.get("/models/iris/methods/Classify").get_json()["error"]["message"]
 
 

@@ -56,9 +56,13 @@ def test_error_map() -> None:
     assert isinstance(bad, BadInput) and "malformed" in bad.message
     assert isinstance(map_bridge_error(be.JavaDeadlineError("late", {}), name="m"), DeadlineExceeded)
     bind = map_bridge_error(
-        be.BindError("no", {"problems": [{"rpc": "Classify", "message": "no method"}]}), name="m"
+        be.BindError(
+            "rpc Classify: no public method classify",
+            {"problems": [{"rpc": "Classify", "message": "", "field": "", "reason": "no public method classify"}]},
+        ),
+        name="m",
     )
-    assert isinstance(bind, InvalidBundle) and "Classify: no method" in bind.message
+    assert isinstance(bind, InvalidBundle) and "Classify: no public method classify" in bind.message
     assert bind.detail["problems"][0]["rpc"] == "Classify"
     assert isinstance(map_bridge_error(be.JavaLoadError("no class", {}), name="m"), InvalidBundle)
     opts = map_bridge_error(be.JvmOptionsError("x", {"missing": ["-Dfoo=1"]}), name="m")
