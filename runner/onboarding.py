@@ -477,6 +477,14 @@ def _from_bridge(exc: Exception, *, jar: Path, class_name: str | None) -> ModelR
     message = getattr(exc, "message", None) or str(exc) or kind
     detail = dict(getattr(exc, "detail", None) or {})
     detail.setdefault("jar", str(jar))
+    missing = re.search(r"(?:NoClassDefFoundError|ClassNotFoundException):?\s+([\w/.$]+)", message)
+    if missing and class_name and missing.group(1).replace("/", ".") != class_name:
+        dep = missing.group(1).replace("/", ".")
+        detail.setdefault("hint", f"a dependency is missing: add the JAR that holds {dep} with --lib "
+                          "(e.g. from your build's runtime classpath)")
+    elif "proto-native" in message:
+        detail.setdefault("hint", "pass the .proto its message classes were generated from with --proto "
+                          "(and protobuf-java with --lib)")
     if kind == "JavaLoadError":
         if class_name:
             detail.setdefault("hint", f"run `model-runner onboard {jar}` without --class to list the classes "

@@ -77,9 +77,21 @@ def with_explained_errors(handler: Callable[[argparse.Namespace], int]) -> Calla
             return handler(args)
         except ModelRunnerError as err:
             err.message = explain(err)
+            if isinstance(err.detail, dict) and not err.detail.get("hint"):
+                verb = getattr(args, "command", None) or "COMMAND"
+                err.detail["hint"] = _DEFAULT_HINTS.get(err.kind.value, f"see `model-runner {verb} --help`")
             raise
 
     return run
+
+
+_DEFAULT_HINTS = {
+    "invalid_bundle": "fix what the message names (the contract, the model or its examples) and run it again",
+    "invalid_contract": "fix the .proto where the message says (file, line, column) and run it again",
+    "not_found": "check the name or path (`model-runner models` lists the served models)",
+    "model_error": "the model itself failed: its exception is in the message",
+    "not_ready": "the service is starting or a model failed to load: see `serve`'s output",
+}
 
 
 def explain(err: ModelRunnerError, limit: int = 12) -> str:

@@ -280,7 +280,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         payload = json.loads(raw)
     except ValueError as exc:
         raise BadInput(f"the request is not JSON: {exc}",
-                       {"hint": "quote it for the shell: --json-body '{\"field\": 1}'"}) from None
+                       {"hint": "quote it for the shell: --json '{\"field\": 1}'"}) from None
     client = client_for(args)
     if args.protobuf:
         doc = _predict_protobuf(client, args.name, args.method, payload)

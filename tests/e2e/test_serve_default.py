@@ -102,3 +102,48 @@ def test_serve_a_jar_with_its_class(sample_bundles: dict[str, Path], tmp_path: P
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert bad.returncode == 1
     assert "IrisClassifier" in bad.stderr
+
+
+def test_sigterm_drains_after_the_jvm_started_late(sample_bundles: dict[str, Path], tmp_path: Path) -> None:
+    """Workers start with a Python model only; a Java upload starts their JVMs (whose own SIGTERM handler
+    would exit at once); SIGTERM must still drain the calls in flight."""
+    import threading
+
+    from runner.bundle import write_bundle_zip
+    from tests.http.conftest import write_toy_bundle
+
+    toy = write_toy_bundle(tmp_path / "toy")
+    log, ready = tmp_path / "serve.log", tmp_path / "ready.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", "serve", str(toy), "--repo", str(tmp_path / "repo"), "--http-port", "0",
+             "--grpc-port", "-1", "--workers", "2", "--threads", "4", "--ready-file", str(ready)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    try:
+        info = _wait_ready(proc, ready, log)
+        base = f"http://127.0.0.1:{info['http_port']}"
+        token = Path(info["token_file"]).read_text().strip()
+        r = requests.put(f"{base}/models/iris", data=write_bundle_zip(sample_bundles["iris"]), timeout=120,
+                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/zip"})
+        assert r.status_code == 200 and len(r.json()["served_by"]) == 2, r.text
+        time.sleep(1.5)  # the workers' main loops notice the JVM (they tick at least once a second)
+        answers: list[object] = []
+
+        def slow_call() -> None:
+            try:
+                s = requests.post(f"{base}/models/toy/methods/Sleep", json={"seconds": 2.0}, timeout=60)
+                answers.append((s.status_code, s.json()))
+            except Exception as err:  # noqa: BLE001
+                answers.append(repr(err))
+
+        callers = [threading.Thread(target=slow_call) for _ in range(4)]  # both workers get some
+        for t in callers:
+            t.start()
+        time.sleep(0.7)
+    finally:
+        code = _stop(proc)
+    for t in callers:
+        t.join(timeout=30)
+    assert code == 0, log.read_text(errors="replace")[-3000:]
+    assert answers == [(200, {"value": 2.0})] * 4

@@ -112,3 +112,13 @@ def test_reflection_client_calls_every_sample(env: Env, sample_bundles: dict) ->
         for name in ("iris", "iris-proto", "weka", "iris-python"):
             md = _call_iris(client, name)
             assert md == {"x-model-name": name, "x-model-version": "1"}
+    # a model exception reaches the client as INTERNAL naming the exception class and its message
+    svc = ReflectionClient(env.channel()).service("iris.IrisClassifier")
+    bad = json_format.ParseDict({"rows": [{"values": [1, 2, 3]}]}, svc.input_class("ClassifyMatrix")())
+    raised = {"iris": "java.lang.IllegalArgumentException", "iris-proto": "java.lang.IllegalArgumentException",
+              "weka": "java.lang.IllegalArgumentException", "iris-python": "ValueError"}
+    for name, exception in raised.items():
+        with pytest.raises(grpc.RpcError) as err:
+            ReflectionClient(env.channel()).call(svc, "ClassifyMatrix", bad, model=name)
+        assert err.value.code() == grpc.StatusCode.INTERNAL
+        assert exception in err.value.details() and "row 0 has 3" in err.value.details()
