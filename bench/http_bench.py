@@ -25,11 +25,11 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mlserver_peer import start_mlserver, v2_iris_request  # noqa: E402
+from mlserver_peer import start_mlserver, v2_iris_request
 
-from runner.bundle import write_bundle_zip  # noqa: E402
-from runner.contract import Contract  # noqa: E402
-from runner.samples import build_sample_bundles, find_repo_root  # noqa: E402
+from runner.bundle import write_bundle_zip
+from runner.contract import Contract
+from runner.samples import build_sample_bundles, find_repo_root
 
 FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
@@ -76,7 +76,7 @@ def parse_hey(out: str) -> dict[str, Any]:
     statuses = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
     errors = 0
     if "Error distribution:" in out:
-        errors = sum(int(n) for n in re.findall(r"^\s*\[(\d+)\]\s", out.split("Error distribution:")[1], re.M))
+        errors = sum(int(n) for n in re.findall(r"^\s*\[(\d+)\]\s", out.split("Error distribution:")[1], re.MULTILINE))
     return {"rps": rps, "p50_ms": pct.get(50), "p99_ms": pct.get(99), "statuses": statuses, "errors": errors,
             "non_2xx": sum(n for c, n in statuses.items() if not 200 <= c < 300) + errors}
 
@@ -111,7 +111,7 @@ def swap_bench(base: str, token: str, bundles: dict[str, Path], swaps: int, conc
     latencies.sort()
     return {"swaps": swaps, "swap_failures": failures,
             "swap_p50_ms": statistics.median(latencies) * 1000,
-            "swap_p99_ms": latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))] * 1000,
+            "swap_p99_ms": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))] * 1000,
             "swap_max_ms": latencies[-1] * 1000,
             "requests_during": sum(result["statuses"].values()), "failed_requests": result["non_2xx"],
             "rps_during": result["rps"]}

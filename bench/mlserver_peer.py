@@ -68,7 +68,7 @@ def ensure_venv() -> Path:
     """Create build/mlserver-venv with MLServer + sklearn if missing; returns its python."""
     py = venv_python()
     if py.exists() and subprocess.run([str(py), "-c", "import mlserver, mlserver_sklearn, sklearn"],
-                                      capture_output=True).returncode == 0:
+                                      capture_output=True, check=False).returncode == 0:
         return py
     VENV.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,6 +103,24 @@ def start_jvm(options: Sequence[str] = (), max_heap: str | None = None) -> None:
         jpype.startJVM(str(libjvm), *args, classpath=[str(classes)], convertStrings=False)
         _started_pid = os.getpid()
         _options = tuple(args)
+        if args[: len(BASE_OPTIONS)] == list(BASE_OPTIONS):
+            _install_exit_guard_quietly()
+
+
+def _install_exit_guard_quietly() -> None:
+    """JDK 17 prints a four-line deprecation warning straight to the process's stderr (System's initial
+    error stream, not System.err) when a SecurityManager is installed. The guard is deliberate, so keep
+    the warning out of every worker's log and every CLI's output: silence fd 2 for this one call."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        jpype.JClass("org.modelrunner.host.Host").installExitGuard()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _adopt_running_jvm() -> None:

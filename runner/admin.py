@@ -137,6 +137,7 @@ class Admin:
                 breaking = self._breaking_changes(name, folder, proto_text)
                 if breaking and not allow_breaking:
                     raise self._breaking_conflict(name, breaking)
+                self._drop_metadata_of_removed_rpcs(folder, proto_text)
                 bundle = self._open_and_validate(folder)
             except ModelRunnerError:
                 raise
@@ -307,6 +308,27 @@ class Admin:
             return []  # nothing sensible to compare against
         new = Contract.compile(proto_text, include_dir=folder)
         return breaking_changes(old, new)
+
+    @staticmethod
+    def _drop_metadata_of_removed_rpcs(folder: Path, proto_text: str) -> None:
+        """A contract that removes an rpc (allowed with allow_breaking) must not keep that rpc's
+        examples or method overrides, or validation would refuse the new version for them."""
+        import json
+
+        from runner.bundle import METADATA_FILE
+        from runner.contract import Contract
+
+        rpcs = set(Contract.compile(proto_text, include_dir=folder).method_names())
+        path = folder / METADATA_FILE
+        metadata = json.loads(path.read_text())
+        changed = False
+        for key in ("examples", "methods"):
+            section = metadata.get(key)
+            if isinstance(section, dict) and set(section) - rpcs:
+                metadata[key] = {rpc: value for rpc, value in section.items() if rpc in rpcs}
+                changed = True
+        if changed:
+            path.write_text(json.dumps(metadata, indent=2) + "\n")
 
     @staticmethod
     def _breaking_conflict(name: str, breaking: list[str]) -> Conflict:

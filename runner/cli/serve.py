@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     # Open the repository once here: it clears staging left by a crash and repairs torn writes. Opening
     # takes flock locks, so it must never happen in a thread that may run while gunicorn forks (a lock
     # held at fork time would stay held by the worker's copy of the descriptor, forever).
-    from runner.repository import Repository  # noqa: PLC0415
+    from runner.repository import Repository
 
     repository = Repository(settings.repo)
 
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                          args=(settings, repository, token_file, args.ready_file, grpc_procs, stopping, failed),
                          name="ready-watch", daemon=True).start()
 
-    from runner.http.gunicorn_app import HttpServer  # noqa: PLC0415
+    from runner.http.gunicorn_app import HttpServer
 
     server = HttpServer(settings, on_ready=on_ready, on_exit=stop_grpc, on_stop_signal=signal_grpc,
                         log_level=args.log_level)
@@ -175,14 +175,14 @@ def prepare_repository(settings: Settings, targets: list[str], class_name: str |
     Runs in a helper process. Returns lines to print. A target identical to the current version of its
     model (same sha256) is not published again, so restarting `serve` with the same arguments is a no-op.
     """
-    from runner.admin import Admin  # noqa: PLC0415
-    from runner.repository import Repository  # noqa: PLC0415
+    from runner.admin import Admin
+    from runner.repository import Repository
 
     repository = Repository(settings.repo)
     lines: list[str] = []
     if not targets:
         if not repository.models():
-            from runner.samples import ensure_default_repository  # noqa: PLC0415
+            from runner.samples import ensure_default_repository
 
             lines.append(f"filling {settings.repo} with the sample models (first run builds them)...")
             ensure_default_repository(repository)
@@ -202,7 +202,7 @@ def prepare_repository(settings: Settings, targets: list[str], class_name: str |
 
 
 def _bundle_folders(target: str, class_name: str | None, name: str | None, work: Path) -> list[Path]:
-    from runner import onboarding  # noqa: PLC0415
+    from runner import onboarding
 
     path = Path(target)
     if onboarding.is_python_spec(target) and not path.exists():
@@ -230,7 +230,7 @@ def _bundle_folders(target: str, class_name: str | None, name: str | None, work:
 
 
 def _unzip(path: Path, dest: Path) -> Path:
-    from runner.bundle import extract_bundle  # noqa: PLC0415
+    from runner.bundle import extract_bundle
 
     dest.mkdir(parents=True)
     try:
@@ -252,7 +252,7 @@ def _same_as_current(repository: Any, name: str, folder: Path) -> bool:
     if current is None:
         return False
     try:
-        from runner.bundle import open_bundle  # noqa: PLC0415
+        from runner.bundle import open_bundle
 
         return bool(open_bundle(folder).sha256 == open_bundle(repository.version_dir(name, current)).sha256)
     except Exception:  # noqa: BLE001 - if in doubt, publish
@@ -316,7 +316,7 @@ def _announce_when_serving(settings: Settings, repository: Any, token_file: Path
         try:
             if _all_serving(repository, expected_http, expected_grpc):
                 break
-        except Exception:  # noqa: BLE001 - a record being written; try again
+        except Exception:  # noqa: BLE001, S110 - a record being written; try again
             pass
         if time.monotonic() > deadline:
             print("warning: not every serving process reports every model yet; serving anyway",

@@ -11,9 +11,10 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -66,11 +67,11 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
     `admin` and `dataplane` default to runner.admin.Admin / runner.dataplane.DataPlane over the same objects.
     """
     if dataplane is None:
-        from runner.dataplane import DataPlane  # noqa: PLC0415
+        from runner.dataplane import DataPlane
 
         dataplane = DataPlane(registry)
     if admin is None:
-        from runner.admin import Admin  # noqa: PLC0415
+        from runner.admin import Admin
 
         admin = Admin(repository, swap_timeout=settings.swap_timeout)
 
@@ -146,8 +147,7 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
         if raw is None or raw.strip() in ("", "*"):
             return None
         value = raw.strip()
-        if value.startswith("W/"):
-            value = value[2:]
+        value = value.removeprefix("W/")
         value = value.strip('"')
         try:
             return int(value)
@@ -435,7 +435,7 @@ class PredictPath:
                          ("X-Model-Name", result.model), ("X-Model-Version", str(result.version))], result.body
         except ModelRunnerError as err:
             return self._error(err, name)
-        except Exception as err:  # noqa: BLE001 - answer JSON whatever happens
+        except Exception as err:
             log.exception("predict %s/%s failed unexpectedly", name, method)
             return self._error(ModelRunnerError(f"internal error: {type(err).__name__}: {err}",
                                                 {"type": type(err).__name__}), name)
@@ -510,7 +510,7 @@ def _bundle_source(name: str | None, repository: Any) -> tuple[Any, str]:
         if "model" not in files:
             raise BadInput("multipart upload needs a 'bundle' part (zip) or a 'model' part (JAR)",
                            {"parts": sorted(files), "hint": "curl -F bundle=@model.zip or -F model=@model.jar"})
-        from runner.admin import UploadParts  # noqa: PLC0415
+        from runner.admin import UploadParts
 
         metadata: dict[str, Any] | None = None
         if "metadata" in files:
@@ -546,8 +546,8 @@ def _bundle_source(name: str | None, repository: Any) -> tuple[Any, str]:
 
 
 def _name_from_zip(data: bytes) -> str:
-    import io  # noqa: PLC0415
-    import zipfile  # noqa: PLC0415
+    import io
+    import zipfile
 
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:

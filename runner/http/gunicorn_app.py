@@ -12,7 +12,8 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
@@ -27,9 +28,9 @@ _worker_registry: Any = None
 def build_worker_app(settings: Settings) -> Any:
     """Repository + Registry + Flask app of one serving process; call it after the fork."""
     global _worker_registry
-    from runner.http.app import create_app  # noqa: PLC0415
-    from runner.registry import Registry  # noqa: PLC0415
-    from runner.repository import Repository  # noqa: PLC0415
+    from runner.http.app import create_app
+    from runner.registry import Registry
+    from runner.repository import Repository
 
     # Opening is safe while other processes work: staging entries in use are locked and kept.
     repository = Repository(settings.repo)
@@ -46,7 +47,7 @@ def _stop_worker_registry() -> None:
     if registry is not None:
         try:
             registry.stop()
-        except Exception:  # noqa: BLE001 - exiting anyway
+        except Exception:
             log.exception("registry stop failed")
 
 
@@ -97,7 +98,7 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
 
     def run(self) -> None:
         """Run gunicorn's arbiter (in this process) until it stops."""
-        from gunicorn.arbiter import Arbiter  # noqa: PLC0415
+        from gunicorn.arbiter import Arbiter
 
         app = self
 
@@ -125,7 +126,7 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
         if self._on_stop_signal is not None:
             try:
                 self._on_stop_signal(signum)
-            except Exception:  # noqa: BLE001 - stopping anyway
+            except Exception:
                 log.exception("stop-signal callback failed")
 
     def load(self) -> Any:

@@ -354,3 +354,27 @@ def test_java_upload_then_acumos_style_jar_only_swap(
         admin.upload("iris", UploadParts(jar=_zip({"readme.txt": b"no classes"})), caller="dev")
     assert state(repo) == before and list((repo.root / "staging").iterdir()) == []
     assert DataPlane(served).predict("iris", "Classify", row, JSON).version == 2
+
+
+def test_proto_swap_that_removes_an_rpc_drops_its_examples(repo: Repository, tmp_path: Path) -> None:
+    admin = Admin(repo)
+    two_rpcs = ECHO_PROTO.replace(
+        "rpc Say (Req) returns (Resp);", "rpc Say (Req) returns (Resp);\n  rpc Shout (Req) returns (Resp);"
+    )
+    folder = write_echo_bundle(
+        tmp_path / "a", "a", proto=two_rpcs, examples={"Say": [{"text": "hi"}], "Shout": [{"text": "hey"}]}
+    )
+    with (folder / "echo_model.py").open("a") as model:
+        model.write(
+            "\n    def Shout(self, req):\n        return {'text': req.text.upper(), 'label': LABEL}\n"
+        )
+    admin.upload("echo", folder, caller="x")
+
+    with pytest.raises(Conflict):  # removing an rpc breaks clients: needs the flag
+        admin.replace_proto("echo", ECHO_PROTO, allow_breaking=False, caller="p")
+    result = admin.replace_proto("echo", ECHO_PROTO, allow_breaking=True, caller="p")
+    assert result["version"] == 2
+    kept = json.loads((repo.version_dir("echo", 2) / "metadata.json").read_text())
+    assert kept["examples"] == {"Say": [{"text": "hi"}]}
+    v1 = json.loads((repo.version_dir("echo", 1) / "metadata.json").read_text())
+    assert set(v1["examples"]) == {"Say", "Shout"}  # the old version is immutable

@@ -27,6 +27,9 @@ public final class Host {
 
     public static String exitGuardError() { return Guard.exitGuardError; }
 
+    /** Installs the System.exit guard now (it is also installed on the first open). */
+    public static void installExitGuard() { Guard.installExitGuard(); }
+
     /** Full garbage collection (class unloading happens here with G1). */
     public static void gc() {
         System.gc();
