@@ -10,7 +10,7 @@ Client: ``--client-procs`` processes (spawned, not forked), each with ``--conns`
 one ends). One row per call (a single flower). Each target gets a warm-up, then ``--duration``
 seconds; targets are measured in turn, ``--rounds`` times, and the median round is reported.
 
-    python bench/grpc_bench.py [--duration 10] [--rounds 2] [--client-procs 3] [--inflight 16]
+    python bench/grpc_bench.py [--duration 10] [--rounds 2] [--client-procs 2] [--inflight 32]
 """
 
 from __future__ import annotations
@@ -243,9 +243,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per target and round")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--client-procs", type=int, default=3)
+    parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--conns", type=int, default=2, help="connections per client process")
-    parser.add_argument("--inflight", type=int, default=16, help="calls in flight per client process")
+    parser.add_argument("--inflight", type=int, default=32, help="calls in flight per client process")
     parser.add_argument("--server-procs", type=int, default=2, help="runner.grpc processes on the port")
     parser.add_argument("--server-threads", type=int, default=None, help="threads per runner.grpc process")
     parser.add_argument("--targets", default="java,python,mlserver")
@@ -261,6 +261,7 @@ def main() -> int:
     oip = Contract.compile(OIP_PROTO)
     targets = args.targets.split(",")
 
+    load_start = [round(x, 2) for x in os.getloadavg()]  # the machine may be shared: say how busy it was
     tmp = Path(tempfile.mkdtemp(prefix="grpc-bench-"))
     runner = peer = None
     try:
@@ -307,6 +308,7 @@ def main() -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/grpc_bench.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}",
+        "load_average": {"start": load_start, "end": [round(x, 2) for x in os.getloadavg()]},
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
         "results": summary,
         "rounds": rounds,
@@ -322,7 +324,8 @@ def main() -> int:
     for t, s in summary.items():
         ratio = result.get("ratio_vs_mlserver", {}).get(t, "")
         print(f"| {t} | {s['calls_per_s']} | {s['p50_ms']} | {s['p99_ms']} | {s['failed']} | {ratio} |")
-    print(f"\n{result['date']}  {result['command']}  ({result['machine']})")
+    print(f"\n{result['date']}  {result['command']}  ({result['machine']}; load average "
+          f"{result['load_average']['start'][0]} -> {result['load_average']['end'][0]})")
     return 0
 
 

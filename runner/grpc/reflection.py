@@ -11,8 +11,9 @@ contracts would present two different files under one name, which a client's des
 Files of a model's contract are therefore served as ``<model>/<name>`` (imports rewritten to match);
 well-known types (``google/protobuf/*``) keep their names.
 
-Several models may share one service name (a model and its challenger). Symbol lookups answer from
-the contract of the most recently (re)loaded of them, so a proto swap shows at once.
+Several models may share one service name (a model and its challenger). Such a service is described
+by the contract with the most methods (so every method some model serves shows), then by the most
+recently (re)loaded one, so a proto swap shows at once; other symbols answer from the most recent.
 """
 
 from __future__ import annotations
@@ -87,14 +88,14 @@ class _Source:
     files: dict[str, bytes] = field(default_factory=dict)  # served name -> serialized FileDescriptorProto
     deps: dict[str, list[str]] = field(default_factory=dict)  # served name -> served names it imports
     renamed: dict[str, str] = field(default_factory=dict)  # name in the pool -> served name
-    services: list[str] = field(default_factory=list)
+    services: dict[str, int] = field(default_factory=dict)  # full service name -> number of methods
 
 
 @dataclass
 class _Index:
     services: list[str]
     by_service: dict[str, _Source]  # full service name -> the source answering for it
-    sources: list[_Source]  # answer order for symbol lookups (most recent first)
+    sources: list[_Source]  # answer order for symbol lookups
     by_file: dict[str, _Source]
 
 
@@ -108,7 +109,7 @@ def _static_source() -> _Source:
         src.files[fdp.name] = fdp.SerializeToString()
         src.deps[fdp.name] = list(fdp.dependency)
         src.renamed[fdp.name] = fdp.name
-    src.services = [HEALTH_SERVICE, V1ALPHA_SERVICE, V1_SERVICE]
+    src.services = {HEALTH_SERVICE: 0, V1ALPHA_SERVICE: 0, V1_SERVICE: 0}
     return src
 
 
@@ -139,7 +140,8 @@ def _contract_source(model: str, fds_bytes: bytes) -> _Source:
             src.files[out.name] = out.SerializeToString()
             src.deps[out.name] = list(out.dependency)
             src.renamed[fdp.name] = out.name
-            src.services.extend(f"{fdp.package}.{s.name}" if fdp.package else s.name for s in fdp.service)
+            for s in fdp.service:
+                src.services[f"{fdp.package}.{s.name}" if fdp.package else s.name] = len(s.method)
         if not progressed:
             raise ValueError(f"contract of {model!r}: file descriptor set has unresolved imports")
     return src
@@ -158,28 +160,28 @@ class LiveReflection(reflection_pb2_grpc.ServerReflectionServicer):
         self._key: tuple = ()
         self._index: _Index | None = None
         self._seq = itertools.count()
-        self._order: dict[str, tuple[int, int, int]] = {}  # model -> (version, id(contract), seq)
-        self._cache: dict[tuple[str, int], _Source] = {}  # (model, id(contract)) -> source
+        self._order: dict[str, tuple[int, int]] = {}  # model -> (version, seq of its (re)load)
+        self._cache: dict[tuple[str, int], _Source] = {}  # (model, version) -> source (versions are immutable)
 
     # --- index ---
 
     def index(self) -> _Index:
         snap = self._snapshot()
-        key = tuple(sorted((name, lv.version, id(lv.contract)) for name, lv in snap.items()))
+        key = tuple(sorted((name, lv.version) for name, lv in snap.items()))
         with self._lock:
             if self._index is not None and key == self._key:
                 return self._index
-            for name, version, cid in key:
+            for name, version in key:
                 old = self._order.get(name)
-                if old is None or old[:2] != (version, cid):
-                    self._order[name] = (version, cid, next(self._seq))
+                if old is None or old[0] != version:
+                    self._order[name] = (version, next(self._seq))
             for name in list(self._order):
                 if name not in snap:
                     del self._order[name]
             cache: dict[tuple[str, int], _Source] = {}
             entries: list[tuple[int, _Source]] = []
             for name, lv in snap.items():
-                ck = (name, id(lv.contract))
+                ck = (name, lv.version)
                 src = self._cache.get(ck)
                 if src is None:
                     try:
@@ -188,22 +190,31 @@ class LiveReflection(reflection_pb2_grpc.ServerReflectionServicer):
                         log.exception("reflection: cannot index the contract of %s", name)
                         continue
                 cache[ck] = src
-                entries.append((self._order[name][2], src))
+                entries.append((self._order[name][1], src))
             self._cache = cache
             entries.sort(key=lambda e: -e[0])
             sources = [src for _, src in entries] + [self._static]
+            # A service several models serve is described by the contract with the most methods
+            # (every callable method shows), then by the most recently loaded one.
             by_service: dict[str, _Source] = {}
+            for src in sources:
+                for svc, n_methods in src.services.items():
+                    best = by_service.get(svc)
+                    if best is None or n_methods > best.services[svc]:
+                        by_service[svc] = src
             by_file: dict[str, _Source] = {}
             for src in sources:
-                for svc in src.services:
-                    by_service.setdefault(svc, src)
                 for fname in src.files:
                     by_file.setdefault(fname, src)
             # An original name (e.g. "model.proto") also finds the most recent file of that name.
             for src in sources:
                 for orig in src.renamed:
                     by_file.setdefault(orig, src)
-            self._index = _Index(sorted(by_service), by_service, sources, by_file)
+            # Symbol lookups try the sources describing some service first, so that a client asking for
+            # a service and then for one of its messages gets the same file (not a twin it would reject).
+            chosen = {id(s) for s in by_service.values()}
+            ordered = [s for s in sources if id(s) in chosen] + [s for s in sources if id(s) not in chosen]
+            self._index = _Index(sorted(by_service), by_service, ordered, by_file)
             self._key = key
             return self._index
 

@@ -65,13 +65,17 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
         self._on_ready = on_ready
         self._on_exit = on_exit
         self._on_stop_signal = on_stop_signal
+        self._bind: str | None = None
         self._log_level = log_level
         super().__init__()
 
     def load_config(self) -> None:
         s = self.settings
         host = s.http_host
-        bind = f"[{host}]:{s.http_port}" if ":" in host else f"{host}:{s.http_port}"
+        if self._bind is None:
+            # fixed at the first load: a reload (SIGHUP) must keep the listening socket, even for port 0
+            self._bind = f"[{host}]:{s.http_port}" if ":" in host else f"{host}:{s.http_port}"
+        bind = self._bind
         config: dict[str, Any] = {
             "bind": [bind],
             "workers": max(1, s.workers),
@@ -79,7 +83,7 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
             "worker_class": "gthread",
             "preload_app": False,  # never start a JVM before the fork
             # gthread workers heartbeat from their event loop, so this only catches a stuck worker
-            "timeout": int(max(60.0, 2 * s.predict_timeout, s.swap_timeout + 30)),
+            "timeout": int(max(120.0, 2 * s.predict_timeout, s.swap_timeout + 30)),
             "graceful_timeout": int(max(30.0, s.predict_timeout)),
             "keepalive": 5,
             "loglevel": self._log_level,
@@ -131,6 +135,9 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         # gunicorn calls this inside each worker after the fork (preload_app is off)
+        logging.basicConfig(level=self._log_level.upper() if self._log_level.upper() in logging._nameToLevel
+                            else "INFO", stream=sys.stderr,
+                            format="%(asctime)s http[%(process)d] %(levelname)s %(name)s: %(message)s")
         return build_worker_app(self.settings)
 
     def _when_ready(self, server: Any) -> None:

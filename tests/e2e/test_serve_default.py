@@ -38,6 +38,17 @@ def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, log: Path) -> dict:
     return json.loads(ready.read_text())
 
 
+def _records(repo: Path) -> list[dict]:
+    """The serving records (a retiring worker may remove its own while we read)."""
+    out = []
+    for path in (repo / "serving").glob("*.json"):
+        try:
+            out.append(json.loads(path.read_text()))
+        except FileNotFoundError:
+            continue
+    return out
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGTERM)
     return proc.wait(timeout=90)
@@ -147,3 +158,53 @@ def test_sigterm_drains_after_the_jvm_started_late(sample_bundles: dict[str, Pat
         t.join(timeout=30)
     assert code == 0, log.read_text(errors="replace")[-3000:]
     assert answers == [(200, {"value": 2.0})] * 4
+
+
+def test_sighup_rolls_the_workers_without_failing_a_request(sample_bundles: dict[str, Path], tmp_path: Path) -> None:
+    """SIGHUP: gunicorn starts fresh workers (fresh JVMs) and retires the old ones; clients see no error."""
+    import threading
+
+    log, ready = tmp_path / "serve.log", tmp_path / "ready.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
+    repo = tmp_path / "repo"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", "serve", str(sample_bundles["iris"]), "--repo", str(repo),
+             "--http-port", "0", "--grpc-port", "-1", "--workers", "2", "--threads", "4", "--ready-file", str(ready)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    try:
+        info = _wait_ready(proc, ready, log)
+        url = f"http://127.0.0.1:{info['http_port']}/models/iris/methods/Classify"
+        before = {r["pid"] for r in _records(repo)}
+        stop = threading.Event()
+        statuses: list[object] = []
+
+        def load() -> None:
+            session = requests.Session()
+            while not stop.is_set():
+                try:
+                    statuses.append(session.post(url, json=FLOWER, timeout=60).status_code)
+                except Exception as err:  # noqa: BLE001
+                    statuses.append(repr(err))
+
+        clients = [threading.Thread(target=load) for _ in range(3)]
+        for t in clients:
+            t.start()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 120
+        after: set[int] = set()
+        while time.monotonic() < deadline:
+            after = {r["pid"] for r in _records(repo) if r.get("models", {}).get("iris") == 1}
+            if len(after) == 2 and not after & before:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+        stop.set()
+        for t in clients:
+            t.join(timeout=60)
+        assert len(after) == 2 and not after & before, (before, after)
+        failures = [s for s in statuses if s != 200]
+        assert statuses and not failures, failures[:5]
+    finally:
+        assert _stop(proc) == 0

@@ -122,3 +122,43 @@ def test_reflection_client_calls_every_sample(env: Env, sample_bundles: dict) ->
             ReflectionClient(env.channel()).call(svc, "ClassifyMatrix", bad, model=name)
         assert err.value.code() == grpc.StatusCode.INTERNAL
         assert exception in err.value.details() and "row 0 has 3" in err.value.details()
+
+
+def test_stock_reflection_client_database(env: Env) -> None:
+    """grpcio-reflection's own client-side descriptor database (v1alpha) resolves our services."""
+    from google.protobuf import descriptor_pool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    env.publish("iris-python", iris_python_bundle(env.scratch()))
+    env.publish("tools", tools_bundle(env.scratch()))
+    db = ProtoReflectionDescriptorDatabase(env.channel())
+    assert {"iris.IrisClassifier", "tools.Tools"} <= set(db.get_services())
+    pool = descriptor_pool.DescriptorPool(db)
+    service = pool.FindServiceByName("iris.IrisClassifier")
+    assert [m.name for m in service.methods] == ["Classify", "ClassifyBatch", "ClassifyMatrix"]
+    assert pool.FindMessageTypeByName("iris.IrisInput").fields_by_name["petal_width"].number == 4
+    assert pool.FindServiceByName("tools.Tools").methods_by_name["Echo"].input_type.full_name == "tools.Text"
+
+
+def test_shared_service_with_different_contracts(env: Env) -> None:
+    """A challenger whose contract has one more rpc: that rpc goes to it without x-model-name, and
+    reflection describes the service with every method, consistently for services and messages."""
+    env.publish("tools-b", tools_bundle(env.scratch(), name="tools-b", label="b", shout=True))
+    env.publish("tools", tools_bundle(env.scratch()))  # loaded last, fewer methods
+    client = ReflectionClient(env.channel())
+    svc = client.service("tools.Tools")
+    assert sorted(svc.methods) == ["Echo", "Fail", "Shout", "Sleep"]
+    (service_file,) = client.file_containing_symbol("tools.Tools")
+    (message_file,) = client.file_containing_symbol("tools.Text")
+    assert service_file.name == message_file.name == "tools-b/model.proto"
+
+    out, md = client.call(svc, "Shout", svc.input_class("Shout")(text="hi"))  # only tools-b has it
+    assert out.text == "HI!" and md["x-model-name"] == "tools-b"
+    with pytest.raises(grpc.RpcError) as err:
+        client.call(svc, "Echo", svc.input_class("Echo")(text="hi"))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "tools, tools-b" in err.value.details()
+    out, md = client.call(svc, "Echo", svc.input_class("Echo")(text="hi"), model="tools")
+    assert out.text == "v1:hi" and md["x-model-name"] == "tools"
