@@ -18,7 +18,11 @@ from bridge.errors import BridgeError, JvmNotFoundError, JvmOptionsError
 
 # Options every JVM gets: the exit guard is a SecurityManager, which JDK 18+ only allows with this flag
 # (JDK 17 allows it anyway but this keeps behaviour the same across JDKs).
-BASE_OPTIONS = ("-Djava.security.manager=allow",)
+# -Xrs: the JVM must not take over SIGTERM/SIGINT/SIGHUP, or gunicorn's graceful shutdown and worker
+# rolling stop working once a worker has started its JVM.
+BASE_OPTIONS = ("-Xrs",)
+# The exit guard is a SecurityManager, which JDK 24 removed.
+EXIT_GUARD_OPTIONS = ("-Djava.security.manager=allow",)
 
 _lock = threading.RLock()
 _started_pid: int | None = None
@@ -96,14 +100,15 @@ def start_jvm(options: Sequence[str] = (), max_heap: str | None = None) -> None:
         classes = host_classes(_javac(home))
         major = java_major(home)
         # JDK 24 removed the SecurityManager: there the exit guard is off (jvm_stats()["exit_guard"]).
-        args = list(BASE_OPTIONS) if major is None or major < 24 else []
+        exit_guard = major is None or major < 24
+        args = list(BASE_OPTIONS) + (list(EXIT_GUARD_OPTIONS) if exit_guard else [])
         if max_heap:
             args.append(f"-Xmx{max_heap}")
         args += [o for o in options if o not in args]
         jpype.startJVM(str(libjvm), *args, classpath=[str(classes)], convertStrings=False)
         _started_pid = os.getpid()
         _options = tuple(args)
-        if args[: len(BASE_OPTIONS)] == list(BASE_OPTIONS):
+        if exit_guard:
             _install_exit_guard_quietly()
 
 

@@ -14,6 +14,7 @@ from runner.errors import (
     BadInput,
     MethodNotFound,
     ModelError,
+    ModelRunnerError,
     NotFound,
     PreconditionFailed,
     UnsupportedMedia,
@@ -118,42 +119,48 @@ class DataPlane:
         out_media = response_media(accept, in_media)
         name = self.model_for(model)
         with self.registry.acquire(name) as loaded:
-            contract = loaded.contract
-            if method not in contract.service.methods_by_name:
-                raise MethodNotFound(
-                    f"model {name!r} has no method {method!r} "
-                    f"(methods: {', '.join(contract.method_names())})",
-                    {
-                        "model": name,
-                        "method": method,
-                        "methods": contract.method_names(),
-                        "version": loaded.version,
-                    },
-                )
-            if in_media == MEDIA_JSON:
-                message = contract.decode(
-                    contract.input_class(method), payload, MEDIA_JSON, max_json_depth=self.max_json_depth
-                )
-                request = message.SerializeToString()
-            else:
-                request = bytes(payload)  # fast path: the model parses and validates
-            bundle_timeout = getattr(loaded.metadata, "timeout_seconds", None)
-            if bundle_timeout:
-                timeout = min(timeout, bundle_timeout) if timeout else float(bundle_timeout)
-            response = loaded.model.invoke(method, request, timeout=timeout)
-            if out_media != MEDIA_JSON:
-                body = bytes(response)
-            else:
-                out_class = contract.output_class(method)
-                try:
-                    message = out_class.FromString(response)
-                except Exception as err:  # DecodeError: what the model returned is not the output message
-                    raise ModelError(
-                        f"model {name!r} returned bytes that are not a {out_class.DESCRIPTOR.full_name}: {err}",
-                        {"model": name, "method": method, "version": loaded.version},
-                    ) from err
-                body = contract.encode(message, MEDIA_JSON)
-            return PredictResult(body, out_media, name, loaded.version)
+            try:
+                contract = loaded.contract
+                if method not in contract.service.methods_by_name:
+                    raise MethodNotFound(
+                        f"model {name!r} has no method {method!r} "
+                        f"(methods: {', '.join(contract.method_names())})",
+                        {
+                            "model": name,
+                            "method": method,
+                            "methods": contract.method_names(),
+                            "version": loaded.version,
+                        },
+                    )
+                if in_media == MEDIA_JSON:
+                    message = contract.decode(
+                        contract.input_class(method), payload, MEDIA_JSON, max_json_depth=self.max_json_depth
+                    )
+                    request = message.SerializeToString()
+                else:
+                    request = bytes(payload)  # fast path: the model parses and validates
+                bundle_timeout = getattr(loaded.metadata, "timeout_seconds", None)
+                if bundle_timeout:
+                    timeout = min(timeout, bundle_timeout) if timeout else float(bundle_timeout)
+                response = loaded.model.invoke(method, request, timeout=timeout)
+                if out_media != MEDIA_JSON:
+                    body = bytes(response)
+                else:
+                    out_class = contract.output_class(method)
+                    try:
+                        message = out_class.FromString(response)
+                    except Exception as err:  # DecodeError: what the model returned is not the output message
+                        raise ModelError(
+                            f"model {name!r} returned bytes that are not a {out_class.DESCRIPTOR.full_name}: {err}",
+                            {"model": name, "method": method, "version": loaded.version},
+                        ) from err
+                    body = contract.encode(message, MEDIA_JSON)
+                return PredictResult(body, out_media, name, loaded.version)
+            except ModelRunnerError as err:
+                # every answer names the version that handled it, errors included (X-Model-Version)
+                err.detail.setdefault("model", name)
+                err.detail.setdefault("version", loaded.version)
+                raise
 
     # ------------------------------------------------------------------ gRPC routing
 

@@ -144,8 +144,10 @@ def test_prediction_errors(shared_env: Env) -> None:
     assert "petal_colour" in json.dumps(err)
     _error(c.post("/models/iris/methods/Classify", data=b"\xff\xff\xff", content_type=PB), 400, "bad_input")
     # the model raised: 500 with the model's exception
-    err = _error(c.post("/models/toy/methods/Echo", json={"text": "boom"}), 500, "model_error")
+    failed = c.post("/models/toy/methods/Echo", json={"text": "boom"})
+    err = _error(failed, 500, "model_error")
     assert "ValueError" in json.dumps(err) and "asked to fail" in json.dumps(err)
+    assert failed.headers["X-Model-Name"] == "toy" and failed.headers["X-Model-Version"] == "1"
     assert c.post("/models/toy/methods/Echo", json={"text": "hi"}).get_json() == {"value": "hi"}
     # the call overran its deadline: 504
     err = _error(c.post("/models/toy/methods/Sleep", json={"seconds": 3}, headers={"X-Timeout-Seconds": "0.3"}),
