@@ -29,8 +29,9 @@ class Settings:
     """HTTP port (0 picks a free one)."""
     grpc_port: int = 50051
     """gRPC port (0 picks a free one; -1 disables gRPC)."""
-    grpc_processes: int = 1
-    """gRPC serving processes sharing the port (SO_REUSEPORT)."""
+    grpc_processes: int = 2
+    """gRPC serving processes sharing the port (SO_REUSEPORT); two use both cores of a small machine
+    (gRPC's Python machinery holds the GIL, Java model calls do not)."""
     workers: int = 2
     """gunicorn worker processes, each with its own JVM and registry."""
     threads: int = 8

@@ -40,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "--repo, the embedded default repository is filled with the sample models. "
                     "SIGTERM drains the requests in flight and stops; SIGHUP replaces the HTTP workers with "
                     "fresh ones (fresh JVMs, e.g. for JVM options a new bundle declares) without failing a request.",
+        epilog="examples:\n"
+               "  model-runner serve                                  # the sample models\n"
+               "  model-runner serve scorer.jar --class com.acme.Scorer --http-port 8080\n"
+               "  model-runner serve iris_model.py:IrisClassifier --name iris-python\n"
+               "  model-runner serve --repo /srv/models --workers 4 --grpc-port 50051",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("targets", nargs="*", metavar="BUNDLE|JAR|DIR|module.py:Class",
                    help="bundles, JARs or Python classes to publish before serving")
@@ -49,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 = a free one; -1 = no gRPC)")
     p.add_argument("--workers", type=int, help="HTTP worker processes, one JVM each (default 2)")
     p.add_argument("--threads", type=int, help="threads per HTTP worker (default 8)")
-    p.add_argument("--grpc-processes", type=int, help="gRPC serving processes (default 1)")
+    p.add_argument("--grpc-processes", type=int, help="gRPC serving processes sharing the port (default 2)")
     p.add_argument("--admin-token-file", type=Path, help="file holding the admin bearer token")
     p.add_argument("--class", dest="class_name", help="model class of a JAR argument (fully qualified)")
     p.add_argument("--name", help="model name for a single JAR/bundle/Python argument")

@@ -14,7 +14,6 @@ SIGTERM/SIGINT to us (its own handlers would exit at once, without draining).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import signal
@@ -59,10 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s grpc[%(process)d] %(levelname)s %(name)s: %(message)s")
 
-    settings = Settings.from_env()
-    if "-Xrs" not in settings.jvm_options:
-        # The JVM must not take over SIGTERM/SIGINT (its handlers exit at once, without draining).
-        settings = dataclasses.replace(settings, jvm_options=(*settings.jvm_options, "-Xrs"))
+    settings = Settings.from_env()  # the bridge starts every JVM with -Xrs: SIGTERM stays ours
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
