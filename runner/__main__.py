@@ -1,1 +1,7 @@
-from runner.cli import main; import sys; sys.exit(main())
+"""`python -m runner`: the same as the `model-runner` command."""
+
+import sys
+
+from runner.cli import main
+
+sys.exit(main())

@@ -66,7 +66,7 @@ class Settings:
     """Versions kept per model by cleanup (the current one and any still served are never removed)."""
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in dataclasses.fields(cls):

@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runner.cli import EXIT_FAILURE
 from runner.errors import BadInput, ModelRunnerError
-
-EXIT_FAILURE = 1
 from runner.settings import Settings
 
 
