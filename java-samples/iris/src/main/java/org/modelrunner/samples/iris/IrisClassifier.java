@@ -12,7 +12,7 @@ import java.util.List;
  * which classifies the classic iris rows sensibly.
  */
 public class IrisClassifier {
-    static final String[] LABELS = {"setosa", "versicolor", "virginica"};
+    static final String[] LABELS = Labels.NAMES;
     static final double[][] WEIGHTS = {
         {0.0, 0.5, -2.0, 0.0},  // setosa
         {0.0, 0.0, 0.0, 0.0},   // versicolor
