@@ -10,6 +10,9 @@ Client: ``--client-procs`` processes (spawned, not forked), each with ``--conns`
 one ends). One row per call (a single flower). Each target gets a warm-up, then ``--duration``
 seconds; targets are measured in turn, ``--rounds`` times, and the median round is reported.
 
+Ceiling row ``bare``: the same number of gRPC processes with the same thread pool and options, one
+generic handler echoing the request bytes (bench/bare_servers.py): the gRPC stack with none of our code.
+
     python bench/grpc_bench.py [--duration 10] [--rounds 2] [--client-procs 2] [--inflight 32]
 """
 
@@ -205,6 +208,30 @@ class RunnerProcesses:
                 p.wait()
 
 
+class BareProcesses:
+    """bench/bare_servers.py grpc: ``n`` processes echoing the request bytes on one port."""
+
+    def __init__(self, n: int, threads: int | None = None):
+        cmd = [sys.executable, str(ROOT / "bench" / "bare_servers.py"), "grpc", "--procs", str(n)]
+        self.proc = subprocess.Popen(cmd + (["--threads", str(threads)] if threads else []),
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        m = re.search(r"port=(\d+)", self.proc.stdout.readline())
+        if not m:
+            self.stop()
+            raise RuntimeError("bare gRPC server did not start")
+        self.port = int(m.group(1))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 MODELS = {"java": "iris", "python": "iris-python"}
 
 
@@ -248,7 +275,8 @@ def main() -> int:
     parser.add_argument("--inflight", type=int, default=32, help="calls in flight per client process")
     parser.add_argument("--server-procs", type=int, default=2, help="runner.grpc processes on the port")
     parser.add_argument("--server-threads", type=int, default=None, help="threads per runner.grpc process")
-    parser.add_argument("--targets", default="java,python,mlserver")
+    parser.add_argument("--targets", default="java,python,mlserver,bare",
+                        help="bare: the ceiling, an echo handler on the same gRPC setup (no model)")
     parser.add_argument("--json", type=Path, default=ROOT / "build" / "bench" / "grpc_bench.json")
     args = parser.parse_args()
 
@@ -263,7 +291,7 @@ def main() -> int:
 
     load_start = [round(x, 2) for x in os.getloadavg()]  # the machine may be shared: say how busy it was
     tmp = Path(tempfile.mkdtemp(prefix="grpc-bench-"))
-    runner = peer = None
+    runner = peer = bare = None
     try:
         names = [MODELS[t] for t in targets if t in MODELS]
         prepare_repository(tmp / "repo", names)
@@ -279,6 +307,8 @@ def main() -> int:
             oip.input_class("ModelInfer")(),
         ).SerializeToString()
         check_answers(runner_target, names, ml_target, peer.model, iris_req, oip_req, iris, oip)
+        if "bare" in targets:
+            bare = BareProcesses(args.server_procs, args.server_threads)
 
         plan = {
             "java": (runner_target, "/iris.IrisClassifier/Classify", iris_req, (("x-model-name", "iris"),)),
@@ -286,6 +316,8 @@ def main() -> int:
                        (("x-model-name", "iris-python"),)),
             "mlserver": (ml_target, "/inference.GRPCInferenceService/ModelInfer", oip_req, ()),
         }
+        if bare is not None:
+            plan["bare"] = (f"127.0.0.1:{bare.port}", "/bare.Echo/Echo", iris_req, ())
         rounds: dict[str, list[dict]] = {t: [] for t in targets}
         for r in range(args.rounds):
             for t in targets:
@@ -294,6 +326,8 @@ def main() -> int:
                 print(f"round {r + 1} {t:9s} {res['calls_per_s']:9.1f} calls/s  p50 {res['p50_ms']} ms  "
                       f"p99 {res['p99_ms']} ms  failed {res['failed']}", flush=True)
     finally:
+        if bare is not None:
+            bare.stop()
         if peer is not None:
             peer.stop()
         if runner is not None:

@@ -5,6 +5,10 @@
 
 Prints a table (requests/s, p50, p99, non-2xx) and the swap figures (latency until every worker serves,
 p50/p99 over --swaps swaps, failed requests under load during them). Results go to bench/BENCHMARKS.md.
+
+Ceiling row "bare WSGI (no model)": a trivial WSGI app answering a fixed small JSON body, served by our
+own gunicorn setup (runner.http.gunicorn_app.HttpServer: same worker class, workers, threads, keepalive;
+bench/bare_servers.py): what the server stack alone allows.
 """
 
 from __future__ import annotations
@@ -52,7 +56,20 @@ def start_runner(bundles: list[Path], workers: int, threads: int, tmp: Path) -> 
     return proc, json.loads(ready.read_text())
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def start_bare_wsgi(workers: int, threads: int) -> tuple[subprocess.Popen[str], int]:
+    """bench/bare_servers.py http: the ceiling reference (no model, same gunicorn config)."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "bare_servers.py"), "http",
+                             "--workers", str(workers), "--threads", str(threads)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    match = re.search(r"port=(\d+)", proc.stdout.readline())
+    if not match:
+        proc.kill()
+        raise SystemExit("the bare WSGI server did not start")
+    return proc, int(match.group(1))
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -142,6 +159,7 @@ def main() -> None:
         proc, info = start_runner([bundles["iris"], bundles["iris-python"]], args.workers, args.threads,
                                   tmp / "runner")
         base = f"http://127.0.0.1:{info['http_port']}"
+        bare, bare_port = start_bare_wsgi(args.workers, args.threads)
         targets = [
             ("mlserver sklearn iris (V2 JSON)", peer.infer_url, json.dumps(v2_iris_request()).encode(),
              "application/json"),
@@ -149,6 +167,8 @@ def main() -> None:
             ("model-runner Java iris protobuf", f"{base}/models/iris/methods/Classify", pb_body,
              "application/x-protobuf"),
             ("model-runner Python iris JSON", f"{base}/models/iris-python/methods/Classify", json_body,
+             "application/json"),
+            ("bare WSGI (no model)", f"http://127.0.0.1:{bare_port}/models/iris/methods/Classify", json_body,
              "application/json"),
         ]
         try:
@@ -158,6 +178,7 @@ def main() -> None:
         finally:
             peer.stop()
             stop(proc)
+            stop(bare)
         (tmp / "swap").mkdir()
         proc, info = start_runner([bundles["iris"]], args.swap_workers, args.threads, tmp / "swap")
         try:
@@ -180,8 +201,8 @@ def main() -> None:
               f"  rounds: {r['rounds_rps']}")
     ml = results["mlserver sklearn iris (V2 JSON)"]["rps"]
     for name, r in results.items():
-        if name.startswith("model-runner"):
-            print(f"{name}: {r['rps'] / ml:.1f}x MLServer requests/s")
+        if name.startswith("model-runner") or name.startswith("bare"):
+            print(f"{name}: {r['rps'] / ml:.2f}x MLServer requests/s")
     print(f"swaps ({args.swap_workers} workers, under load c={args.concurrency}): {swap['swaps']} swaps, "
           f"p50 {swap['swap_p50_ms']:.0f} ms, p99 {swap['swap_p99_ms']:.0f} ms, max {swap['swap_max_ms']:.0f} ms, "
           f"{swap['swap_failures']} failed swaps; {swap['requests_during']} requests during them, "

@@ -27,6 +27,7 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
+from google.protobuf.internal import type_checkers
 from google.protobuf.message import DecodeError, Message
 
 from runner.errors import BadInput, InvalidContract, MethodNotFound, UnsupportedMedia
@@ -121,6 +122,8 @@ class Contract:
             )
         self._classes: dict[str, type[Message]] = {}
         self._class_lock = threading.Lock()
+        # descriptor full name -> _FlatPlan, or None when json_format must handle the message
+        self._flat_plans: dict[str, _FlatPlan | None] = {}
 
     # ---- compilation -------------------------------------------------------------------------------
 
@@ -222,14 +225,33 @@ class Contract:
             raise BadInput(
                 f"expected a JSON object for {name}, got {type(obj).__name__}", detail={"message": name}
             )
-        msg = cls()
         try:
-            json_format.ParseDict(obj, msg, ignore_unknown_fields=False, descriptor_pool=self.pool)
+            return self.parse_dict(cls, obj)
         except json_format.ParseError as err:
             raise _json_error(name, str(err)) from err
         except RecursionError as err:
             raise BadInput(f"JSON nested deeper than {max_json_depth} levels") from err
+
+    def parse_dict(self, cls: type[Message], obj: dict[str, Any]) -> Message:
+        """``json_format.ParseDict(obj, cls())`` (unknown fields refused; json_format's errors).
+
+        Flat messages (scalar fields only) with plainly valid values take a shortcut giving the very
+        same message; anything else (unknown names, nulls, strings for numbers, ...) goes to json_format."""
+        plan = self._flat_plan(cls.DESCRIPTOR)
+        if plan is not None:
+            msg = plan.parse(cls, obj)
+            if msg is not None:
+                return msg
+        msg = cls()
+        json_format.ParseDict(obj, msg, ignore_unknown_fields=False, descriptor_pool=self.pool)
         return msg
+
+    def _flat_plan(self, desc: Descriptor) -> _FlatPlan | None:
+        try:
+            return self._flat_plans[desc.full_name]
+        except KeyError:
+            plan = self._flat_plans[desc.full_name] = _FlatPlan.build(desc)
+            return plan
 
     def encode(self, message: Message, media: str) -> bytes:
         """Serialize a response message as JSON (proto3 mapping, .proto field names) or binary."""
@@ -247,6 +269,9 @@ class Contract:
 
     def to_dict(self, message: Message) -> dict[str, Any]:
         """proto3 JSON mapping as a dict: .proto field names, in declaration order, defaults printed."""
+        plan = self._flat_plan(message.DESCRIPTOR)
+        if plan is not None:
+            return plan.dump(message)
         d = json_format.MessageToDict(
             message,
             preserving_proto_field_name=True,
@@ -309,6 +334,141 @@ def _in_field_order(desc: Descriptor, d: Any) -> Any:
             v = [_in_field_order(mt, x) for x in v] if f.is_repeated else _in_field_order(mt, v)
         out[f.name] = v
     return out
+
+
+# ---- the flat-message shortcut of the JSON mapping -----------------------------------------------------
+
+_NO = object()  # "not plainly valid: ask json_format"
+_F = FieldDescriptor
+_FLOAT32_MAX = float.fromhex("0x1.fffffep+127")
+_EXACT_INT = 2**53
+
+
+def _in_double(v: Any) -> Any:
+    t = type(v)
+    if t is float:
+        return v if v - v == 0.0 else _NO  # NaN and infinities only as json_format's quoted strings
+    if t is int and -_EXACT_INT <= v <= _EXACT_INT:
+        return float(v)
+    return _NO
+
+
+def _in_float(v: Any) -> Any:
+    t = type(v)
+    if t is float:
+        return v if v - v == 0.0 and -_FLOAT32_MAX <= v <= _FLOAT32_MAX else _NO
+    if t is int and -_EXACT_INT <= v <= _EXACT_INT:
+        return float(v)
+    return _NO
+
+
+def _in_int(lo: int, hi: int) -> Any:
+    def conv(v: Any) -> Any:
+        return v if type(v) is int and lo <= v <= hi else _NO
+
+    return conv
+
+
+def _in_bool(v: Any) -> Any:
+    return v if type(v) is bool else _NO
+
+
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")  # left in a str by json.loads only when unpaired
+
+
+def _in_str(v: Any) -> Any:
+    if type(v) is not str:
+        return _NO
+    return v if v.isascii() or _SURROGATE_RE.search(v) is None else _NO
+
+
+def _out_double(v: float) -> Any:
+    if v - v == 0.0:
+        return v
+    return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+
+
+def _out_float(v: float) -> Any:
+    if v - v == 0.0:
+        return type_checkers.ToShortestFloat(v)  # what json_format prints float fields with
+    return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+
+
+def _identity(v: Any) -> Any:
+    return v
+
+
+_FLAT_CONVERTERS: dict[int, tuple[Any, Any]] = {
+    _F.CPPTYPE_DOUBLE: (_in_double, _out_double),
+    _F.CPPTYPE_FLOAT: (_in_float, _out_float),
+    _F.CPPTYPE_INT32: (_in_int(-(2**31), 2**31 - 1), _identity),
+    _F.CPPTYPE_UINT32: (_in_int(0, 2**32 - 1), _identity),
+    _F.CPPTYPE_INT64: (_in_int(-(2**63), 2**63 - 1), str),
+    _F.CPPTYPE_UINT64: (_in_int(0, 2**64 - 1), str),
+    _F.CPPTYPE_BOOL: (_in_bool, _identity),
+    _F.CPPTYPE_STRING: (_in_str, _identity),
+}
+
+
+class _FlatPlan:
+    """The proto3 JSON mapping of a message whose fields are all plain scalars (or repeated ones):
+    numbers, bools, strings; no bytes, enums, messages, maps, oneofs, optional fields or extensions.
+
+    ``dump`` is exactly what ``Contract.to_dict`` gets from json_format (.proto names, declaration
+    order, defaults printed); ``parse`` builds the message json_format would, or returns None when a
+    value is not plainly valid (json_format then parses it, or says what is wrong)."""
+
+    def __init__(self, by_key: dict[str, tuple[str, Any, bool]], out: list[tuple[str, Any, bool]]):
+        self.by_key = by_key
+        self.out = out
+
+    @classmethod
+    def build(cls, desc: Descriptor) -> _FlatPlan | None:
+        if desc.full_name.startswith("google.protobuf.") or desc.oneofs or desc.extension_ranges:
+            return None
+        by_key: dict[str, tuple[str, Any, bool]] = {}
+        out: list[tuple[str, Any, bool]] = []
+        for f in desc.fields:
+            convs = _FLAT_CONVERTERS.get(f.cpp_type)
+            if convs is None or f.type == _F.TYPE_BYTES or f.has_presence or f.containing_oneof is not None:
+                return None
+            by_key[f.name] = (f.name, convs[0], f.is_repeated)
+            out.append((f.name, convs[1], f.is_repeated))
+        for f in desc.fields:  # json_format looks a key up as a JSON name first
+            by_key[f.json_name] = by_key[f.name]
+        return cls(by_key, out)
+
+    def parse(self, msg_cls: type[Message], obj: dict[str, Any]) -> Message | None:
+        kwargs: dict[str, Any] = {}
+        by_key = self.by_key
+        for key, value in obj.items():
+            entry = by_key.get(key)
+            if entry is None or entry[0] in kwargs:  # unknown, or given twice (.proto and JSON name)
+                return None
+            name, conv, repeated = entry
+            if repeated:
+                if type(value) is not list:
+                    return None
+                items = [conv(x) for x in value]
+                if _NO in items:
+                    return None
+                kwargs[name] = items
+            else:
+                value = conv(value)
+                if value is _NO:
+                    return None
+                kwargs[name] = value
+        try:
+            return msg_cls(**kwargs)
+        except Exception:  # noqa: BLE001 (e.g. a lone surrogate in a string: json_format says what is wrong)
+            return None
+
+    def dump(self, message: Message) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for name, conv, repeated in self.out:
+            value = getattr(message, name)
+            d[name] = [conv(x) for x in value] if repeated else conv(value)
+        return d
 
 
 # ---- compile helpers ----------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ DeadlineExceeded) and keeps its thread until it returns.
 from __future__ import annotations
 
 import builtins
-import concurrent.futures
 import contextlib
 import importlib
 import importlib.abc
@@ -301,6 +300,30 @@ def _instantiate(cls: type, folder: Path) -> Any:
     return cls()
 
 
+_QUEUED, _RUNNING, _CANCELLED = 0, 1, 2
+
+
+class _WaitTimeout(Exception):
+    """The pool call did not end in time (never anything the model raised)."""
+
+
+class _Call:
+    """One call handed to a pool thread. ``done`` is held from the start and released by the thread
+    once ``result`` or ``error`` is set: the caller waits on it with its deadline (a bare lock is
+    the cheapest hand-off; a Future's condition variable costs several times more)."""
+
+    __slots__ = ("fn", "args", "done", "result", "error", "state")
+
+    def __init__(self, fn: Any, args: tuple[Any, ...]):
+        self.fn = fn
+        self.args = args
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.state = _QUEUED
+
+
 class _DaemonPool:
     """A small thread pool of daemon threads: an abandoned (overrunning) call must not keep the
     process from exiting, which concurrent.futures' joined workers would."""
@@ -308,36 +331,59 @@ class _DaemonPool:
     def __init__(self, name: str, max_workers: int):
         self._name = name
         self._max = max_workers
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
-        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards _count, _idle and every call's state
         self._count = 0
+        self._idle = 0
 
-    def submit(self, fn: Any, *args: Any) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put((future, fn, args))
-        if not self._idle.acquire(timeout=0):
-            with self._lock:
-                if self._count < self._max:
-                    self._count += 1
-                    threading.Thread(
-                        target=self._work, name=f"{self._name}-{self._count}", daemon=True
-                    ).start()
-        return future
+    def submit(self, fn: Any, *args: Any) -> _Call:
+        call = _Call(fn, args)
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+                spawn = False
+            elif self._count < self._max:
+                self._count += 1
+                spawn = True
+            else:
+                spawn = False  # every thread is busy: the call waits for one
+        self._queue.put(call)
+        if spawn:
+            threading.Thread(target=self._work, name=f"{self._name}-{self._count}", daemon=True).start()
+        return call
+
+    def wait(self, call: _Call, timeout: float) -> Any:
+        """The call's result (or its exception raised) if it ends within ``timeout`` seconds; else
+        _WaitTimeout, and a call that has not started yet never will."""
+        if call.done.acquire(True, timeout) if timeout > 0 else call.done.acquire(False):
+            if call.error is not None:
+                try:
+                    raise call.error
+                finally:
+                    call = None  # type: ignore[assignment]  # no reference cycle through the traceback
+            return call.result
+        with self._lock:
+            if call.state == _QUEUED:
+                call.state = _CANCELLED
+        raise _WaitTimeout
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            call = self._queue.get()
+            if call is None:
                 return
-            future, fn, args = item
-            if future.set_running_or_notify_cancel():
+            with self._lock:
+                run = call.state != _CANCELLED
+                call.state = _RUNNING
+            if run:
                 try:
-                    future.set_result(fn(*args))
+                    call.result = call.fn(*call.args)
                 except BaseException as err:  # noqa: BLE001 (handed to the caller)
-                    future.set_exception(err)
-            del item, future
-            self._idle.release()
+                    call.error = err
+                call.done.release()
+            del call
+            with self._lock:
+                self._idle += 1
 
     def shutdown(self) -> None:
         with self._lock:
@@ -463,11 +509,10 @@ class PythonModel:
         if deadline is None:
             return self._call(binding, req)
         executor = self._pool()
-        future = executor.submit(self._call, binding, req)
+        call = executor.submit(self._call, binding, req)
         try:
-            return future.result(timeout=deadline)
-        except concurrent.futures.TimeoutError as err:
-            future.cancel()
+            return executor.wait(call, deadline)
+        except _WaitTimeout as err:
             raise DeadlineExceeded(
                 f"{self.metadata.name}.{method} did not answer within {deadline:g}s",
                 detail={"rpc": method, "timeout": deadline},
@@ -521,9 +566,8 @@ class PythonModel:
                 )
             plain = {fields[0].name: plain}
         plain = fit_to_message(plain, out_cls.DESCRIPTOR)
-        msg = out_cls()
         try:
-            json_format.ParseDict(plain, msg, ignore_unknown_fields=False, descriptor_pool=self.contract.pool)
+            msg = self.contract.parse_dict(out_cls, plain)
         except (json_format.ParseError, TypeError, ValueError) as err:
             raise ModelError(
                 f"{self.metadata.name}.{b.rpc} returned a value that does not fit {out_name}: {err}",

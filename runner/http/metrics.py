@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from bisect import bisect_left
 from typing import Any
 
 #: Latency histogram bucket bounds (seconds).
@@ -16,17 +17,20 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str, int], int] = {}
-        self._latency: dict[tuple[str, str], list[float]] = {}  # bucket counts + [sum, count]
+        self._latency: dict[tuple[str, str], list[float]] = {}  # per-bucket counts + [sum, count]
         self._swaps: dict[tuple[str, str], int] = {}
 
     def observe_request(self, model: str, method: str, status: int, seconds: float) -> None:
         with self._lock:
             key = (model, method, status)
             self._requests[key] = self._requests.get(key, 0) + 1
-            hist = self._latency.setdefault((model, method), [0.0] * (len(BUCKETS) + 2))
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    hist[i] += 1
+            hist = self._latency.get((model, method))
+            if hist is None:
+                hist = self._latency[(model, method)] = [0.0] * (len(BUCKETS) + 2)
+            # one count in the first bucket that holds it (cumulated when rendered); above them all: +Inf only
+            i = bisect_left(BUCKETS, seconds)
+            if i < len(BUCKETS):
+                hist[i] += 1
             hist[-2] += seconds
             hist[-1] += 1
 
@@ -48,8 +52,10 @@ class Metrics:
                       "# TYPE model_runner_request_seconds histogram"]
             for (model, method), hist in sorted(self._latency.items()):
                 labels = f'pid="{pid}",model="{_esc(model)}",method="{_esc(method)}"'
+                cumulative = 0.0
                 for i, bound in enumerate(BUCKETS):
-                    lines.append(f'model_runner_request_seconds_bucket{{{labels},le="{bound}"}} {int(hist[i])}')
+                    cumulative += hist[i]
+                    lines.append(f'model_runner_request_seconds_bucket{{{labels},le="{bound}"}} {int(cumulative)}')
                 lines.append(f'model_runner_request_seconds_bucket{{{labels},le="+Inf"}} {int(hist[-1])}')
                 lines.append(f"model_runner_request_seconds_sum{{{labels}}} {hist[-2]:.6f}")
                 lines.append(f"model_runner_request_seconds_count{{{labels}}} {int(hist[-1])}")

@@ -168,3 +168,65 @@ def test_breaking_changes(iris: Contract) -> None:
     assert breaking_changes(iris, Contract.compile(removed_rpc_type)) == [
         "rpc Classify: input type changed iris.IrisInput -> iris.IrisBatch"
     ]
+
+
+SCALARS = """
+syntax = "proto3";
+package t;
+message All {
+  double d = 1; float f = 2; int32 i32 = 3; uint32 u32 = 4; int64 i64 = 5; uint64 u64 = 6; sint32 s32 = 7;
+  fixed64 fx = 8; bool b = 9; string s = 10; repeated double rd = 11; repeated float rf = 12;
+  repeated int64 ri = 13; repeated string rs = 14; repeated bool rb = 15; double camel_case = 16;
+}
+service S { rpc M (All) returns (All); }
+"""
+ODD_VALUES = [0, 1, -1, 2**31, 2**31 - 1, -(2**31) - 1, 2**32, 2**63, 2**64, -(2**63), 2**53 + 1, 1.5, -0.0, 0.1,
+              1e39, -1e39, 3.4e38, 1e308, float("inf"), float("nan"), True, False, None, "1", "abc", "NaN",
+              "Infinity", "a\ud800", "é", "", [], [1, 2], [1.5, None], ["x"], [True], {}, 7.0]
+
+
+def test_json_shortcut_for_flat_messages_matches_json_format() -> None:
+    # Contract.parse_dict / to_dict take a shortcut for messages of plain scalar fields: it must build
+    # exactly the message (or the error) json_format would, and print exactly what json_format prints.
+    from google.protobuf import json_format
+
+    from runner.contract import _in_field_order
+
+    contract = Contract.compile(SCALARS)
+    cls = contract.input_class("M")
+    assert contract._flat_plan(cls.DESCRIPTOR) is not None
+    fields = list(cls.DESCRIPTOR.fields)
+
+    def outcome(parse):  # noqa: ANN001, ANN202
+        try:
+            return "ok", parse().SerializeToString()
+        except Exception as err:  # noqa: BLE001
+            return "error", type(err).__name__, str(err)
+
+    def reference(obj):  # noqa: ANN001, ANN202
+        msg = cls()
+        json_format.ParseDict(obj, msg, ignore_unknown_fields=False, descriptor_pool=contract.pool)
+        return msg
+
+    objects = [{}, {"nope": 1}, {"camel_case": 1.0, "camelCase": 2.0}, {"camelCase": 2.0, "camel_case": 1.0}]
+    for f in fields:
+        for value in ODD_VALUES:
+            objects += [{f.name: value}, {f.json_name: value, "b": True}]
+    for obj in objects:
+        expected = outcome(lambda obj=obj: reference(obj))
+        assert outcome(lambda obj=obj: contract.parse_dict(cls, obj)) == expected, obj
+        if expected[0] == "ok":
+            msg = cls.FromString(expected[1])
+            printed = _in_field_order(msg.DESCRIPTOR, json_format.MessageToDict(
+                msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
+                descriptor_pool=contract.pool))
+            assert json.dumps(contract.to_dict(msg)) == json.dumps(printed), obj
+
+
+def test_json_shortcut_leaves_other_messages_to_json_format(iris: Contract) -> None:
+    assert iris._flat_plan(iris.input_class("Classify").DESCRIPTOR) is not None
+    assert iris._flat_plan(iris.input_class("ClassifyBatch").DESCRIPTOR) is None  # nested messages
+    other = Contract.compile('syntax = "proto3"; package o; enum E { A = 0; } '
+                             "message M { optional double x = 1; oneof k { string s = 2; int32 i = 3; } E e = 4; "
+                             "bytes raw = 5; map<string, int32> m = 6; } service S { rpc R (M) returns (M); }")
+    assert other._flat_plan(other.input_class("R").DESCRIPTOR) is None
