@@ -195,7 +195,7 @@ def prepare_repository(settings: Settings, targets: list[str], class_name: str |
             ensure_default_repository(repository)
         return lines
 
-    admin = Admin(repository, swap_timeout=settings.swap_timeout)
+    admin = Admin(repository, swap_timeout=settings.swap_timeout, settings=settings)
     with tempfile.TemporaryDirectory(prefix="mr-serve-") as tmp:
         for i, target in enumerate(targets):
             for folder in _bundle_folders(target, class_name, name, Path(tmp) / str(i)):

@@ -69,11 +69,12 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
     if dataplane is None:
         from runner.dataplane import DataPlane
 
-        dataplane = DataPlane(registry)
+        dataplane = DataPlane(registry, max_json_depth=settings.max_json_depth)
     if admin is None:
         from runner.admin import Admin
 
-        admin = Admin(repository, swap_timeout=settings.swap_timeout)
+        # settings: bundle limits, keep_versions cleanup and the JVM options validation starts with
+        admin = Admin(repository, swap_timeout=settings.swap_timeout, settings=settings)
 
     app = Flask("model-runner")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -341,7 +342,7 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
     @app.delete("/models/<name>")
     def delete(name: str) -> Response:
         caller = require_admin()
-        result = admin.delete(name, caller=caller)
+        result = admin.delete(name, caller=caller, expected_version=expected_version())
         metrics.observe_swap(name, "delete")
         return jsonify(result)
 
@@ -553,6 +554,8 @@ def _name_from_zip(data: bytes) -> str:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for entry in zf.namelist():
                 if entry.rstrip("/").split("/")[-1] == "metadata.json" and entry.count("/") <= 1:
+                    if zf.getinfo(entry).file_size > 1024 * 1024:  # the bundle's own limit: no zip bomb here
+                        break
                     meta = json.loads(zf.read(entry))
                     if isinstance(meta, dict) and meta.get("name"):
                         return str(meta["name"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, JavaModelError
 from bridge.model import JavaModel
 
 IRIS_CLASS = "org.modelrunner.samples.iris.IrisClassifier"
@@ -104,6 +104,9 @@ def test_proto_native(sample_bundles, iris_contract, jvm_started):
             fm.rows.add().values.extend(r)
         out = iris_contract.output_class("ClassifyMatrix").FromString(model.call("ClassifyMatrix", fm.SerializeToString()))
         assert len(out.indices) == 3
+        with pytest.raises(JavaModelError) as bad:  # the caller's bytes are at fault: BadInput, not 500
+            model.call("Classify", b"\xff\xff\xff")
+        assert bad.value.detail.get("input") is True
     finally:
         model.close()
 

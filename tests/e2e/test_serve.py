@@ -73,7 +73,7 @@ def _start(args: list[str], tmp: Path, env_extra: dict[str, str] | None = None, 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
     env.update(env_extra or {})
     cmd = [sys.executable, "-m", "runner", "serve", *args, "--repo", str(repo), "--http-port", "0",
-           "--grpc-port", "0", "--workers", "2", "--threads", "4", "--ready-file", str(ready)]
+           "--grpc-port", "0", "--grpc-processes", "2", "--workers", "2", "--threads", "4", "--ready-file", str(ready)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     deadline = time.monotonic() + timeout
@@ -125,7 +125,7 @@ def test_banner_token_and_ready(served: Served) -> None:
     r = served.session.get(f"{served.base}/readyz", timeout=10)
     assert r.status_code == 200 and r.json()["ready"] is True
     kinds = sorted(rec["kind"] for rec in _serving_records(served.repo))
-    assert kinds == ["grpc", "http", "http"]
+    assert kinds == ["grpc", "grpc", "http", "http"]
 
 
 def _serving_records(repo: Path) -> list[dict[str, Any]]:
@@ -293,14 +293,14 @@ def test_proto_only_swap_adds_a_method_on_every_worker(served: Served, sample_bu
     r = served.session.put(f"{base}/models/iris/proto", files={"proto": ("model.proto", IRIS_PROTO)}, headers=auth)
     assert r.status_code == 200, r.text
     widened = int(r.json()["version"])
-    assert widened > narrowed and len(r.json()["served_by"]) == 3
+    assert widened > narrowed and len(r.json()["served_by"]) == 4  # 2 HTTP workers, 2 gRPC processes
     for _ in range(20):
         r = requests.post(f"{base}/models/iris/methods/ClassifyMatrix", json=matrix, headers={"Connection": "close"})
         assert r.status_code == 200, r.text
         assert r.json()["indices"] == [0, 2]
         assert r.headers["X-Model-Version"] == str(widened)
     records = _serving_records(served.repo)
-    assert len(records) == 3 and all(rec["models"]["iris"] == widened for rec in records)
+    assert len(records) == 4 and all(rec["models"]["iris"] == widened for rec in records)
     r = served.session.get(f"{base}/models/iris/proto")
     assert "ClassifyMatrix" in r.text and r.headers["X-Model-Version"] == str(widened)
     paths = served.session.get(f"{base}/openapi.json").json()["paths"]

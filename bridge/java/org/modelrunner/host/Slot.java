@@ -449,7 +449,15 @@ public final class Slot {
 
         byte[] invoke(byte[] req) throws Throwable {
             if (parseFrom != null) {
-                Object msg = (Object) parseFrom.invokeExact(req);
+                Object msg;
+                try {
+                    msg = (Object) parseFrom.invokeExact(req);
+                } catch (Error e) {
+                    throw e; // e.g. the watchdog stopping an overrunning call
+                } catch (Throwable e) {
+                    // InvalidProtocolBufferException: the caller's bytes, not the model, are at fault
+                    throw new Wire.WireException(String.valueOf(e.getMessage()));
+                }
                 Object r = (Object) invoker.invokeExact(new Object[] {msg});
                 return r == null ? EMPTY : (byte[]) toByteArray.invokeExact(r);
             }
