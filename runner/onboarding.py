@@ -48,7 +48,7 @@ def default_name(*, class_name: str | None = None, source: Path | str | None = N
 
 def check_name(name: str) -> str:
     """``name`` if it is a valid model name, else BadInput saying what is allowed."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise BadInput(
             f"invalid model name {name!r}",
             {"name": name, "hint": "use lowercase letters, digits, '-', '_' and '.', starting with a "

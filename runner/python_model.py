@@ -215,7 +215,7 @@ class _Namespace:
         module_name, _, class_path = entry_point.partition(":")
         try:
             module = self.import_module(module_name)
-        except Exception as err:  # noqa: BLE001 (any import-time failure is the bundle's)
+        except (Exception, SystemExit) as err:  # noqa: BLE001 (any import-time failure is the bundle's)
             raise InvalidBundle(
                 f"cannot import {module_name}: {type(err).__name__}: {err}", detail=_exc_detail(err)
             ) from err
@@ -417,7 +417,7 @@ class PythonModel:
                 cls = self._ns.load_class(metadata.entry_point)
                 try:
                     self.instance = _instantiate(cls, self.version_dir)
-                except Exception as err:  # noqa: BLE001
+                except (Exception, SystemExit) as err:  # noqa: BLE001
                     raise InvalidBundle(
                         f"{metadata.entry_point}: the constructor raised {type(err).__name__}: {err}",
                         detail=_exc_detail(err),
@@ -537,7 +537,8 @@ class PythonModel:
                 d = self.contract.to_dict(req)
                 kwargs = {p: to_python(d[p], hint) for p, hint in conv.param_types.items() if p in d}
                 result = b.func(**kwargs)
-        except Exception as err:  # noqa: BLE001 (the model raised: report it, the service carries on)
+        except (Exception, SystemExit) as err:  # noqa: BLE001 (the model raised: report it, the service carries on;
+            # a sys.exit() escaping here would end the whole gunicorn worker)
             detail = {"rpc": b.rpc, **_exc_detail(err, skip=1)}
             raise ModelError(
                 f"{self.metadata.name}.{b.rpc} raised {detail['exception_class']}: {err}", detail=detail

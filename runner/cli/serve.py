@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="serve models over HTTP and gRPC (no arguments: the sample models)",
         description="Serve the models of a repository over HTTP (gunicorn workers) and gRPC. "
                     "Bundles (zip or folder), JARs (with --class) or Python classes (module.py:Class) given "
-                    "as arguments are published into the repository first. With no arguments and no "
-                    "--repo, the embedded default repository is filled with the sample models. "
+                    "as arguments are published into the repository first. With no arguments, an empty "
+                    "repository (the embedded default one unless --repo) is filled with the sample models. "
                     "SIGTERM drains the requests in flight and stops; SIGHUP replaces the HTTP workers with "
                     "fresh ones (fresh JVMs, e.g. for JVM options a new bundle declares) without failing a request.",
         epilog="examples:\n"

@@ -379,10 +379,10 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
 # -------------------------------------------------------------------- request parsing helpers
 
 
-def _header_timeout(raw: str | None, settings: Settings) -> float | None:
-    """A client deadline from the `X-Timeout-Seconds` header, capped by the configured predict timeout."""
+def _header_timeout(raw: str | None, settings: Settings) -> float:
+    """The call's deadline: the configured predict timeout, lowered by an `X-Timeout-Seconds` header."""
     if not raw:
-        return None
+        return settings.predict_timeout
     try:
         value = float(raw)
     except ValueError:
@@ -452,6 +452,8 @@ class PredictPath:
                 length = int(raw_length)
             except ValueError:
                 raise BadInput(f"Content-Length {raw_length!r} is not a number", {}) from None
+            if length < 0:
+                raise BadInput(f"Content-Length {raw_length!r} is negative", {})
             if length > limit:
                 raise TooLarge(f"message of {length} bytes exceeds the limit of {limit} bytes", {"limit": limit})
             return stream.read(length) if length else b""

@@ -250,6 +250,17 @@ def test_admin_auth(iris_env: Env, sample_bundles: dict[str, Path]) -> None:
     assert app.test_client().get("/models/iris").status_code == 200
 
 
+def test_default_deadline_and_bad_proto_native_input(shared_env: Env) -> None:
+    # without X-Timeout-Seconds the service's predict_timeout still bounds the call
+    settings = type(shared_env.settings)(**{**shared_env.settings.__dict__, "predict_timeout": 0.3})
+    c = create_app(settings, shared_env.registry, shared_env.repository, admin=shared_env.admin).test_client()
+    _error(c.post("/models/toy/methods/Sleep", json={"seconds": 3}), 504, "deadline")
+    if "iris-proto" in shared_env.registry.snapshot():
+        # bytes that do not parse as the input message are the caller's fault, also for proto-native models
+        _error(c.post("/models/iris-proto/methods/Classify", data=b"\xff\xff\xff", content_type=PB),
+               400, "bad_input")
+
+
 def test_token_from_file(iris_env: Env, tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("from-a-file\n")

@@ -181,6 +181,8 @@ def test_java_exceptions_exit_and_deadline(thrower: Path) -> None:
             call(model, c, "Classify", {"sepal_length": 77}, timeout=0.5)
         with pytest.raises(BadInput):
             model.invoke("Classify", b"\xff\xff\xff", 5)
+        with pytest.raises(BadInput):  # a length near 2**31 must not overflow the bounds check
+            model.invoke("Classify", b"\x7a\xff\xff\xff\xff\x07x", 5)
         assert call(model, c, "Classify", SETOSA)["species"] == "ok"  # still serving
     finally:
         model.close()

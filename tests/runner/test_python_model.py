@@ -196,6 +196,36 @@ def test_model_errors(tmp_path: Path) -> None:
         model.close()
 
 
+EXITING = """
+    import sys
+
+    class IrisClassifier:
+        def Classify(self, request):
+            sys.exit(3)
+
+        def ClassifyBatch(self, request):
+            return {}
+
+        def ClassifyMatrix(self, request):
+            return {}
+"""
+
+
+def test_sys_exit_in_a_model_is_a_model_error(tmp_path: Path) -> None:
+    # SystemExit is not an Exception: escaping, it would end the serving process's worker
+    model, c = load(make_bundle(tmp_path / "b", {"iris_model.py": EXITING}))
+    try:
+        with pytest.raises(ModelError) as e:
+            call(model, c, "Classify", SETOSA)
+        assert e.value.detail["exception_class"] == "SystemExit"
+        with pytest.raises(ModelError):
+            call(model, c, "Classify", SETOSA, timeout=5)  # on a pool thread too
+    finally:
+        model.close()
+    with pytest.raises(InvalidBundle):
+        load(make_bundle(tmp_path / "c", {"iris_model.py": "import sys\nsys.exit(1)\n"}))
+
+
 SLOW = """
     import time
 

@@ -45,7 +45,7 @@ final class Wire {
 
         int length(int end) {
             int len = varint32();
-            if (len < 0 || pos + len > end) throw new WireException("length " + len + " beyond end of message");
+            if (len < 0 || len > end - pos) throw new WireException("length " + len + " beyond end of message");
             return len;
         }
 
