@@ -195,7 +195,7 @@ def main() -> int:
                       f"unloaded +{after['unloaded_classes'] - before['unloaded_classes']}, "
                       f"{dt * 1e3:.2f} ms/cycle; target ≤ 20 classes, ≤ 2 MB")))
 
-    print(f"\n## bridge_bench ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)\n")
+    print(f"\n## bridge_bench ({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC)\n")
     print(f"`python bench/bridge_bench.py{' --quick' if args.quick else ''}` — {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}, JPype {jpype.__version__}, "
           f"{jpype.JClass('java.lang.System').getProperty('java.vm.name')} "

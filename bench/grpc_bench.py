@@ -339,7 +339,7 @@ def main() -> int:
         rs = sorted(rs, key=lambda x: x["calls_per_s"])
         summary[t] = rs[(len(rs) - 1) // 2]  # the median round (lower median)
     result = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python bench/grpc_bench.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}",
         "load_average": {"start": load_start, "end": [round(x, 2) for x in os.getloadavg()]},

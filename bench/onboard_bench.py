@@ -148,7 +148,7 @@ def main() -> int:
 
     cmd = " ".join(["python", "bench/onboard_bench.py", *sys.argv[1:]])
     print(f"""
-### Onboarding: JAR to first prediction, push to new version ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)
+### Onboarding: JAR to first prediction, push to new version ({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC)
 
 Command: `{cmd}` ({os.cpu_count()} cores, {args.workers} HTTP workers, gRPC {'on' if args.grpc else 'off'}; iris sample JAR).
 

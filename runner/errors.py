@@ -11,7 +11,7 @@ import enum
 from typing import Any
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     BAD_INPUT = "bad_input"
     NOT_FOUND = "not_found"
     METHOD_NOT_FOUND = "method_not_found"
