@@ -595,7 +595,8 @@ class Repository:
         self._serving_path(process_id).unlink(missing_ok=True)
 
     def live_processes(self, stale_after: float = HEARTBEAT_STALE_SECONDS) -> dict[str, dict[str, Any]]:
-        """Serving records with a fresh heartbeat whose process (when on this host) is alive.
+        """Serving records of processes that are alive: on this host, those whose pid exists (until their
+        heartbeat is 20 times staler than ``stale_after``); elsewhere, those with a fresh heartbeat.
 
         Records of dead local processes, and very old ones, are removed.
         """
@@ -622,7 +623,9 @@ class Repository:
                 # Only clearly dead records: a live process rewrites its file every second.
                 path.unlink(missing_ok=True)
                 continue
-            if age <= stale_after:
+            # A local process that is alive but late with its heartbeat (GIL pressure, a long load)
+            # still counts: a swap must wait for it rather than answer while it serves the old version.
+            if age <= stale_after or local:
                 live[entry[: -len(".json")]] = info
         return live
 

@@ -218,7 +218,8 @@ def test_serving_records_and_wait_until_served(repo: Repository) -> None:
 
 
 def test_stale_and_dead_serving_records_are_not_live(repo: Repository) -> None:
-    repo.record_serving("old", {"kind": "http", "models": {}, "heartbeat": time.time() - 10})
+    # a process on another host that stopped beating: not live, but its record is kept a while
+    repo.record_serving("old", {"kind": "http", "models": {}, "heartbeat": time.time() - 10, "host": "elsewhere"})
     proc = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
     proc.start()
     proc.join()
@@ -226,6 +227,14 @@ def test_stale_and_dead_serving_records_are_not_live(repo: Repository) -> None:
     assert repo.live_processes() == {}
     assert not (repo.root / "serving" / "dead.json").exists()  # dead local pid: cleaned
     assert (repo.root / "serving" / "old.json").exists()  # merely late: kept, not live
+
+
+def test_a_live_local_process_late_with_its_heartbeat_is_waited_for(repo: Repository) -> None:
+    repo.publish("m", make_folder(repo.root.parent, "a"), expected_version=None, caller="x")
+    # this (alive) process, 10 s late with its heartbeat and still serving nothing
+    repo.record_serving("late", {"kind": "http", "models": {}, "heartbeat": time.time() - 10})
+    assert set(repo.live_processes()) == {"late"}
+    assert repo.wait_until_served("m", 1, timeout=0.2) == ["late"]  # a laggard, not forgotten
 
 
 def test_torn_history_line_is_tolerated_and_terminated(tmp_path: Path) -> None:
