@@ -97,6 +97,7 @@ class Admin:
                 ) from err
             if breaking and not allow_breaking:
                 raise self._breaking_conflict(name, breaking)
+            self._check_jvm_options(name, bundle)
             # A bundle assembled from the current version's files must not overwrite a newer version.
             expected = expected_version if expected_version is not None or base is None else base
             extra = {"breaking_changes": breaking} if breaking else None
@@ -285,6 +286,34 @@ class Admin:
             (folder / str(rel)).parent.mkdir(parents=True, exist_ok=True)
             (folder / str(rel)).write_bytes(data)
         return current
+
+    def _check_jvm_options(self, name: str, bundle: Any) -> None:
+        """JVM options are fixed when a JVM starts. A bundle that needs options some live serving
+        process's JVM lacks would load here and fail there: refuse it before publishing rather than
+        half-apply the swap. (Processes with no JVM yet start theirs with every bundle's options.)"""
+        wanted = list(getattr(bundle.metadata, "jvm_options", None) or [])
+        if not wanted or getattr(bundle.metadata, "runtime", None) != "java":
+            return
+        lacking: dict[str, list[str]] = {}
+        for process_id, info in self.repository.live_processes().items():
+            running = info.get("jvm_options")
+            if running is None:
+                continue
+            missing = [option for option in wanted if option not in running]
+            if missing:
+                lacking[process_id] = missing
+        if lacking:
+            options = sorted({o for missing in lacking.values() for o in missing})
+            raise InvalidBundle(
+                f"{name}: the bundle needs JVM options {' '.join(options)} that the running JVMs of "
+                f"{', '.join(sorted(lacking))} were started without (JVM options are fixed at start)",
+                {
+                    "name": name,
+                    "missing_jvm_options": lacking,
+                    "hint": "restart `model-runner serve` with " + " ".join(f"--jvm-option={o}" for o in options)
+                    + " (or MODEL_RUNNER_JVM_OPTIONS), then upload again",
+                },
+            )
 
     def _open_and_validate(self, folder: Path) -> Any:
         from runner.bundle import open_bundle

@@ -16,6 +16,7 @@ JvmNotFoundError                       NotReady (detail: tried paths, hint)
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -109,6 +110,15 @@ def ensure_jvm(
         jvm.require_jvm_options(list(jvm_options))
     except Exception as err:  # noqa: BLE001
         raise map_bridge_error(err, name=name, loading=True) from err
+
+
+def running_jvm_options() -> list[str] | None:
+    """The options this process's JVM runs with, or None when it has no JVM (yet). Cheap, and never
+    imports the bridge itself: a process that has not imported it cannot have started a JVM."""
+    jvm = sys.modules.get("bridge.jvm")
+    if jvm is None or not jvm.jvm_started():
+        return None
+    return sorted(jvm.running_options())
 
 
 class JavaModelAdapter:

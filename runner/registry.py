@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from runner.errors import ModelRunnerError, NotFound, NotReady
+from runner.java_model import running_jvm_options
 from runner.repository import HOST, Repository
 
 log = logging.getLogger(__name__)
@@ -317,6 +318,8 @@ class Registry:
                         "models": models,
                         "errors": errors,
                         "ready": ready,
+                        # lets a publisher refuse a bundle whose JVM options this process lacks
+                        "jvm_options": running_jvm_options(),
                     },
                 )
             except OSError:

@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "as arguments are published into the repository first. With no arguments, an empty "
                     "repository (the embedded default one unless --repo) is filled with the sample models. "
                     "SIGTERM drains the requests in flight and stops; SIGHUP replaces the HTTP workers with "
-                    "fresh ones (fresh JVMs, e.g. for JVM options a new bundle declares) without failing a request.",
+                    "fresh ones (fresh JVMs) without failing a request. JVM options are fixed when a JVM "
+                    "starts: an upload needing options the running JVMs lack is refused with the options "
+                    "to restart with (--jvm-option).",
         epilog="examples:\n"
                "  model-runner serve                                  # the sample models\n"
                "  model-runner serve scorer.jar --class com.acme.Scorer --http-port 8080\n"

@@ -378,3 +378,34 @@ def test_proto_swap_that_removes_an_rpc_drops_its_examples(repo: Repository, tmp
     assert kept["examples"] == {"Say": [{"text": "hi"}]}
     v1 = json.loads((repo.version_dir("echo", 1) / "metadata.json").read_text())
     assert set(v1["examples"]) == {"Say", "Shout"}  # the old version is immutable
+
+
+def test_a_bundle_needing_jvm_options_a_live_process_lacks_is_refused(
+    repo: Repository, sample_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    """JVM options are fixed at JVM start: the swap must not half-apply (load here, fail there)."""
+    import shutil
+
+    from runner.java_model import ensure_jvm, running_jvm_options
+
+    ensure_jvm()  # this process's JVM (every JVM runs with -Xrs)
+    assert "-Xrs" in (running_jvm_options() or [])
+    folder = shutil.copytree(sample_bundles["iris"], tmp_path / "iris")
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata["jvm_options"] = ["-Xrs"]
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    admin = Admin(repo)
+    # another serving process whose JVM runs without it, and one that has no JVM yet (it will start
+    # its JVM with every bundle's options, so it is no obstacle)
+    repo.record_serving("worker-old-jvm", {"kind": "http", "models": {}, "jvm_options": ["-Xmx1g"]})
+    repo.record_serving("worker-no-jvm", {"kind": "grpc", "models": {}, "jvm_options": None})
+    before = state(repo)
+    with pytest.raises(InvalidBundle) as info:
+        admin.upload("iris", folder, caller="x")
+    assert "-Xrs" in info.value.message and "worker-old-jvm" in info.value.message
+    assert info.value.detail["missing_jvm_options"] == {"worker-old-jvm": ["-Xrs"]}
+    assert state(repo) == before and list((repo.root / "staging").iterdir()) == []
+
+    repo.remove_serving("worker-old-jvm")
+    repo.remove_serving("worker-no-jvm")
+    assert admin.upload("iris", folder, caller="x", expected_version=0)["version"] == 1
