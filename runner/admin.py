@@ -64,7 +64,7 @@ class Admin:
         *,
         expected_version: int | None = None,
         caller: str = "admin",
-        allow_breaking: bool = True,
+        allow_breaking: bool = False,
     ) -> dict[str, Any]:
         """Publish a bundle (zip bytes, a zip file or folder path, or UploadParts) as a new version.
 

@@ -295,14 +295,17 @@ class Client:
 
     # ------------------------------------------------------------------ admin
     def push(self, name: str, bundle: Path | str | bytes, *, expected_version: int | None = None,
-             progress: Callable[[int, int], None] | None = None, timeout: float | None = None) -> dict:
+             allow_breaking: bool = False, progress: Callable[[int, int], None] | None = None,
+             timeout: float | None = None) -> dict:
         """Upload a bundle (zip file, bundle folder, or zip bytes) as a new version of ``name`` and swap
-        to it; answers once every serving process serves it. Returns the service's answer
+        to it; answers once every serving process serves it. A contract that breaks the current one's
+        clients is refused (Conflict) unless ``allow_breaking``. Returns the service's answer
         (``version`` among others)."""
         data = bundle_bytes(bundle)
         body: Any = _ProgressReader(data, progress) if progress else data
+        params = {"allow_breaking": "true"} if allow_breaking else {}
         return self._json(
-            "PUT", f"/models/{self._name(name)}", admin=True, data=body, timeout=timeout,
+            "PUT", f"/models/{self._name(name)}", admin=True, data=body, timeout=timeout, params=params,
             headers={"Content-Type": MEDIA_ZIP, **self._if_match(expected_version)},
         )
 

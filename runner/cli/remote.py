@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="a bundle zip or folder, a JAR (with --class), or a Python class")
     add_model_options(p, with_name=False)
     p.add_argument("--if-match", type=int, metavar="VERSION", help="fail (412) unless VERSION is current")
+    p.add_argument("--allow-breaking", action="store_true",
+                   help="accept a contract that breaks existing clients (removed/renumbered fields or methods)")
     p.set_defaults(handler=with_explained_errors(cmd_push))
 
     p = verb("proto", "replace only the contract of a model (a new version with the same artifacts)",
@@ -202,7 +204,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         data = bundle_bytes(path)
     progress = _Progress(len(data)) if len(data) >= PROGRESS_MIN_BYTES and not args.json else None
     started = time.monotonic()
-    result = client.push(args.name, data, expected_version=args.if_match, progress=progress)
+    result = client.push(args.name, data, expected_version=args.if_match, allow_breaking=args.allow_breaking,
+                         progress=progress)
     elapsed = time.monotonic() - started
     version = result.get("version")
     _out(args, result, f"{args.name}: version {version} is current and served "

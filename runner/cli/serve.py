@@ -205,7 +205,9 @@ def prepare_repository(settings: Settings, targets: list[str], class_name: str |
                 if _same_as_current(repository, bundle_name, folder):
                     lines.append(f"{bundle_name}: unchanged (version {repository.current_version(bundle_name)})")
                     continue
-                result = admin.upload(bundle_name, folder, expected_version=None, caller="cli:serve")
+                # the operator names what to serve: a contract change is theirs to make
+                result = admin.upload(bundle_name, folder, expected_version=None, caller="cli:serve",
+                                      allow_breaking=True)
                 lines.append(f"{bundle_name}: published version {result.get('version')}")
     return lines
 

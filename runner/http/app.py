@@ -298,7 +298,8 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
         caller = require_admin()
         expected = expected_version()
         source, name = _bundle_source(name, repository)
-        result = admin.upload(name, source, expected_version=expected, caller=caller)
+        result = admin.upload(name, source, expected_version=expected, caller=caller,
+                              allow_breaking=flag("allow_breaking"))
         metrics.observe_swap(name, "upload")
         return answer(result)
 

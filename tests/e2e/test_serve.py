@@ -53,8 +53,9 @@ class Served:
     def predict(self, model: str, method: str, body: Any, **kw: Any) -> requests.Response:
         return self.session.post(f"{self.base}/models/{model}/methods/{method}", json=body, timeout=60, **kw)
 
-    def put_bundle(self, name: str, folder: Path, **headers: str) -> requests.Response:
-        return self.session.put(f"{self.base}/models/{name}", data=write_bundle_zip(folder),
+    def put_bundle(self, name: str, folder: Path, *, allow_breaking: bool = False, **headers: str) -> requests.Response:
+        params = {"allow_breaking": "true"} if allow_breaking else {}
+        return self.session.put(f"{self.base}/models/{name}", data=write_bundle_zip(folder), params=params,
                                 headers={**self.auth, "Content-Type": "application/zip", **headers}, timeout=120)
 
     def current(self, name: str) -> int:
@@ -280,7 +281,7 @@ def test_proto_only_swap_adds_a_method_on_every_worker(served: Served, sample_bu
     assert served.current("iris") == before
 
     # a version without ClassifyMatrix ...
-    r = served.put_bundle("iris", narrowed_bundle(sample_bundles["iris"], tmp_path / "narrow"))
+    r = served.put_bundle("iris", narrowed_bundle(sample_bundles["iris"], tmp_path / "narrow"), allow_breaking=True)
     assert r.status_code == 200, r.text
     narrowed = int(r.json()["version"])
     matrix = {"rows": [{"values": [5.1, 3.5, 1.4, 0.2]}, {"values": [6.7, 3.0, 5.2, 2.3]}]}

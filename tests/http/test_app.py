@@ -443,7 +443,12 @@ def test_proto_swap(iris_env: Env, sample_bundles: dict[str, Path], tmp_path: Pa
 
     # a version without ClassifyMatrix, then a proto-only swap that adds it (not breaking: no flag)
     narrow = narrowed_bundle(sample_bundles["iris"], tmp_path / "narrow")
-    r = c.put("/models/iris", data=write_bundle_zip(narrow), content_type="application/zip", headers=iris_env.auth)
+    # a whole bundle whose contract drops a method breaks clients too: refused without the flag
+    err = _error(c.put("/models/iris", data=write_bundle_zip(narrow), content_type="application/zip",
+                       headers=iris_env.auth), 409, "conflict")
+    assert "ClassifyMatrix" in json.dumps(err["detail"]) and iris_env.repository.current_version("iris") == 2
+    r = c.put("/models/iris?allow_breaking=true", data=write_bundle_zip(narrow), content_type="application/zip",
+              headers=iris_env.auth)
     assert r.status_code == 200, r.get_data(as_text=True)
     _error(c.post("/models/iris/methods/ClassifyMatrix", json={"rows": []}), 404, "method_not_found")
     r = c.put("/proto", data={"proto": (io.BytesIO(IRIS_PROTO.encode()), "model.proto")},

@@ -204,11 +204,11 @@ def test_upload_can_refuse_breaking_contract(repo: Repository, tmp_path: Path) -
     admin = Admin(repo)
     admin.upload("echo", write_echo_bundle(tmp_path / "a", "a"), caller="x")
     renamed = ECHO_PROTO.replace("string label = 2;", "string label = 7;")  # field number changed
-    with pytest.raises(Conflict):
-        admin.upload(
-            "echo", write_echo_bundle(tmp_path / "b", "b", proto=renamed), allow_breaking=False, caller="x"
-        )
-    result = admin.upload("echo", write_echo_bundle(tmp_path / "c", "c", proto=renamed), caller="x")
+    with pytest.raises(Conflict):  # refused by default, as a proto-only swap is
+        admin.upload("echo", write_echo_bundle(tmp_path / "b", "b", proto=renamed), caller="x")
+    result = admin.upload(
+        "echo", write_echo_bundle(tmp_path / "c", "c", proto=renamed), allow_breaking=True, caller="x"
+    )
     assert (
         result["breaking_changes"]
         and repo.history("echo")[-1]["breaking_changes"] == result["breaking_changes"]
