@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from runner.errors import (
     BadInput,
     Forbidden,
+    Kind,
     ModelRunnerError,
     NotFound,
     TooLarge,
@@ -423,8 +424,9 @@ class PredictPath:
 
     def handle(self, environ: dict[str, Any], name: str | None, method: str) -> tuple[int, list[tuple[str, str]], bytes]:
         started = time.perf_counter()
-        label = name or "-"
-        status = 500
+        # Metric labels only ever name served models and methods: names taken from the URL of a request
+        # that found nothing would let any client grow /metrics without bound.
+        label, method_label, status = "-", "-", 500
         try:
             payload = self._read_body(environ)
             # media negotiation (Content-Type, Accept with q-values) is the data plane's, shared with gRPC
@@ -432,17 +434,21 @@ class PredictPath:
                                             environ.get("HTTP_ACCEPT"),
                                             timeout=_header_timeout(environ.get("HTTP_X_TIMEOUT_SECONDS"),
                                                                     self.settings))
-            label, status = result.model, 200
+            label, method_label, status = result.model, method, 200
             return 200, [("Content-Type", result.content_type), ("Content-Length", str(len(result.body))),
                          ("X-Model-Name", result.model), ("X-Model-Version", str(result.version))], result.body
         except ModelRunnerError as err:
-            return self._error(err, name)
+            if "version" in err.detail and err.kind not in (Kind.NOT_FOUND, Kind.METHOD_NOT_FOUND):
+                label, method_label = str(err.detail.get("model") or name or "-"), method
+            answer = self._error(err, name)
+            status = answer[0]
+            return answer
         except Exception as err:
             log.exception("predict %s/%s failed unexpectedly", name, method)
             return self._error(ModelRunnerError(f"internal error: {type(err).__name__}: {err}",
                                                 {"type": type(err).__name__}), name)
         finally:
-            self.metrics.observe_request(label, method, status, time.perf_counter() - started)
+            self.metrics.observe_request(label, method_label, status, time.perf_counter() - started)
 
     def _read_body(self, environ: dict[str, Any]) -> bytes:
         limit = min(self.settings.max_message_bytes, self.settings.max_body_bytes)

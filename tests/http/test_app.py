@@ -217,6 +217,14 @@ def test_health_openapi_metrics(shared_env: Env) -> None:
     assert 'model_runner_requests_total{' in text and 'model="iris",method="Classify",status="200"' in text
     assert "model_runner_request_seconds_bucket" in text
     assert 'model_runner_model_version{' in text
+    # errors are counted with their real status; names that matched nothing never become labels
+    c.post("/models/iris/methods/Classify", json={"petal_colour": 1})
+    c.post("/models/no-such-model-xyz/methods/Classify", json=FLOWER)
+    c.post("/models/iris/methods/NoSuchMethodXyz", json=FLOWER)
+    text = c.get("/metrics").get_data(as_text=True)
+    assert 'model="iris",method="Classify",status="400"' in text
+    assert "no-such-model-xyz" not in text and "NoSuchMethodXyz" not in text
+    assert 'model="-",method="-",status="404"' in text
 
 
 # ------------------------------------------------------------------------------------ admin
