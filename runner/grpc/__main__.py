@@ -30,19 +30,8 @@ log = logging.getLogger("runner.grpc")
 def _open_repository(settings: Settings) -> Any:
     from runner.repository import Repository
 
-    # Never wipe staging here: an HTTP worker may be uploading into it right now.
-    try:
-        return Repository(settings.repo, wipe_staging=False)  # type: ignore[call-arg]
-    except TypeError:
-        return Repository(settings.repo)
-
-
-def _jvm_started() -> bool:
-    jvm = sys.modules.get("bridge.jvm")
-    try:
-        return bool(jvm is not None and jvm.jvm_started())
-    except Exception:  # noqa: BLE001 - only a hint for re-installing handlers
-        return False
+    # Opening wipes only staging folders of dead processes: an upload in progress elsewhere is safe.
+    return Repository(settings.repo)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,18 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         log.info("signal %d: stopping", signum)
         stop.set()
 
-    def install_handlers() -> None:
-        # Unconditionally: a JVM started since may have replaced them natively (Python cannot tell).
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-
-    install_handlers()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     from runner.registry import Registry
 
+    parent = os.getppid()
     repository = _open_repository(settings)
     registry = Registry(repository, process_kind="grpc", poll_interval=settings.poll_interval, settings=settings)
     registry.start()
-    install_handlers()
     try:
         server, port = create_server(settings, registry, port=args.port, reuse_port=not args.no_reuse_port,
                                      max_workers=args.threads)
@@ -85,12 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         raise
     server.start()
     print(f"model-runner grpc ready host={settings.http_host} port={port} pid={os.getpid()}", flush=True)
-    jvm_seen = _jvm_started()
     while not stop.wait(0.5):
-        started = _jvm_started()
-        if started and not jvm_seen:
-            install_handlers()  # a Java model loaded after start brought the JVM (and its handlers)
-        jvm_seen = started
+        if os.getppid() != parent:
+            # `serve` died without stopping us (SIGKILL): do not hold the port forever
+            log.warning("parent process %d is gone: stopping", parent)
+            break
     grace = settings.predict_timeout if args.grace is None else args.grace
     server.stop(grace).wait()
     registry.stop()

@@ -144,3 +144,44 @@ def test_java_model_arriving_later_and_sigterm(tmp_path: Path, procs: list[GrpcP
 
     assert proc.terminate() == 0
     assert "stopped" in "".join(proc.stderr)
+
+
+def test_a_grpc_process_whose_parent_is_killed_stops(tmp_path: Path) -> None:
+    """`serve` killed with SIGKILL cannot stop its gRPC children: they must not hold the port forever."""
+    repo = Repository(tmp_path / "repo")
+    settings = Settings(repo=repo.root, grpc_port=0)
+    env = {**os.environ, **settings.to_env()}
+    # a stand-in for `serve`: starts the gRPC process, reports its pid, then waits to be killed
+    parent_code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-m', 'runner.grpc', '--port', '0'],"
+        " stdout=subprocess.PIPE, text=True)\n"
+        "print(child.pid, child.stdout.readline().strip(), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = parent.stdout.readline()  # type: ignore[union-attr]
+        child_pid = int(line.split()[0])
+        assert "model-runner grpc ready" in line, line
+        parent.kill()
+        parent.wait()
+        deadline = 30.0
+        while deadline > 0 and _running(child_pid):
+            threading.Event().wait(0.2)
+            deadline -= 0.2
+        if _running(child_pid):
+            os.kill(child_pid, signal.SIGKILL)
+            pytest.fail("the gRPC process kept running after its parent was killed")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited orphan may wait a while for whoever adopted it to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
