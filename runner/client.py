@@ -42,6 +42,7 @@ ERRORS_BY_KIND: dict[str, type[ModelRunnerError]] = {
     Kind.BAD_INPUT.value: errors.BadInput,
     Kind.NOT_FOUND.value: errors.NotFound,
     Kind.METHOD_NOT_FOUND.value: errors.MethodNotFound,
+    Kind.AMBIGUOUS.value: errors.AmbiguousModel,
     Kind.UNSUPPORTED_MEDIA.value: errors.UnsupportedMedia,
     Kind.INVALID_BUNDLE.value: errors.InvalidBundle,
     Kind.INVALID_CONTRACT.value: errors.InvalidContract,

@@ -16,7 +16,6 @@ from runner.errors import (
     ModelError,
     ModelRunnerError,
     NotFound,
-    PreconditionFailed,
     UnsupportedMedia,
 )
 
@@ -161,52 +160,3 @@ class DataPlane:
                 err.detail.setdefault("model", name)
                 err.detail.setdefault("version", loaded.version)
                 raise
-
-    # ------------------------------------------------------------------ gRPC routing
-
-    def candidates(self, full_service_name: str, method: str) -> list[str]:
-        """Models whose current contract has ``full_service_name``/``method``."""
-        return sorted(
-            name
-            for name, loaded in self.registry.snapshot().items()
-            if loaded.contract.full_service_name == full_service_name
-            and method in loaded.contract.service.methods_by_name
-        )
-
-    def resolve(self, full_service_name: str, method: str, model_hint: str | None = None) -> str:
-        """The model a gRPC call goes to: the one owning the method, or the hinted one.
-
-        NotFound: unknown hinted model. MethodNotFound: nobody (or not the hinted model) has the method.
-        PreconditionFailed: several models have it and no hint picks one (detail: candidates).
-        """
-        found = self.candidates(full_service_name, method)
-        if model_hint is not None:
-            if model_hint in found:
-                return model_hint
-            if model_hint not in self.registry.snapshot():
-                with self.registry.acquire(model_hint):  # raises NotFound / NotReady with the reason
-                    pass
-            raise MethodNotFound(
-                f"model {model_hint!r} has no method {full_service_name}/{method}",
-                {"model": model_hint, "service": full_service_name, "method": method, "candidates": found},
-            )
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            raise MethodNotFound(
-                f"no model serves {full_service_name}/{method}",
-                {"service": full_service_name, "method": method},
-            )
-        raise PreconditionFailed(
-            f"several models serve {full_service_name}/{method}: {', '.join(found)}; name one",
-            {"service": full_service_name, "method": method, "candidates": found},
-        )
-
-    def resolve_model(self, method_full_name: str, model_hint: str | None = None) -> str:
-        """resolve() from a gRPC method path, ``/pkg.Service/Method``."""
-        service, _, method = method_full_name.strip("/").rpartition("/")
-        if not service:
-            raise MethodNotFound(
-                f"not a gRPC method path: {method_full_name!r}", {"method": method_full_name}
-            )
-        return self.resolve(service, method, model_hint)

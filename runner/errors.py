@@ -15,6 +15,7 @@ class Kind(enum.StrEnum):
     BAD_INPUT = "bad_input"
     NOT_FOUND = "not_found"
     METHOD_NOT_FOUND = "method_not_found"
+    AMBIGUOUS = "ambiguous"
     UNSUPPORTED_MEDIA = "unsupported_media"
     INVALID_BUNDLE = "invalid_bundle"
     INVALID_CONTRACT = "invalid_contract"
@@ -56,6 +57,12 @@ class MethodNotFound(NotFound):
     """An unknown method of a known model (gRPC maps it to UNIMPLEMENTED)."""
 
     kind = Kind.METHOD_NOT_FOUND
+
+
+class AmbiguousModel(ModelRunnerError):
+    """Several models serve the called method and the caller did not name one (detail: candidates)."""
+
+    kind = Kind.AMBIGUOUS
 
 
 class UnsupportedMedia(ModelRunnerError):

@@ -39,6 +39,7 @@ ERROR_DETAIL_HEADER = "x-error-detail"
 # The one table: core error kind -> gRPC status code (DESIGN.md "Errors").
 STATUS_BY_KIND: dict[Kind, grpc.StatusCode] = {
     Kind.BAD_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
+    Kind.AMBIGUOUS: grpc.StatusCode.FAILED_PRECONDITION,
     Kind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     Kind.METHOD_NOT_FOUND: grpc.StatusCode.UNIMPLEMENTED,
     Kind.UNSUPPORTED_MEDIA: grpc.StatusCode.INVALID_ARGUMENT,
@@ -68,16 +69,8 @@ _BULKY_DETAIL = ("traceback", "java_stack", "stack")
 _RESOLVE_ATTEMPTS = 3  # a swap between resolving and acquiring retries the lookup
 
 
-class Ambiguous(ModelRunnerError):
-    """Several loaded models serve the called method and the caller did not pick one."""
-
-    kind = Kind.PRECONDITION_FAILED
-
-
 def status_for(error: BaseException) -> grpc.StatusCode:
     """The status code a failure is answered with."""
-    if isinstance(error, Ambiguous):
-        return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(error, ModelRunnerError):
         return STATUS_BY_KIND.get(error.kind, grpc.StatusCode.INTERNAL)
     return grpc.StatusCode.INTERNAL
@@ -130,7 +123,7 @@ class _ModelHandler(grpc.GenericRpcHandler):
     # --- routing ---
 
     def _resolve(self, service: str, method: str, hint: str | None) -> str:
-        """The name of the model to call (raises NotFound / MethodNotFound / Ambiguous)."""
+        """The name of the model to call (raises NotFound / MethodNotFound / AmbiguousModel)."""
         if hint is not None:
             return hint  # acquire() says NotFound / NotReady for an unknown or unloaded name
         snap = self.registry.snapshot()
@@ -142,7 +135,7 @@ class _ModelHandler(grpc.GenericRpcHandler):
         if len(candidates) == 1:
             return candidates[0]
         if len(candidates) > 1:
-            raise Ambiguous(
+            raise errors.AmbiguousModel(
                 f"several models serve {service}/{method}: {', '.join(candidates)}; "
                 f"choose one with the request metadata {MODEL_HEADER!r}",
                 {"candidates": candidates, "service": service, "method": method},

@@ -9,6 +9,7 @@ from runner.errors import Kind, ModelRunnerError
 #: The only place an HTTP status is chosen for a core error.
 HTTP_STATUS: dict[Kind, int] = {
     Kind.BAD_INPUT: 400,
+    Kind.AMBIGUOUS: 400,
     Kind.UNAUTHENTICATED: 401,
     Kind.FORBIDDEN: 403,
     Kind.NOT_FOUND: 404,

@@ -26,6 +26,7 @@ EXPECTED = {
     Kind.BAD_INPUT: C.INVALID_ARGUMENT,
     Kind.NOT_FOUND: C.NOT_FOUND,
     Kind.METHOD_NOT_FOUND: C.UNIMPLEMENTED,
+    Kind.AMBIGUOUS: C.FAILED_PRECONDITION,
     Kind.UNSUPPORTED_MEDIA: C.INVALID_ARGUMENT,
     Kind.INVALID_BUNDLE: C.FAILED_PRECONDITION,
     Kind.INVALID_CONTRACT: C.FAILED_PRECONDITION,
@@ -41,7 +42,8 @@ EXPECTED = {
     Kind.INTERNAL: C.INTERNAL,
 }
 ERROR_CLASSES = {cls.kind: cls for cls in (
-    errors.BadInput, errors.NotFound, errors.MethodNotFound, errors.UnsupportedMedia, errors.InvalidBundle,
+    errors.BadInput, errors.NotFound, errors.MethodNotFound, errors.AmbiguousModel, errors.UnsupportedMedia,
+    errors.InvalidBundle,
     errors.InvalidContract, errors.Conflict, errors.PreconditionFailed, errors.Unauthenticated,
     errors.Forbidden, errors.TooLarge, errors.ModelError, errors.DeadlineExceeded, errors.NotReady,
     errors.SwapTimeout, errors.ModelRunnerError)}
@@ -131,6 +133,7 @@ def test_errors_from_real_models(make_env: Callable[..., Env]) -> None:
     # ambiguous: two models share the contract and no x-model-name picks one
     e = _fail(ch, "/iris.IrisClassifier/Classify")
     assert e.code() == C.FAILED_PRECONDITION
+    assert dict(e.trailing_metadata())["x-error-kind"] == "ambiguous"  # the kind and the table agree
     assert "iris-a" in e.details() and "iris-b" in e.details() and "x-model-name" in e.details()
 
     # the model raises: INTERNAL with its exception class and message

@@ -49,7 +49,7 @@ def _iris_contract() -> Contract:
 
 def test_every_kind_has_its_status() -> None:
     expected = {
-        Kind.BAD_INPUT: 400, Kind.NOT_FOUND: 404, Kind.METHOD_NOT_FOUND: 404, Kind.UNSUPPORTED_MEDIA: 415,
+        Kind.BAD_INPUT: 400, Kind.AMBIGUOUS: 400, Kind.NOT_FOUND: 404, Kind.METHOD_NOT_FOUND: 404, Kind.UNSUPPORTED_MEDIA: 415,
         Kind.INVALID_BUNDLE: 422, Kind.INVALID_CONTRACT: 422, Kind.CONFLICT: 409, Kind.PRECONDITION_FAILED: 412,
         Kind.UNAUTHENTICATED: 401, Kind.FORBIDDEN: 403, Kind.TOO_LARGE: 413, Kind.MODEL_ERROR: 500,
         Kind.DEADLINE: 504, Kind.NOT_READY: 503, Kind.SWAP_TIMEOUT: 504, Kind.INTERNAL: 500,

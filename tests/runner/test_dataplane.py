@@ -16,7 +16,6 @@ from runner.errors import (
     ModelError,
     NotFound,
     NotReady,
-    PreconditionFailed,
     UnsupportedMedia,
 )
 from runner.registry import Registry
@@ -171,20 +170,3 @@ def test_not_ready(tmp_path: Path) -> None:
         with pytest.raises(NotReady) as info:
             DataPlane(registry).predict("late", "Say", b"{}", JSON)
         assert "disk" in info.value.message
-
-
-def test_resolve_for_grpc(plane: DataPlane) -> None:
-    assert plane.resolve("other.Echo", "Say") == "other"
-    with pytest.raises(PreconditionFailed) as info:
-        plane.resolve("echo.Echo", "Say")
-    assert info.value.detail["candidates"] == ["echo", "twin"]
-    assert plane.resolve("echo.Echo", "Say", "twin") == "twin"
-    assert plane.resolve_model("/echo.Echo/Fail", "echo") == "echo"
-    with pytest.raises(MethodNotFound):
-        plane.resolve("other.Echo", "Fail")  # other's contract has no Fail
-    with pytest.raises(MethodNotFound):
-        plane.resolve("echo.Echo", "Say", "other")  # the hinted model has no such service
-    with pytest.raises(NotFound):
-        plane.resolve("echo.Echo", "Say", "ghost")
-    with pytest.raises(MethodNotFound):
-        plane.resolve("nobody.Svc", "Say")
