@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from runner.contract import MEDIA_JSON, MEDIA_PROTOBUF
 from runner.errors import (
     BadInput,
     MethodNotFound,
@@ -19,8 +20,6 @@ from runner.errors import (
     UnsupportedMedia,
 )
 
-MEDIA_JSON = "application/json"
-MEDIA_PROTOBUF = ("application/vnd.google.protobuf", "application/x-protobuf")
 SUPPORTED_MEDIA = (MEDIA_JSON, *MEDIA_PROTOBUF)
 
 

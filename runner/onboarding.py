@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from runner.bundle import NAME_RE
 from runner.errors import BadInput, InvalidBundle, InvalidContract, ModelRunnerError, NotFound
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _GENERIC_STEMS = {"model", "main", "app", "classes", "lib", "libs"}
 
 

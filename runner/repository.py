@@ -37,12 +37,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from runner.bundle import NAME_RE  # model names: usable as a folder name, URL segment, gRPC metadata
 from runner.errors import BadInput, NotFound, PreconditionFailed
 
 log = logging.getLogger(__name__)
-
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
-"""Model names: a safe alphabet, usable as a folder name, URL segment and gRPC metadata value."""
 
 HEARTBEAT_STALE_SECONDS = 3.0
 """A serving record whose heartbeat is older than this is not live."""

@@ -19,6 +19,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from runner.contract import MEDIA_JSON, MEDIA_PROTOBUF
 from runner.errors import (
     BadInput,
     Forbidden,
@@ -35,8 +36,6 @@ from runner.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MEDIA_JSON = "application/json"
-MEDIA_PROTOBUF = ("application/vnd.google.protobuf", "application/x-protobuf")
 PREDICT_MEDIA = (MEDIA_JSON, *MEDIA_PROTOBUF)
 ZIP_MEDIA = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
 
