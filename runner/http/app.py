@@ -527,6 +527,8 @@ def _bundle_source(name: str | None, repository: Any) -> tuple[Any, str]:
                 metadata = json.loads(files["metadata"].read())
             except ValueError as err:
                 raise BadInput(f"the 'metadata' part is not JSON: {err}", {"part": "metadata"}) from None
+            except RecursionError:
+                raise BadInput("the 'metadata' part is nested too deeply", {"part": "metadata"}) from None
             if not isinstance(metadata, dict):
                 raise BadInput("the 'metadata' part must be a JSON object", {"part": "metadata"})
         proto: str | None = None
