@@ -155,36 +155,8 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
             self._on_exit()
 
 
-def _reinstall_signal_handlers(worker: Any) -> None:
-    """Starting the JVM replaces the worker's signal handlers with the JVM's own (which exit at once,
-    without draining): install gunicorn's again so SIGTERM means a graceful stop."""
-    for sig, handler in ((signal.SIGTERM, worker.handle_exit), (signal.SIGQUIT, worker.handle_quit),
-                         (signal.SIGINT, worker.handle_quit), (signal.SIGABRT, worker.handle_abort)):
-        signal.signal(sig, handler)  # unconditionally: Python cannot see a handler the JVM set natively
-
-
-def _jvm_started() -> bool:
-    jvm = sys.modules.get("bridge.jvm")
-    try:
-        return bool(jvm is not None and jvm.jvm_started())
-    except Exception:  # noqa: BLE001
-        return False
-
-
 def _post_worker_init(worker: Any) -> None:
-    _reinstall_signal_handlers(worker)
-    # A Java model published later starts the JVM later: notice it from the worker's main loop (signal
-    # handlers can only be set from the main thread), which calls notify() at least once a second.
-    seen = [_jvm_started()]
-    notify = worker.notify
-
-    def notify_and_watch_jvm() -> None:
-        notify()
-        if not seen[0] and _jvm_started():
-            seen[0] = True
-            _reinstall_signal_handlers(worker)
-
-    worker.notify = notify_and_watch_jvm
+    # gunicorn's signal handlers stay in charge even once a JVM starts: the bridge starts it with -Xrs
     log.info("worker %s serving", os.getpid())
 
 
