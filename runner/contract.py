@@ -14,6 +14,7 @@ their default value (so a zero score is ``0``, not missing).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -64,9 +65,15 @@ def is_protobuf(media: str | None) -> bool:
 
 
 def _wkt_include_dir() -> Path:
-    import grpc_tools  # noqa: PLC0415 (lazy: only needed to compile; grpc_tools is the compiler, not grpc)
-
-    return Path(grpc_tools.__file__).parent / "_proto"
+    """The well-known types shipped with grpc_tools' protoc. Found, not imported: protoc runs in a
+    subprocess, so the serving process never loads the compiler (nor anything of grpc)."""
+    spec = importlib.util.find_spec("grpc_tools")
+    if spec is None or spec.origin is None:
+        raise InvalidContract(
+            "cannot compile contracts: the grpcio-tools package (protoc) is not installed",
+            {"hint": "pip install grpcio-tools"},
+        )
+    return Path(spec.origin).parent / "_proto"
 
 
 class Contract:
