@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.bundle import open_bundle
 from runner.errors import BadInput, Conflict, InvalidBundle, ModelRunnerError, NotFound, SwapTimeout
 from runner.repository import Repository, validate_name
+from runner.validate import validate_bundle
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,12 @@ class Admin:
                     base = self._assemble_parts(name, parts, folder)
                 else:
                     self._stage(bundle_source, folder)
-                bundle = self._open_and_validate(folder)
+                bundle = open_bundle(folder)
+                # the cheap refusal first: a breaking contract needs no model load to be refused
                 breaking = self._breaking_changes(name, folder, bundle.proto_text)
+                if breaking and not allow_breaking:
+                    raise self._breaking_conflict(name, breaking)
+                validate_bundle(bundle, settings=self.settings)
             except ModelRunnerError:
                 raise
             except Exception as err:
@@ -95,21 +101,10 @@ class Admin:
                 raise InvalidBundle(
                     f"the bundle could not be validated: {type(err).__name__}: {err}"
                 ) from err
-            if breaking and not allow_breaking:
-                raise self._breaking_conflict(name, breaking)
             self._check_jvm_options(name, bundle)
             # A bundle assembled from the current version's files must not overwrite a newer version.
             expected = expected_version if expected_version is not None or base is None else base
-            extra = {"breaking_changes": breaking} if breaking else None
-            version = self.repository.publish(
-                name,
-                folder,
-                expected_version=expected,
-                caller=caller,
-                action="upload",
-                sha256=bundle.sha256,
-                extra=extra,
-            )
+            version = self._publish(name, folder, bundle, "upload", breaking, expected, caller)
         return self._finish(name, version, "upload", breaking)
 
     def replace_proto(
@@ -139,7 +134,8 @@ class Admin:
                 if breaking and not allow_breaking:
                     raise self._breaking_conflict(name, breaking)
                 self._drop_metadata_of_removed_rpcs(folder, proto_text)
-                bundle = self._open_and_validate(folder)
+                bundle = open_bundle(folder)
+                validate_bundle(bundle, settings=self.settings)
             except ModelRunnerError:
                 raise
             except Exception as err:
@@ -147,16 +143,7 @@ class Admin:
                 raise InvalidBundle(
                     f"the new contract could not be validated: {type(err).__name__}: {err}"
                 ) from err
-            extra = {"breaking_changes": breaking} if breaking else None
-            version = self.repository.publish(
-                name,
-                folder,
-                expected_version=current,
-                caller=caller,
-                action="proto",
-                sha256=bundle.sha256,
-                extra=extra,
-            )
+            version = self._publish(name, folder, bundle, "proto", breaking, current, caller)
         return self._finish(name, version, "proto", breaking)
 
     def rollback(
@@ -315,13 +302,20 @@ class Admin:
                 },
             )
 
-    def _open_and_validate(self, folder: Path) -> Any:
-        from runner.bundle import open_bundle
-        from runner.validate import validate_bundle
-
-        bundle = open_bundle(folder)
-        validate_bundle(bundle, settings=self.settings)
-        return bundle
+    def _publish(
+        self, name: str, folder: Path, bundle: Any, action: str, breaking: list[str],
+        expected_version: int | None, caller: str,
+    ) -> int:
+        """Publish a staged, validated bundle under the model's lock; history notes breaking changes."""
+        return self.repository.publish(
+            name,
+            folder,
+            expected_version=expected_version,
+            caller=caller,
+            action=action,
+            sha256=bundle.sha256,
+            extra={"breaking_changes": breaking} if breaking else None,
+        )
 
     def _breaking_changes(self, name: str, folder: Path, proto_text: str) -> list[str]:
         from runner.bundle import PROTO_FILE
