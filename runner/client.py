@@ -327,9 +327,11 @@ class Client:
         return self._json("POST", f"/models/{self._name(name)}/rollback", admin=True, params=params,
                           headers=self._if_match(expected_version))
 
-    def delete(self, name: str) -> dict:
-        """Stop serving ``name`` (its versions stay in the repository until cleanup)."""
-        return self._json("DELETE", f"/models/{self._name(name)}", admin=True)
+    def delete(self, name: str, *, expected_version: int | None = None) -> dict:
+        """Stop serving ``name`` (its versions stay in the repository until cleanup); with
+        ``expected_version``, only if that version is still current (PreconditionFailed otherwise)."""
+        return self._json("DELETE", f"/models/{self._name(name)}", admin=True,
+                          headers=self._if_match(expected_version))
 
 
 def bundle_bytes(bundle: Path | str | bytes) -> bytes:

@@ -89,8 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(handler=with_explained_errors(cmd_predict))
 
     p = verb("delete", "stop serving a model (its versions stay in the repository until cleanup)",
-             "model-runner delete iris")
+             "model-runner delete iris --if-match 3")
     p.add_argument("name")
+    p.add_argument("--if-match", type=int, metavar="VERSION", help="fail (412) unless VERSION is current")
     p.set_defaults(handler=with_explained_errors(cmd_delete))
 
 
@@ -313,7 +314,7 @@ def _predict_protobuf(client: Any, name: str, method: str, payload: Any) -> Any:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    result = client_for(args).delete(args.name)
+    result = client_for(args).delete(args.name, expected_version=args.if_match)
     _out(args, result, f"{args.name}: deleted (no longer served; its versions stay in the repository)")
     return 0
 

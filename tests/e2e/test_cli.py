@@ -209,6 +209,8 @@ def test_rollback_and_history(served: Served) -> None:
 
 
 def test_delete(served: Served) -> None:
+    r = served.cli("delete", "iris", "--if-match", "999")
+    assert r.returncode == 1 and "412" not in r.stdout and "999" in r.stderr
     r = ok(served.cli("delete", "iris"))
     assert "iris: deleted" in r.stdout
     r = served.cli("predict", "iris", "Classify", "--json", json.dumps(ROW), token=False)

@@ -125,7 +125,10 @@ def test_push_proto_rollback_delete(admin: Client, sample_bundles: dict[str, Pat
     actions = [h["action"] for h in admin.history("iris-py")]
     assert actions.count("rollback") == 2
 
-    admin.delete("iris-py")
+    with pytest.raises(errors.PreconditionFailed):  # someone else's version is current: nothing deleted
+        admin.delete("iris-py", expected_version=before + 100)
+    assert admin.predict("iris-py", "Classify", ROW)
+    admin.delete("iris-py", expected_version=before)
     with pytest.raises(errors.NotFound):
         admin.predict("iris-py", "Classify", ROW)
     assert "iris-py" not in [m["name"] for m in admin.models()]
