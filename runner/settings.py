@@ -1,4 +1,5 @@
-"""Settings from one place: defaults here, overridden by MODEL_RUNNER_* environment variables,
+"""Settings from one place: defaults here, overridden by a TOML file (``--config FILE`` or
+MODEL_RUNNER_CONFIG; keys are the field names below), then by MODEL_RUNNER_* environment variables,
 then by command-line flags (runner.cli builds a Settings and passes it down).
 
 Every field is documented where it is declared; docs/configuration.md lists them for operators.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,9 +68,12 @@ class Settings:
     """Versions kept per model by cleanup (the current one and any still served are never removed)."""
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, config_file: Path | None = None, **overrides: object
+    ) -> Settings:
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        config = config_file or env.get(ENV_PREFIX + "CONFIG") or None
+        values: dict[str, object] = _read_config(Path(config)) if config else {}
         for f in dataclasses.fields(cls):
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is None or raw == "":
@@ -88,6 +93,36 @@ class Settings:
                 value = " ".join(value)
             out[ENV_PREFIX + f.name.upper()] = str(value)
         return out
+
+
+def _read_config(path: Path) -> dict[str, object]:
+    """The settings of a TOML file: top-level keys named like the Settings fields."""
+    import tomllib
+
+    from runner.errors import BadInput
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise BadInput(f"cannot read the settings file {path}: {err.strerror or err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise BadInput(f"{path}: not valid TOML: {err}") from None
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise BadInput(
+            f"{path}: unknown settings {', '.join(unknown)}",
+            {"unknown": unknown, "known": sorted(fields), "hint": "docs/configuration.md lists every setting"},
+        )
+    values: dict[str, object] = {}
+    for name, value in data.items():
+        if isinstance(value, list):
+            value = " ".join(str(v) for v in value)  # jvm_options = ["-Xss2m", ...]
+        try:
+            values[name] = _parse(fields[name].type, str(value))
+        except ValueError:
+            raise BadInput(f"{path}: {name} = {value!r} is not a valid {fields[name].type}") from None
+    return values
 
 
 def _parse(type_name: object, raw: str) -> object:

@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("targets", nargs="*", metavar="BUNDLE|JAR|DIR|module.py:Class",
                    help="bundles, JARs or Python classes to publish before serving")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="settings file (TOML, keys as in docs/configuration.md; default: MODEL_RUNNER_CONFIG); "
+                        "environment variables and flags override it")
     p.add_argument("--repo", type=Path, help="repository folder (default: MODEL_RUNNER_REPO or ~/.local/share/model-runner/repo)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 = a free one)")
@@ -73,6 +76,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by the flags given."""
     jvm = tuple(args.jvm_option) if args.jvm_option else None
     settings = Settings.from_env(
+        config_file=args.config,
         repo=args.repo, http_host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
         workers=args.workers, threads=args.threads, grpc_processes=args.grpc_processes,
         admin_token_file=args.admin_token_file, max_body_bytes=args.max_body_bytes,
