@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
 
     token_file = ensure_admin_token(settings)
 
-    if settings.http_port == 0:
-        pass  # gunicorn binds port 0 and we read the port back when it is ready
+    # HTTP port 0: gunicorn binds it and on_ready reads the port back. gRPC port 0: the processes must
+    # share one port, so it is chosen here.
     if settings.grpc_port == 0:
         settings.grpc_port = free_port(settings.http_host)
 
