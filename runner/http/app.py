@@ -32,6 +32,7 @@ from runner.errors import (
 )
 from runner.http.errors import error_response, status_for
 from runner.http.metrics import Metrics
+from runner.http.oip import add_oip_routes
 from runner.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -348,6 +349,9 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
         return jsonify(result)
 
     # ---------------------------------------------------------------- health, docs, metrics
+
+    # the Open Inference Protocol (KServe V2) over the same models and data plane
+    add_oip_routes(app, registry, dataplane, settings.predict_timeout)
 
     @app.get("/healthz")
     def healthz() -> Response:
