@@ -123,8 +123,8 @@ def response_from_json(
     for field in _tensor_fields(contract.output_class(method).DESCRIPTOR):
         if names is not None and field.name not in names:
             continue
-        value = output.get(field.name, [] if field.is_repeated else None)
-        data = list(value) if field.is_repeated else [value]
+        value: Any = output.get(field.name, [] if field.is_repeated else None)
+        data: list[Any] = list(value) if field.is_repeated else [value]
         if field.cpp_type in _INT64:
             data = [int(v) for v in data]
         tensors.append({"name": field.name, "datatype": DATATYPES[field.cpp_type], "shape": [len(data)],
