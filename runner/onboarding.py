@@ -8,6 +8,7 @@ describes (metadata.json, model.proto, artifacts), then checked with :func:`runn
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -16,7 +17,7 @@ import shutil
 import sys
 import traceback
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +106,7 @@ def bundle_from_jar(
         except Exception as exc:  # noqa: BLE001 (bridge errors are mapped to core errors here)
             raise _from_bridge(exc, jar=jar, class_name=class_name) from None
 
-    _prepare_dest(dest)
-    try:
+    with _filling(dest):
         shutil.copyfile(jar, dest / "model.jar")
         if libs:
             (dest / "lib").mkdir()
@@ -124,14 +124,7 @@ def bundle_from_jar(
         if methods and proto is not None:
             meta["methods"] = _method_overrides(proto_text, methods)
         meta["examples"] = _parse_examples(examples or [], proto_text)
-        _write_metadata(dest, meta)
-        if validate:
-            report = _validate(dest)
-            if on_report is not None:
-                on_report(report)
-    except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise
+        _finish(dest, meta, validate, on_report)
     return dest
 
 
@@ -204,8 +197,7 @@ def bundle_from_python(
             if mod == top or mod.startswith(top + "."):
                 sys.modules.pop(mod, None)
 
-    _prepare_dest(dest)
-    try:
+    with _filling(dest):
         for src, rel in files:
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -220,14 +212,7 @@ def bundle_from_python(
             "description": (cls.__doc__ or f"{entry_point}").strip().splitlines()[0],
             "examples": _parse_examples(examples or [], proto_text),
         }
-        _write_metadata(dest, meta)
-        if validate:
-            report = _validate(dest)
-            if on_report is not None:
-                on_report(report)
-    except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise
+        _finish(dest, meta, validate, on_report)
     return dest
 
 
@@ -373,11 +358,27 @@ def _proto_from_class(cls: type, spec: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- shared
-def _prepare_dest(dest: Path) -> None:
+@contextlib.contextmanager
+def _filling(dest: Path) -> Iterator[None]:
+    """An empty ``dest`` to write a bundle into; removed again if anything fails on the way."""
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise BadInput(f"{dest} exists and is not empty", {"hint": "choose an empty or new folder"})
     dest.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def _finish(dest: Path, meta: dict[str, Any], validate: bool, on_report: Callable[[Any], None] | None) -> None:
+    """Write metadata.json, then run the bundle's self-test (examples, or generated inputs)."""
+    _write_metadata(dest, meta)
+    if validate:
+        report = _validate(dest)
+        if on_report is not None:
+            on_report(report)
 
 
 def _read_text(path: Path, role: str) -> str:
