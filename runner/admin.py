@@ -8,8 +8,10 @@ result. Any failure before the publish leaves the repository untouched and the s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +80,7 @@ class Admin:
         with self.repository.staging_dir() as stage:
             folder = stage / "bundle"
             base = None
-            try:
+            with _validating("the bundle", name):
                 if isinstance(bundle_source, (UploadParts, dict)):
                     parts = (
                         bundle_source
@@ -90,17 +92,8 @@ class Admin:
                     self._stage(bundle_source, folder)
                 bundle = open_bundle(folder)
                 # the cheap refusal first: a breaking contract needs no model load to be refused
-                breaking = self._breaking_changes(name, folder, bundle.proto_text)
-                if breaking and not allow_breaking:
-                    raise self._breaking_conflict(name, breaking)
+                breaking = self._refuse_breaking(name, folder, bundle.proto_text, allow_breaking)
                 validate_bundle(bundle, settings=self.settings)
-            except ModelRunnerError:
-                raise
-            except Exception as err:
-                log.exception("upload of %s: validation failed", name)
-                raise InvalidBundle(
-                    f"the bundle could not be validated: {type(err).__name__}: {err}"
-                ) from err
             self._check_jvm_options(name, bundle)
             # A bundle assembled from the current version's files must not overwrite a newer version.
             expected = expected_version if expected_version is not None or base is None else base
@@ -129,20 +122,11 @@ class Admin:
             folder = stage / "bundle"
             self._copy_version(name, current, folder)
             (folder / PROTO_FILE).write_text(proto_text)
-            try:
-                breaking = self._breaking_changes(name, folder, proto_text)
-                if breaking and not allow_breaking:
-                    raise self._breaking_conflict(name, breaking)
+            with _validating("the new contract", name):
+                breaking = self._refuse_breaking(name, folder, proto_text, allow_breaking)
                 self._drop_metadata_of_removed_rpcs(folder, proto_text)
                 bundle = open_bundle(folder)
                 validate_bundle(bundle, settings=self.settings)
-            except ModelRunnerError:
-                raise
-            except Exception as err:
-                log.exception("proto replacement of %s: validation failed", name)
-                raise InvalidBundle(
-                    f"the new contract could not be validated: {type(err).__name__}: {err}"
-                ) from err
             version = self._publish(name, folder, bundle, "proto", breaking, current, caller)
         return self._finish(name, version, "proto", breaking)
 
@@ -353,13 +337,17 @@ class Admin:
         if changed:
             path.write_text(json.dumps(metadata, indent=2) + "\n")
 
-    @staticmethod
-    def _breaking_conflict(name: str, breaking: list[str]) -> Conflict:
-        return Conflict(
-            f"the new contract of {name!r} breaks existing clients: {'; '.join(breaking)}. "
-            "Pass allow_breaking to replace it anyway",
-            {"name": name, "breaking_changes": breaking, "hint": "allow_breaking=true"},
-        )
+    def _refuse_breaking(self, name: str, folder: Path, proto_text: str, allow_breaking: bool) -> list[str]:
+        """The changes of ``proto_text`` that break the current contract's clients; Conflict naming them
+        unless ``allow_breaking``."""
+        breaking = self._breaking_changes(name, folder, proto_text)
+        if breaking and not allow_breaking:
+            raise Conflict(
+                f"the new contract of {name!r} breaks existing clients: {'; '.join(breaking)}. "
+                "Pass allow_breaking to replace it anyway",
+                {"name": name, "breaking_changes": breaking, "hint": "allow_breaking=true"},
+            )
+        return breaking
 
     def _current_or_not_found(self, name: str) -> int:
         current = self.repository.current_version(name)
@@ -407,3 +395,15 @@ class Admin:
             except OSError:
                 log.exception("cleanup of %s failed", name)
         return result
+
+
+@contextlib.contextmanager
+def _validating(what: str, name: str) -> Iterator[None]:
+    """Core errors pass as they are; anything else a check raises is the bundle's fault: InvalidBundle."""
+    try:
+        yield
+    except ModelRunnerError:
+        raise
+    except Exception as err:
+        log.exception("%s of %s: validation failed", what, name)
+        raise InvalidBundle(f"{what} could not be validated: {type(err).__name__}: {err}") from err
