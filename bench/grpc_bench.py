@@ -236,7 +236,7 @@ MODELS = {"java": "iris", "python": "iris-python"}
 
 
 def prepare_repository(repo: Path, names: list[str]) -> None:
-    from runner.repository import Repository
+    from runner.store import Repository
     from runner.samples import build_sample_bundles
 
     bundles = build_sample_bundles()

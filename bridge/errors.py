@@ -1,4 +1,4 @@
-"""Errors of the Java bridge. runner.java_model maps them to the core's error kinds."""
+"""Errors of the Java bridge. runner.runtimes.java maps them to the core's error kinds."""
 
 from __future__ import annotations
 

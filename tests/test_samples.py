@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import samples
+from runner.samples import build as samples
 
 JAVA_CLASSES = {
     "iris": ["org/modelrunner/samples/iris/IrisClassifier.class",
@@ -195,7 +195,7 @@ def test_bundle_passes_validation_and_its_examples_are_right(sample_bundles: dic
     # The real pre-swap validation: contract compiles, the model loads (JVM for Java) and binds,
     # and every example runs. The Java examples are one row per species, in order.
     from runner.bundle import open_bundle
-    from runner.validate import validate_bundle
+    from runner.serving.validate import validate_bundle
 
     report = validate_bundle(open_bundle(sample_bundles[sample]))
     assert sorted(report.methods) == ["Classify", "ClassifyBatch", "ClassifyMatrix"]
@@ -297,7 +297,7 @@ def test_missing_gradle_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_ensure_default_repository_publishes_the_samples_once(tmp_path: Path,
                                                               sample_bundles: dict[str, Path]) -> None:
-    from runner.repository import Repository
+    from runner.store import Repository
 
     repo = Repository(tmp_path / "repo")
     published = samples.ensure_default_repository(repo)

@@ -127,7 +127,7 @@ def explain(err: ModelRunnerError, limit: int = 12) -> str:
 def build_bundle(args: argparse.Namespace, target: str, dest: Path, *, validate: bool = True,
                  on_report: Any = None) -> Path:
     """Run onboarding for the parsed options into ``dest`` (a new folder); returns it."""
-    from runner import onboarding  # noqa: PLC0415
+    from runner.serving import onboarding  # noqa: PLC0415
 
     if onboarding.is_python_spec(target):
         for opt, val in (("--class", args.class_name), ("--method", args.methods), ("--lib", args.libs)):
@@ -144,7 +144,7 @@ def build_bundle(args: argparse.Namespace, target: str, dest: Path, *, validate:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runner import onboarding  # noqa: PLC0415
+    from runner.serving import onboarding  # noqa: PLC0415
 
     target: str = args.target
     if target.endswith(".py") and not onboarding.is_python_spec(target):
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
 
 def list_classes(jar: Path, libs: list[Path], *, as_json: bool) -> int:
     """Print the candidate classes and methods of ``jar`` (onboard without --class)."""
-    from runner import onboarding  # noqa: PLC0415
+    from runner.serving import onboarding  # noqa: PLC0415
 
     cands = onboarding.list_candidates(jar, libs)
     if as_json:
@@ -224,7 +224,7 @@ def list_classes(jar: Path, libs: list[Path], *, as_json: bool) -> int:
 
 def list_python_classes(path: Path, *, as_json: bool) -> int:
     """`onboard module.py` without a class: the classes it defines (read, not imported)."""
-    from runner import onboarding  # noqa: PLC0415
+    from runner.serving import onboarding  # noqa: PLC0415
 
     cands = onboarding.python_candidates(path)
     if as_json:

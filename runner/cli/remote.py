@@ -175,7 +175,7 @@ class _Progress:
 
 # ------------------------------------------------------------------------------------------ verbs
 def cmd_push(args: argparse.Namespace) -> int:
-    from runner import onboarding  # noqa: PLC0415
+    from runner.serving import onboarding  # noqa: PLC0415
     from runner.client import bundle_bytes  # noqa: PLC0415
 
     client = client_for(args)

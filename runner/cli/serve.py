@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     # Open the repository once here: it clears staging left by a crash and repairs torn writes. Opening
     # takes flock locks, so it must never happen in a thread that may run while gunicorn forks (a lock
     # held at fork time would stay held by the worker's copy of the descriptor, forever).
-    from runner.repository import Repository
+    from runner.store import Repository
 
     repository = Repository(settings.repo)
 
@@ -188,8 +188,8 @@ def prepare_repository(settings: Settings, targets: list[str], class_name: str |
     Runs in a helper process. Returns lines to print. A target identical to the current version of its
     model (same sha256) is not published again, so restarting `serve` with the same arguments is a no-op.
     """
-    from runner.admin import Admin
-    from runner.repository import Repository
+    from runner.serving.admin import Admin
+    from runner.store import Repository
 
     repository = Repository(settings.repo)
     lines: list[str] = []
@@ -217,7 +217,7 @@ def prepare_repository(settings: Settings, targets: list[str], class_name: str |
 
 
 def _bundle_folders(target: str, class_name: str | None, name: str | None, work: Path) -> list[Path]:
-    from runner import onboarding
+    from runner.serving import onboarding
 
     path = Path(target)
     if onboarding.is_python_spec(target) and not path.exists():

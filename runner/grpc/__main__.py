@@ -28,7 +28,7 @@ log = logging.getLogger("runner.grpc")
 
 
 def _open_repository(settings: Settings) -> Any:
-    from runner.repository import Repository
+    from runner.store import Repository
 
     # Opening wipes only staging folders of dead processes: an upload in progress elsewhere is safe.
     return Repository(settings.repo)
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    from runner.registry import Registry
+    from runner.serving.registry import Registry
 
     parent = os.getppid()
     repository = _open_repository(settings)

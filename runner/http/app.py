@@ -65,14 +65,14 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
                dataplane: Any = None) -> Flask:
     """The Flask app serving `registry` (this process's live models) and administering `repository`.
 
-    `admin` and `dataplane` default to runner.admin.Admin / runner.dataplane.DataPlane over the same objects.
+    `admin` and `dataplane` default to runner.serving.admin.Admin / runner.serving.dataplane.DataPlane over the same objects.
     """
     if dataplane is None:
-        from runner.dataplane import DataPlane
+        from runner.serving.dataplane import DataPlane
 
         dataplane = DataPlane(registry, max_json_depth=settings.max_json_depth)
     if admin is None:
-        from runner.admin import Admin
+        from runner.serving.admin import Admin
 
         # settings: bundle limits, keep_versions cleanup and the JVM options validation starts with
         admin = Admin(repository, swap_timeout=settings.swap_timeout, settings=settings)
@@ -523,7 +523,7 @@ def _bundle_source(name: str | None, repository: Any) -> tuple[Any, str]:
         if "model" not in files:
             raise BadInput("multipart upload needs a 'bundle' part (zip) or a 'model' part (JAR)",
                            {"parts": sorted(files), "hint": "curl -F bundle=@model.zip or -F model=@model.jar"})
-        from runner.admin import UploadParts
+        from runner.serving.admin import UploadParts
 
         metadata: dict[str, Any] | None = None
         if "metadata" in files:

@@ -29,8 +29,8 @@ def build_worker_app(settings: Settings) -> Any:
     """Repository + Registry + Flask app of one serving process; call it after the fork."""
     global _worker_registry
     from runner.http.app import create_app
-    from runner.registry import Registry
-    from runner.repository import Repository
+    from runner.serving.registry import Registry
+    from runner.store import Repository
 
     # Opening is safe while other processes work: staging entries in use are locked and kept.
     repository = Repository(settings.repo)

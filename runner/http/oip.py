@@ -1,5 +1,5 @@
 """Open Inference Protocol (KServe V2) REST endpoints, so KServe, Seldon and Triton clients can call the
-served models. The mapping between tensors and contract fields is runner.oip's; prediction goes through
+served models. The mapping between tensors and contract fields is runner.serving.oip's; prediction goes through
 the same data plane as every other call (deadlines, metrics of the model, errors mapped by the one table)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from runner import oip
+from runner.serving import oip
 from runner.contract import MEDIA_JSON
 from runner.errors import BadInput, NotFound, NotReady
 

@@ -18,8 +18,8 @@ import grpc
 import pytest
 
 from runner.grpc.server import create_server
-from runner.registry import Registry
-from runner.repository import Repository
+from runner.serving.registry import Registry
+from runner.store import Repository
 from runner.samples import find_repo_root
 from runner.settings import Settings
 

@@ -17,7 +17,7 @@ from runner.bundle import Metadata
 from runner.contract import Contract
 from runner.errors import Kind
 from runner.grpc.server import STATUS_BY_KIND
-from runner.registry import LoadedVersion
+from runner.serving.registry import LoadedVersion
 from tests.grpc.conftest import TOOLS_PROTO, Env, iris_python_bundle, tools_bundle, wait_for
 
 C = grpc.StatusCode

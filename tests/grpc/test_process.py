@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from runner.contract import Contract
-from runner.repository import Repository
+from runner.store import Repository
 from runner.settings import Settings
 from tests.grpc.conftest import SETOSA, TOOLS_PROTO, iris_python_bundle, tools_bundle
 from tests.grpc.reflection_client import ReflectionClient

@@ -13,7 +13,7 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from runner.admin import Admin
+from runner.serving.admin import Admin
 from runner.contract import Contract
 from tests.grpc.conftest import (
     IRIS_PROTO,

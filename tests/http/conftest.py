@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from runner.admin import Admin
+from runner.serving.admin import Admin
 from runner.http.app import create_app
-from runner.registry import Registry
-from runner.repository import Repository
+from runner.serving.registry import Registry
+from runner.store import Repository
 from runner.settings import Settings
 
 TOKEN = "s3cret-token"

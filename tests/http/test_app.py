@@ -513,7 +513,7 @@ def test_not_ready_and_swap_timeout(iris_env: Env, sample_bundles: dict[str, Pat
     # a serving process that never catches up: the admin call answers 504 naming it
     repo.record_serving("laggard-process", {"kind": "http", "models": {"iris": 1}})
     settings = type(iris_env.settings)(**{**iris_env.settings.__dict__, "swap_timeout": 0.5})
-    from runner.admin import Admin
+    from runner.serving.admin import Admin
 
     app = create_app(settings, iris_env.registry, repo, admin=Admin(repo, swap_timeout=0.5))
     r = app.test_client().put("/models/iris", data=write_bundle_zip(sample_bundles["iris-v2"]),

@@ -108,7 +108,7 @@ class TrackingModel:
 
 def tracking_loader(closed: list[int]) -> Callable[..., Any]:
     """The registry's real loader, with models wrapped in TrackingModel."""
-    from runner.registry import load_version
+    from runner.serving.registry import load_version
 
     def load(name: str, version: int, version_dir: Path) -> Any:
         loaded = load_version(name, version, version_dir)

@@ -24,8 +24,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from werkzeug.serving import make_server
 
     from runner.http.app import create_app
-    from runner.registry import Registry
-    from runner.repository import Repository
+    from runner.serving.registry import Registry
+    from runner.store import Repository
     from runner.settings import Settings
 
     root = tmp_path_factory.mktemp("repo")

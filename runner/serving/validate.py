@@ -46,7 +46,7 @@ def validate_bundle(
     bundle: Bundle, *, timeout: float | None = None, settings: Any = None
 ) -> ValidationReport:
     """Compile, load, bind and exercise a bundle; InvalidBundle/InvalidContract on the first failure."""
-    from runner.model import load_model  # noqa: PLC0415
+    from runner.runtimes import load_model  # noqa: PLC0415
 
     meta = bundle.metadata
     contract = Contract.compile(bundle.proto_text, include_dir=bundle.root)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.dataplane import DataPlane
+from runner.serving.dataplane import DataPlane
 from runner.errors import NotFound, NotReady
-from runner.registry import Registry
-from runner.repository import Repository
+from runner.serving.registry import Registry
+from runner.store import Repository
 from tests.runner.repo_helpers import tracking_loader, wait_for, write_echo_bundle
 
 JSON = "application/json"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.contract import Contract
-from runner.dataplane import DataPlane, response_media
+from runner.serving.dataplane import DataPlane, response_media
 from runner.errors import (
     BadInput,
     MethodNotFound,
@@ -18,8 +18,8 @@ from runner.errors import (
     NotReady,
     UnsupportedMedia,
 )
-from runner.registry import Registry
-from runner.repository import Repository
+from runner.serving.registry import Registry
+from runner.store import Repository
 from tests.runner.repo_helpers import ECHO_PROTO, FAIL_PROTO, write_echo_bundle
 
 JSON = "application/json"

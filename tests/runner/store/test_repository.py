@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import BadInput, NotFound, PreconditionFailed
-from runner.repository import Repository, folder_sha256, validate_name
+from runner.store import Repository, folder_sha256, validate_name
 
 
 def make_folder(base: Path, tag: str) -> Path:

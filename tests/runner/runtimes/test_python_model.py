@@ -1,4 +1,4 @@
-"""runner.python_model and runner.model: isolated Python model versions, calls, errors, deadlines."""
+"""runner.runtimes.python.model and runner.runtimes: isolated Python model versions, calls, errors, deadlines."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 from runner.bundle import open_bundle
 from runner.contract import MEDIA_JSON, Contract
 from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, MethodNotFound, ModelError
-from runner.model import Model, load_model
-from runner.python_model import ROOT_PACKAGE
+from runner.runtimes import Model, load_model
+from runner.runtimes.python.model import ROOT_PACKAGE
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 IRIS_PROTO = (ROOT / "protos" / "iris.proto").read_text()
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 

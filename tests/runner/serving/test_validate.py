@@ -1,4 +1,4 @@
-"""runner.validate: a bundle is loaded, bound and exercised before it may be published."""
+"""runner.serving.validate: a bundle is loaded, bound and exercised before it may be published."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 
 from runner.bundle import open_bundle
 from runner.errors import InvalidBundle, InvalidContract
-from runner.python_model import ROOT_PACKAGE
-from runner.validate import validate_bundle
+from runner.runtimes.python.model import ROOT_PACKAGE
+from runner.serving.validate import validate_bundle
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""runner.pyinspect: a contract from type hints that compiles and serves."""
+"""runner.runtimes.python.hints: a contract from type hints that compiles and serves."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from runner.bundle import open_bundle
 from runner.contract import MEDIA_JSON, Contract
 from runner.errors import InvalidBundle
-from runner.model import load_model
-from runner.pyinspect import generate_proto, generate_proto_for_entry, pascal, snake
+from runner.runtimes import load_model
+from runner.runtimes.python.hints import generate_proto, generate_proto_for_entry, pascal, snake
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Transport-free: `model-runner onboard`, `model-runner push JAR` and `model-runner serve model.jar --class X`
 all call :func:`bundle_from_jar` / :func:`bundle_from_python`. The bundle is laid out as docs/bundle.md
-describes (metadata.json, model.proto, artifacts), then checked with :func:`runner.validate.validate_bundle`
+describes (metadata.json, model.proto, artifacts), then checked with :func:`runner.serving.validate.validate_bundle`
 (contract compiles, model loads and binds, examples or generated inputs run through it).
 """
 
@@ -80,7 +80,7 @@ def bundle_from_jar(
     ``RPC=JSON`` or a bare JSON object (given to the rpc whose input it fits); ``@file`` reads one from
     a file. Without ``class_name`` it raises BadInput whose ``detail["candidates"]`` lists the classes
     and methods found. ``validate=False`` skips running the model (push: the service validates);
-    ``on_report`` receives runner.validate's ValidationReport (bindings, outputs).
+    ``on_report`` receives runner.serving.validate's ValidationReport (bindings, outputs).
     """
     jar = Path(jar)
     libs = [Path(p) for p in libs]
@@ -179,7 +179,7 @@ def bundle_from_python(
 ) -> Path:
     """Build a Python bundle folder at ``dest`` from ``spec`` (``path/module.py:Class`` or
     ``package.module:Class``) and validate it. The contract is generated from the class's type hints
-    (runner.pyinspect) unless ``proto`` is given."""
+    (runner.runtimes.python.hints) unless ``proto`` is given."""
     source, module_name, class_name, files = _resolve_python(spec)
     name = check_name(name or default_name(class_name=class_name))
     entry_point = f"{module_name}:{class_name}"
@@ -343,7 +343,7 @@ def _user_frame(exc: BaseException, root: Path) -> dict[str, Any]:
 
 
 def _proto_from_class(cls: type, spec: str) -> str:
-    from runner import pyinspect  # noqa: PLC0415
+    from runner.runtimes.python import hints as pyinspect  # noqa: PLC0415
 
     try:
         return str(pyinspect.generate_proto(cls))
@@ -465,7 +465,7 @@ def _parse_examples(examples: Iterable[str], proto_text: str) -> dict[str, list[
 
 def _validate(dest: Path) -> Any:
     from runner.bundle import open_bundle  # noqa: PLC0415
-    from runner.validate import validate_bundle  # noqa: PLC0415
+    from runner.serving.validate import validate_bundle  # noqa: PLC0415
 
     return validate_bundle(open_bundle(dest))
 

@@ -11,7 +11,7 @@ a class of the bundle's own modules do not go through that mapping. Bytecode is 
 
 Calls: the method receives the request message (unannotated parameter), a dataclass/TypedDict/
 NamedTuple (one annotated structured parameter), or keyword arguments (annotated plain parameters:
-see runner.pyinspect). It returns the response message, a dict, a dataclass/NamedTuple, or - when the
+see runner.runtimes.python.hints). It returns the response message, a dict, a dataclass/NamedTuple, or - when the
 response has a single field - that field's value. A call with a deadline runs on a worker thread;
 a Python thread cannot be killed, so an overrunning call is abandoned (the client gets
 DeadlineExceeded) and keeps its thread until it returns.
@@ -43,7 +43,7 @@ from google.protobuf.message import DecodeError, Message
 from runner.bundle import Metadata
 from runner.contract import Contract
 from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, MethodNotFound, ModelError
-from runner.pyinspect import (
+from runner.runtimes.python.hints import (
     CallConvention,
     call_convention,
     fit_to_message,
@@ -403,7 +403,7 @@ class _Binding:
 
 
 class PythonModel:
-    """A Python class serving a contract (implements runner.model.Model)."""
+    """A Python class serving a contract (implements runner.runtimes.Model)."""
 
     def __init__(self, version_dir: Path, metadata: Metadata, contract: Contract):
         self.version_dir = Path(version_dir)

@@ -1,4 +1,4 @@
-"""runner.onboarding against the real bridge, contract, bundle and validate modules (real JVM, real JARs)."""
+"""runner.serving.onboarding against the real bridge, contract, bundle and validate modules (real JVM, real JARs)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from runner import onboarding
+from runner.serving import onboarding
 from runner.errors import BadInput, InvalidBundle, ModelRunnerError, NotFound
 
 IRIS_CLASS = "org.modelrunner.samples.iris.IrisClassifier"
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.admin import Admin, UploadParts
+from runner.serving.admin import Admin, UploadParts
 from runner.bundle import write_bundle_zip
-from runner.dataplane import DataPlane
+from runner.serving.dataplane import DataPlane
 from runner.errors import (
     BadInput,
     Conflict,
@@ -25,8 +25,8 @@ from runner.errors import (
     SwapTimeout,
     TooLarge,
 )
-from runner.registry import Registry
-from runner.repository import Repository
+from runner.serving.registry import Registry
+from runner.store import Repository
 from tests.runner.repo_helpers import ECHO_PROTO, FAIL_PROTO, MODEL_PY, write_echo_bundle
 
 JSON = "application/json"
@@ -293,8 +293,8 @@ def test_settings_keep_versions_cleans_up_after_each_swap(repo: Repository, tmp_
 SERVING_PROCESS = """
 import sys, time
 from pathlib import Path
-from runner.registry import Registry
-from runner.repository import Repository
+from runner.serving.registry import Registry
+from runner.store import Repository
 registry = Registry(Repository(Path(sys.argv[1])), process_kind="grpc", poll_interval=0.02)
 registry.start()
 print(registry.process_id, flush=True)
@@ -386,7 +386,7 @@ def test_a_bundle_needing_jvm_options_a_live_process_lacks_is_refused(
     """JVM options are fixed at JVM start: the swap must not half-apply (load here, fail there)."""
     import shutil
 
-    from runner.java_model import ensure_jvm, running_jvm_options
+    from runner.runtimes.java import ensure_jvm, running_jvm_options
 
     ensure_jvm()  # this process's JVM (every JVM runs with -Xrs)
     assert "-Xrs" in (running_jvm_options() or [])

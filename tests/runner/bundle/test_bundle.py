@@ -21,7 +21,7 @@ from runner.bundle import (
 )
 from runner.errors import InvalidBundle, TooLarge
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture()

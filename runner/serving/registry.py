@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Self
 
 from runner.errors import ModelRunnerError, NotFound, NotReady
-from runner.java_model import running_jvm_options
-from runner.repository import HOST, Repository
+from runner.runtimes.java import running_jvm_options
+from runner.store import HOST, Repository
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def load_version(name: str, version: int, version_dir: Path, settings: Any = Non
     JVM options and heap used if this load starts the JVM."""
     from runner.bundle import open_bundle
     from runner.contract import Contract
-    from runner.model import load_model
+    from runner.runtimes import load_model
 
     bundle = open_bundle(version_dir)
     contract = Contract.compile(bundle.proto_text, include_dir=version_dir)
@@ -187,7 +187,7 @@ class Registry:
                         options.append(option)
         if not java:
             return  # no JVM until a Java model arrives (load_model starts it then)
-        from runner.java_model import ensure_jvm
+        from runner.runtimes.java import ensure_jvm
 
         try:
             ensure_jvm(options, self.settings, name="registry")

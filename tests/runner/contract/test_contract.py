@@ -10,7 +10,7 @@ import pytest
 from runner.contract import MEDIA_JSON, MEDIA_PROTOBUF, Contract, breaking_changes
 from runner.errors import BadInput, InvalidContract, MethodNotFound, UnsupportedMedia
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 IRIS = (ROOT / "protos" / "iris.proto").read_text()
 
 

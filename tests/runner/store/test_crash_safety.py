@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from runner.repository import CRASH_ENV, PUBLISH_STEPS, Repository, folder_sha256
+from runner.store import CRASH_ENV, PUBLISH_STEPS, Repository, folder_sha256
 
 PUBLISHER = """
 import sys
 from pathlib import Path
-from runner.repository import Repository
+from runner.store import Repository
 repo = Repository(Path(sys.argv[1]))
 with repo.staging_dir() as stage:
     (stage / "bundle").mkdir()

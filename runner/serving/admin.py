@@ -18,8 +18,8 @@ from typing import Any
 
 from runner.bundle import open_bundle
 from runner.errors import BadInput, Conflict, InvalidBundle, ModelRunnerError, NotFound, SwapTimeout
-from runner.repository import Repository, validate_name
-from runner.validate import validate_bundle
+from runner.store import Repository, validate_name
+from runner.serving.validate import validate_bundle
 
 log = logging.getLogger(__name__)
 

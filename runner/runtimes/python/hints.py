@@ -13,7 +13,7 @@ Each public method becomes an rpc named in PascalCase (``predict_proba`` -> ``Pr
   ``<Rpc>Response { T value = 1; }``.
 
 The same rules convert at call time (:func:`call_convention`, :func:`to_python`, :func:`to_plain`),
-used by runner.python_model.
+used by runner.runtimes.python.model.
 """
 
 from __future__ import annotations
@@ -404,7 +404,7 @@ def generate_proto_for_entry(
     folder: Path, entry_point: str, *, package: str | None = None, methods: Sequence[str] | None = None
 ) -> str:
     """The contract of ``module:Class`` found in a bundle folder (loaded isolated, then unloaded)."""
-    from runner.python_model import load_entry_class  # noqa: PLC0415 (avoid an import cycle)
+    from runner.runtimes.python.model import load_entry_class  # noqa: PLC0415 (avoid an import cycle)
 
     with load_entry_class(Path(folder), entry_point) as cls:
         module = entry_point.split(":", 1)[0]

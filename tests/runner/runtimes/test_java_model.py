@@ -1,4 +1,4 @@
-"""runner.java_model: Java bundles through the real bridge and JVM, and the one bridge->core error map."""
+"""runner.runtimes.java: Java bundles through the real bridge and JVM, and the one bridge->core error map."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from bridge import errors as be  # noqa: E402
 from runner.bundle import open_bundle  # noqa: E402
 from runner.contract import MEDIA_JSON, Contract  # noqa: E402
 from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, ModelError, NotReady  # noqa: E402
-from runner.java_model import JavaModelAdapter, map_bridge_error  # noqa: E402
-from runner.model import Model, load_model  # noqa: E402
-from runner.validate import validate_bundle  # noqa: E402
+from runner.runtimes.java import JavaModelAdapter, map_bridge_error  # noqa: E402
+from runner.runtimes import Model, load_model  # noqa: E402
+from runner.serving.validate import validate_bundle  # noqa: E402
 
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 VIRGINICA = {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}

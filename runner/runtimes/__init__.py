@@ -1,8 +1,8 @@
 """The one model interface of the core, and the loader that picks the runtime.
 
 A model takes a serialized request message and returns a serialized response message; it knows
-nothing of JSON, HTTP or gRPC. Two implementations: runner.python_model.PythonModel and
-runner.java_model.JavaModelAdapter (over bridge.model.JavaModel).
+nothing of JSON, HTTP or gRPC. Two implementations: runner.runtimes.python.model.PythonModel and
+runner.runtimes.java.JavaModelAdapter (over bridge.model.JavaModel).
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ def load_model(
     ``settings`` (optional) supplies the JVM options and heap used when this call starts the JVM;
     by default they come from the MODEL_RUNNER_* environment."""
     if metadata.runtime == "python":
-        from runner.python_model import PythonModel  # noqa: PLC0415
+        from runner.runtimes.python.model import PythonModel  # noqa: PLC0415
 
         return PythonModel(Path(version_dir), metadata, contract)
     if metadata.runtime == "java":
-        from runner.java_model import JavaModelAdapter  # noqa: PLC0415 (imports the bridge lazily)
+        from runner.runtimes.java import JavaModelAdapter  # noqa: PLC0415 (imports the bridge lazily)
 
         return JavaModelAdapter(Path(version_dir), metadata, contract, settings=settings)
     raise InvalidBundle(f"runtime {metadata.runtime!r} is not supported (use 'java' or 'python')")

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import ModelRunnerError, PreconditionFailed
 
 if TYPE_CHECKING:
-    from runner.repository import Repository
+    from runner.store import Repository
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def find_repo_root() -> Path:
     candidates: list[Path] = []
     if env := os.environ.get("MODEL_RUNNER_SOURCE_ROOT"):
         candidates.append(Path(env))
-    candidates.append(Path(__file__).resolve().parents[1])
+    candidates.append(Path(__file__).resolve().parents[2])
     cwd = Path.cwd().resolve()
     candidates.extend([cwd, *cwd.parents])
     for candidate in candidates:
@@ -304,7 +304,7 @@ def _assemble_java(root: Path, sample: JavaSample, dest: Path) -> Path | None:
 
 
 def _assemble_python(root: Path, dest: Path) -> Path | None:
-    source = root / "runner" / "samples" / PYTHON_SAMPLE
+    source = Path(__file__).resolve().parent / PYTHON_SAMPLE
     if not (source / "metadata.json").is_file():
         log.warning("sample %s: %s is not written yet; bundle not built", PYTHON_SAMPLE, source)
         _remove(dest / PYTHON_SAMPLE)
@@ -356,7 +356,7 @@ def _sources_hash(root: Path, weka_jar: Path | None) -> str:
     files = [root / "build.gradle", root / "settings.gradle", root / "protos" / "iris.proto",
              Path(__file__).resolve()]
     files += _tree_files(root / "java-samples")
-    files += _tree_files(root / "runner" / "samples" / PYTHON_SAMPLE)
+    files += _tree_files(Path(__file__).resolve().parent / PYTHON_SAMPLE)
     for path in files:
         if path.is_file():
             digest.update(str(path.relative_to(root) if path.is_relative_to(root) else path).encode())
@@ -434,6 +434,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:12} {folder}")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The Python runtime: a model class imported in an isolated namespace, called on daemon threads."""
