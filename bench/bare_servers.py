@@ -45,8 +45,9 @@ def serve_http(args: argparse.Namespace) -> None:
             return bare_app
 
     settings = Settings(http_port=args.port, workers=args.workers, threads=args.threads)
-    BareServer(settings, on_ready=lambda port: print(f"bare-http port={port}", flush=True),
-               log_level="warning").run()
+    BareServer(
+        settings, on_ready=lambda port: print(f"bare-http port={port}", flush=True), log_level="warning"
+    ).run()
 
 
 def serve_grpc(args: argparse.Namespace) -> None:
@@ -66,10 +67,14 @@ def serve_grpc(args: argparse.Namespace) -> None:
         def service(self, handler_call_details: Any) -> Any:
             return self._handler
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.threads or DEFAULT_THREADS),
-                         options=[("grpc.so_reuseport", 1),
-                                  ("grpc.max_receive_message_length", settings.max_message_bytes),
-                                  ("grpc.max_send_message_length", settings.max_message_bytes)])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=args.threads or DEFAULT_THREADS),
+        options=[
+            ("grpc.so_reuseport", 1),
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+        ],
+    )
     server.add_generic_rpc_handlers((Echo(),))
     port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
@@ -79,9 +84,22 @@ def serve_grpc(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     children: list[subprocess.Popen[str]] = []
     for _ in range(args.procs - 1):  # the others share the port
-        children.append(subprocess.Popen([sys.executable, __file__, "grpc", "--port", str(port), "--procs", "1",
-                                          *(["--threads", str(args.threads)] if args.threads else [])],
-                                         stdout=subprocess.PIPE, text=True))
+        children.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "grpc",
+                    "--port",
+                    str(port),
+                    "--procs",
+                    "1",
+                    *(["--threads", str(args.threads)] if args.threads else []),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
         assert children[-1].stdout is not None
         children[-1].stdout.readline()
     stop.wait()

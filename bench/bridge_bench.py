@@ -101,16 +101,21 @@ def main() -> int:
     assert str(clf.classify(inp).species) == "virginica"
 
     def direct_full() -> object:
-        r = clf.classify(DirectInput(ROW["sepal_length"], ROW["sepal_width"], ROW["petal_length"], ROW["petal_width"]))
+        r = clf.classify(
+            DirectInput(ROW["sepal_length"], ROW["sepal_width"], ROW["petal_length"], ROW["petal_width"])
+        )
         return str(r.species), np.asarray(r.probabilities)
 
-    t = interleaved({
-        "bridge": lambda: model.call("Classify", req),
-        "bridge_timed": lambda: model.call("Classify", req, 30.0),
-        "bridge_msg": lambda: Out.FromString(model.call("Classify", In(**ROW).SerializeToString())),
-        "direct": lambda: clf.classify(inp),
-        "direct_full": direct_full,
-    }, calls // 5)
+    t = interleaved(
+        {
+            "bridge": lambda: model.call("Classify", req),
+            "bridge_timed": lambda: model.call("Classify", req, 30.0),
+            "bridge_msg": lambda: Out.FromString(model.call("Classify", In(**ROW).SerializeToString())),
+            "direct": lambda: clf.classify(inp),
+            "direct_full": direct_full,
+        },
+        calls // 5,
+    )
     t_bridge, t_bridge_timed, t_bridge_msg = t["bridge"], t["bridge_timed"], t["bridge_msg"]
     t_direct, t_direct_full = t["direct"], t["direct_full"]
 
@@ -131,12 +136,27 @@ def main() -> int:
             print(f"py4j: {e!r}", file=sys.stderr)
 
     us = 1e6
-    rows.append(("iris Classify via bridge (bytes in/out)", f"{t_bridge * us:.2f} µs/call", "JavaModel.call, no deadline"))
+    rows.append(
+        (
+            "iris Classify via bridge (bytes in/out)",
+            f"{t_bridge * us:.2f} µs/call",
+            "JavaModel.call, no deadline",
+        )
+    )
     rows.append(("  same, with a 30 s deadline", f"{t_bridge_timed * us:.2f} µs/call", "watchdog-guarded"))
-    rows.append(("  same, incl. Python protobuf build+serialize+parse", f"{t_bridge_msg * us:.2f} µs/call", ""))
-    rows.append(("direct JPype call (floor)", f"{t_direct * us:.2f} µs/call", "clf.classify(prebuilt IrisInput)"))
-    rows.append(("direct JPype, equal work", f"{t_direct_full * us:.2f} µs/call",
-                 "new IrisInput(4 floats) + classify + species + probabilities"))
+    rows.append(
+        ("  same, incl. Python protobuf build+serialize+parse", f"{t_bridge_msg * us:.2f} µs/call", "")
+    )
+    rows.append(
+        ("direct JPype call (floor)", f"{t_direct * us:.2f} µs/call", "clf.classify(prebuilt IrisInput)")
+    )
+    rows.append(
+        (
+            "direct JPype, equal work",
+            f"{t_direct_full * us:.2f} µs/call",
+            "new IrisInput(4 floats) + classify + species + probabilities",
+        )
+    )
     rows.append(("bridge overhead over direct", f"{(t_bridge - t_direct) * us:.2f} µs/call", "target ≤ 5 µs"))
     if t_py4j is not None:
         rows.append(("Py4J call (same method, same JAR)", f"{t_py4j * us:.1f} µs/call", "prebuilt input"))
@@ -151,13 +171,21 @@ def main() -> int:
     fm_bytes = fm.SerializeToString()
     CI = contract.output_class("ClassifyMatrix")
     assert len(CI.FromString(model.call("ClassifyMatrix", fm_bytes)).indices) == 1000
-    tb = interleaved({
-        "batch": lambda: model.call("ClassifyMatrix", fm_bytes),
-        "batch_parse": lambda: np.asarray(CI.FromString(model.call("ClassifyMatrix", fm_bytes)).indices),
-    }, max(100, calls // 200))
+    tb = interleaved(
+        {
+            "batch": lambda: model.call("ClassifyMatrix", fm_bytes),
+            "batch_parse": lambda: np.asarray(CI.FromString(model.call("ClassifyMatrix", fm_bytes)).indices),
+        },
+        max(100, calls // 200),
+    )
     t_batch, t_batch_parse = tb["batch"], tb["batch_parse"]
-    rows.append(("ClassifyMatrix, 1,000 rows/call", f"{1000 / t_batch:,.0f} rows/s",
-                 f"{t_batch * us:.0f} µs/call; target ≥ 1,000,000 rows/s"))
+    rows.append(
+        (
+            "ClassifyMatrix, 1,000 rows/call",
+            f"{1000 / t_batch:,.0f} rows/s",
+            f"{t_batch * us:.0f} µs/call; target ≥ 1,000,000 rows/s",
+        )
+    )
     rows.append(("  same, incl. parsing the indices", f"{1000 / t_batch_parse:,.0f} rows/s", ""))
     model.close()
 
@@ -189,17 +217,25 @@ def main() -> int:
         before, after, dt = cycle_stats(bundles[name], cls, "Classify", ROW, cycles)
         dc = after["loaded_classes"] - before["loaded_classes"]
         dm = (after["metaspace_used"] - before["metaspace_used"]) / 2**20
-        rows.append((f"{name}: {cycles:,} load-call-close cycles",
-                     f"{dc:+d} classes, {dm:+.2f} MB Metaspace",
-                     (f"loaded {before['loaded_classes']}→{after['loaded_classes']}, "
-                      f"unloaded +{after['unloaded_classes'] - before['unloaded_classes']}, "
-                      f"{dt * 1e3:.2f} ms/cycle; target ≤ 20 classes, ≤ 2 MB")))
+        rows.append(
+            (
+                f"{name}: {cycles:,} load-call-close cycles",
+                f"{dc:+d} classes, {dm:+.2f} MB Metaspace",
+                (
+                    f"loaded {before['loaded_classes']}→{after['loaded_classes']}, "
+                    f"unloaded +{after['unloaded_classes'] - before['unloaded_classes']}, "
+                    f"{dt * 1e3:.2f} ms/cycle; target ≤ 20 classes, ≤ 2 MB"
+                ),
+            )
+        )
 
     print(f"\n## bridge_bench ({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC)\n")
-    print(f"`python bench/bridge_bench.py{' --quick' if args.quick else ''}` — {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}, JPype {jpype.__version__}, "
-          f"{jpype.JClass('java.lang.System').getProperty('java.vm.name')} "
-          f"{jpype.JClass('java.lang.System').getProperty('java.version')}\n")
+    print(
+        f"`python bench/bridge_bench.py{' --quick' if args.quick else ''}` — {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, JPype {jpype.__version__}, "
+        f"{jpype.JClass('java.lang.System').getProperty('java.vm.name')} "
+        f"{jpype.JClass('java.lang.System').getProperty('java.version')}\n"
+    )
     print("| measure | result | note |")
     print("|---|---|---|")
     for m, v, note in rows:

@@ -91,12 +91,23 @@ READY = re.compile(r"model-runner grpc ready host=\S+ port=(\d+) pid=(\d+)")
 # --------------------------------------------------------------------------- client (spawned processes)
 
 
-def _client(target: str, path: str, payload: bytes, metadata: tuple, conns: int, inflight: int,
-            warmup: float, duration: float, start_at: float, out: Any) -> None:
+def _client(
+    target: str,
+    path: str,
+    payload: bytes,
+    metadata: tuple,
+    conns: int,
+    inflight: int,
+    warmup: float,
+    duration: float,
+    start_at: float,
+    out: Any,
+) -> None:
     import grpc
 
-    channels = [grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in range(conns)]
+    channels = [
+        grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(conns)
+    ]
     for ch in channels:
         grpc.channel_ready_future(ch).result(timeout=30)
     stubs = [ch.unary_unary(path) for ch in channels]
@@ -144,9 +155,24 @@ def measure(target: str, path: str, payload: bytes, metadata: tuple, args: argpa
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 3.0  # every client starts together (spawning takes a moment)
-    procs = [ctx.Process(target=_client, args=(target, path, payload, metadata, args.conns, args.inflight,
-                                               args.warmup, args.duration, start_at, out))
-             for _ in range(args.client_procs)]
+    procs = [
+        ctx.Process(
+            target=_client,
+            args=(
+                target,
+                path,
+                payload,
+                metadata,
+                args.conns,
+                args.inflight,
+                args.warmup,
+                args.duration,
+                start_at,
+                out,
+            ),
+        )
+        for _ in range(args.client_procs)
+    ]
     for p in procs:
         p.start()
     results = [out.get(timeout=args.warmup + args.duration + 120) for _ in procs]
@@ -156,8 +182,14 @@ def measure(target: str, path: str, payload: bytes, metadata: tuple, args: argpa
     failed = sum(r[2] for r in results)
     n = len(lat)
     if n == 0:
-        return {"calls": 0, "failed": failed, "calls_per_s": 0.0, "p50_ms": None, "p99_ms": None,
-                "errors": [e for r in results for e in r[1]]}
+        return {
+            "calls": 0,
+            "failed": failed,
+            "calls_per_s": 0.0,
+            "p50_ms": None,
+            "p99_ms": None,
+            "errors": [e for r in results for e in r[1]],
+        }
     return {
         "calls": n,
         "failed": failed,
@@ -185,8 +217,12 @@ class RunnerProcesses:
             assert self._start(["--port", str(self.port)]) == self.port
 
     def _start(self, extra: list[str]) -> int:
-        proc = subprocess.Popen([sys.executable, "-m", "runner.grpc", "--log-level", "WARNING", *self.extra, *extra],
-                                env=self.env, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner.grpc", "--log-level", "WARNING", *self.extra, *extra],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.procs.append(proc)
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -213,8 +249,9 @@ class BareProcesses:
 
     def __init__(self, n: int, threads: int | None = None):
         cmd = [sys.executable, str(ROOT / "bench" / "bare_servers.py"), "grpc", "--procs", str(n)]
-        self.proc = subprocess.Popen(cmd + (["--threads", str(threads)] if threads else []),
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            cmd + (["--threads", str(threads)] if threads else []), stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         m = re.search(r"port=(\d+)", self.proc.stdout.readline())
         if not m:
@@ -236,8 +273,8 @@ MODELS = {"java": "iris", "python": "iris-python"}
 
 
 def prepare_repository(repo: Path, names: list[str]) -> None:
-    from runner.store import Repository
     from runner.samples import build_sample_bundles
+    from runner.store import Repository
 
     bundles = build_sample_bundles()
     repository = Repository(repo)
@@ -247,15 +284,24 @@ def prepare_repository(repo: Path, names: list[str]) -> None:
         repository.publish(name, bundles[name], expected_version=None, caller="grpc_bench")
 
 
-def check_answers(runner_target: str, names: list[str], ml_target: str, ml_model: str, iris_req: bytes,
-                  oip_req: bytes, iris: Any, oip: Any) -> None:
+def check_answers(
+    runner_target: str,
+    names: list[str],
+    ml_target: str,
+    ml_model: str,
+    iris_req: bytes,
+    oip_req: bytes,
+    iris: Any,
+    oip: Any,
+) -> None:
     """One call to each target, checked, before any load (a benchmark of errors is worthless)."""
     import grpc
 
     with grpc.insecure_channel(runner_target) as ch:
         for model in names:
             body = ch.unary_unary("/iris.IrisClassifier/Classify")(
-                iris_req, metadata=(("x-model-name", model),), timeout=30)
+                iris_req, metadata=(("x-model-name", model),), timeout=30
+            )
             species = iris.output_class("Classify").FromString(body).species
             assert species == "setosa", (model, species)
     with grpc.insecure_channel(ml_target) as ch:
@@ -275,8 +321,11 @@ def main() -> int:
     parser.add_argument("--inflight", type=int, default=32, help="calls in flight per client process")
     parser.add_argument("--server-procs", type=int, default=2, help="runner.grpc processes on the port")
     parser.add_argument("--server-threads", type=int, default=None, help="threads per runner.grpc process")
-    parser.add_argument("--targets", default="java,python,mlserver,bare",
-                        help="bare: the ceiling, an echo handler on the same gRPC setup (no model)")
+    parser.add_argument(
+        "--targets",
+        default="java,python,mlserver,bare",
+        help="bare: the ceiling, an echo handler on the same gRPC setup (no model)",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "build" / "bench" / "grpc_bench.json")
     args = parser.parse_args()
 
@@ -302,8 +351,17 @@ def main() -> int:
         peer = start_mlserver(tmp / "mlserver")
         ml_target = f"127.0.0.1:{peer.grpc_port}"
         oip_req = json_format.ParseDict(
-            {"model_name": peer.model, "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 4],
-                                                   "contents": {"fp64_contents": list(FLOWER.values())}}]},
+            {
+                "model_name": peer.model,
+                "inputs": [
+                    {
+                        "name": "input-0",
+                        "datatype": "FP64",
+                        "shape": [1, 4],
+                        "contents": {"fp64_contents": list(FLOWER.values())},
+                    }
+                ],
+            },
             oip.input_class("ModelInfer")(),
         ).SerializeToString()
         check_answers(runner_target, names, ml_target, peer.model, iris_req, oip_req, iris, oip)
@@ -312,8 +370,12 @@ def main() -> int:
 
         plan = {
             "java": (runner_target, "/iris.IrisClassifier/Classify", iris_req, (("x-model-name", "iris"),)),
-            "python": (runner_target, "/iris.IrisClassifier/Classify", iris_req,
-                       (("x-model-name", "iris-python"),)),
+            "python": (
+                runner_target,
+                "/iris.IrisClassifier/Classify",
+                iris_req,
+                (("x-model-name", "iris-python"),),
+            ),
             "mlserver": (ml_target, "/inference.GRPCInferenceService/ModelInfer", oip_req, ()),
         }
         if bare is not None:
@@ -323,8 +385,11 @@ def main() -> int:
             for t in targets:
                 res = measure(*plan[t], args)
                 rounds[t].append(res)
-                print(f"round {r + 1} {t:9s} {res['calls_per_s']:9.1f} calls/s  p50 {res['p50_ms']} ms  "
-                      f"p99 {res['p99_ms']} ms  failed {res['failed']}", flush=True)
+                print(
+                    f"round {r + 1} {t:9s} {res['calls_per_s']:9.1f} calls/s  p50 {res['p50_ms']} ms  "
+                    f"p99 {res['p99_ms']} ms  failed {res['failed']}",
+                    flush=True,
+                )
     finally:
         if bare is not None:
             bare.stop()
@@ -358,8 +423,10 @@ def main() -> int:
     for t, s in summary.items():
         ratio = result.get("ratio_vs_mlserver", {}).get(t, "")
         print(f"| {t} | {s['calls_per_s']} | {s['p50_ms']} | {s['p99_ms']} | {s['failed']} | {ratio} |")
-    print(f"\n{result['date']}  {result['command']}  ({result['machine']}; load average "
-          f"{result['load_average']['start'][0]} -> {result['load_average']['end'][0]})")
+    print(
+        f"\n{result['date']}  {result['command']}  ({result['machine']}; load average "
+        f"{result['load_average']['start'][0]} -> {result['load_average']['end'][0]})"
+    )
     return 0
 
 

@@ -38,15 +38,38 @@ from runner.samples import build_sample_bundles, find_repo_root
 FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
-def start_runner(bundles: list[Path], workers: int, threads: int, tmp: Path) -> tuple[subprocess.Popen[bytes], dict]:
+def start_runner(
+    bundles: list[Path], workers: int, threads: int, tmp: Path
+) -> tuple[subprocess.Popen[bytes], dict]:
     ready = tmp / "ready.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
     log = open(tmp / "serve.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "serve", *map(str, bundles), "--repo", str(tmp / "repo"),
-         "--http-port", "0", "--grpc-port", "-1", "--workers", str(workers), "--threads", str(threads),
-         "--ready-file", str(ready), "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "serve",
+            *map(str, bundles),
+            "--repo",
+            str(tmp / "repo"),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "-1",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--ready-file",
+            str(ready),
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     deadline = time.monotonic() + 300
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -58,9 +81,19 @@ def start_runner(bundles: list[Path], workers: int, threads: int, tmp: Path) -> 
 
 def start_bare_wsgi(workers: int, threads: int) -> tuple[subprocess.Popen[str], int]:
     """bench/bare_servers.py http: the ceiling reference (no model, same gunicorn config)."""
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "bare_servers.py"), "http",
-                             "--workers", str(workers), "--threads", str(threads)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parent / "bare_servers.py"),
+            "http",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     match = re.search(r"port=(\d+)", proc.stdout.readline())
     if not match:
@@ -78,12 +111,31 @@ def stop(proc: subprocess.Popen[Any]) -> None:
             proc.kill()
 
 
-def hey(url: str, body: bytes, content_type: str, duration: float, concurrency: int, tmp: Path) -> dict[str, Any]:
+def hey(
+    url: str, body: bytes, content_type: str, duration: float, concurrency: int, tmp: Path
+) -> dict[str, Any]:
     """Run hey; requests/s, p50/p99 (ms), responses by status, errors."""
     body_file = tmp / f"body-{abs(hash((url, content_type)))}"
     body_file.write_bytes(body)
-    out = subprocess.run(["hey", "-z", f"{duration}s", "-c", str(concurrency), "-m", "POST", "-T", content_type,
-                          "-D", str(body_file), url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "hey",
+            "-z",
+            f"{duration}s",
+            "-c",
+            str(concurrency),
+            "-m",
+            "POST",
+            "-T",
+            content_type,
+            "-D",
+            str(body_file),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return parse_hey(out)
 
 
@@ -93,20 +145,44 @@ def parse_hey(out: str) -> dict[str, Any]:
     statuses = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
     errors = 0
     if "Error distribution:" in out:
-        errors = sum(int(n) for n in re.findall(r"^\s*\[(\d+)\]\s", out.split("Error distribution:")[1], re.MULTILINE))
-    return {"rps": rps, "p50_ms": pct.get(50), "p99_ms": pct.get(99), "statuses": statuses, "errors": errors,
-            "non_2xx": sum(n for c, n in statuses.items() if not 200 <= c < 300) + errors}
+        errors = sum(
+            int(n) for n in re.findall(r"^\s*\[(\d+)\]\s", out.split("Error distribution:")[1], re.MULTILINE)
+        )
+    return {
+        "rps": rps,
+        "p50_ms": pct.get(50),
+        "p99_ms": pct.get(99),
+        "statuses": statuses,
+        "errors": errors,
+        "non_2xx": sum(n for c, n in statuses.items() if not 200 <= c < 300) + errors,
+    }
 
 
-def swap_bench(base: str, token: str, bundles: dict[str, Path], swaps: int, concurrency: int,
-               tmp: Path) -> dict[str, Any]:
+def swap_bench(
+    base: str, token: str, bundles: dict[str, Path], swaps: int, concurrency: int, tmp: Path
+) -> dict[str, Any]:
     """`swaps` uploads alternating iris-v2 / iris while hey loads /models/iris; latency of each admin
     call (it answers once every worker serves the new version) and the failed requests meanwhile."""
     body_file = tmp / "swap-body.json"
     body_file.write_text(json.dumps(FLOWER))
-    load = subprocess.Popen(["hey", "-z", "3600s", "-c", str(concurrency), "-m", "POST", "-T", "application/json",
-                             "-D", str(body_file), f"{base}/models/iris/methods/Classify"],
-                            stdout=subprocess.PIPE, text=True)
+    load = subprocess.Popen(
+        [
+            "hey",
+            "-z",
+            "3600s",
+            "-c",
+            str(concurrency),
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-D",
+            str(body_file),
+            f"{base}/models/iris/methods/Classify",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)
     zips = {"v2": write_bundle_zip(bundles["iris-v2"]), "v1": write_bundle_zip(bundles["iris"])}
     latencies, failures = [], 0
@@ -114,8 +190,12 @@ def swap_bench(base: str, token: str, bundles: dict[str, Path], swaps: int, conc
     for i in range(swaps):
         data = zips["v2" if i % 2 == 0 else "v1"]
         t0 = time.perf_counter()
-        r = session.put(f"{base}/models/iris", data=data, timeout=120,
-                        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/zip"})
+        r = session.put(
+            f"{base}/models/iris",
+            data=data,
+            timeout=120,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/zip"},
+        )
         latencies.append(time.perf_counter() - t0)
         if r.status_code != 200:
             failures += 1
@@ -126,19 +206,25 @@ def swap_bench(base: str, token: str, bundles: dict[str, Path], swaps: int, conc
     out, _ = load.communicate(timeout=60)
     result = parse_hey(out)
     latencies.sort()
-    return {"swaps": swaps, "swap_failures": failures,
-            "swap_p50_ms": statistics.median(latencies) * 1000,
-            "swap_p99_ms": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))] * 1000,
-            "swap_max_ms": latencies[-1] * 1000,
-            "requests_during": sum(result["statuses"].values()), "failed_requests": result["non_2xx"],
-            "rps_during": result["rps"]}
+    return {
+        "swaps": swaps,
+        "swap_failures": failures,
+        "swap_p50_ms": statistics.median(latencies) * 1000,
+        "swap_p99_ms": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))] * 1000,
+        "swap_max_ms": latencies[-1] * 1000,
+        "requests_during": sum(result["statuses"].values()),
+        "failed_requests": result["non_2xx"],
+        "rps_during": result["rps"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes on both sides (MLServer: 1 process)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes on both sides (MLServer: 1 process)"
+    )
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--swaps", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3, help="turns per target (median reported)")
@@ -156,25 +242,49 @@ def main() -> None:
         # from elsewhere on the machine hits both alike; the median round is reported.
         peer = start_mlserver(tmp / "mlserver")
         (tmp / "runner").mkdir()
-        proc, info = start_runner([bundles["iris"], bundles["iris-python"]], args.workers, args.threads,
-                                  tmp / "runner")
+        proc, info = start_runner(
+            [bundles["iris"], bundles["iris-python"]], args.workers, args.threads, tmp / "runner"
+        )
         base = f"http://127.0.0.1:{info['http_port']}"
         bare, bare_port = start_bare_wsgi(args.workers, args.threads)
         targets = [
-            ("mlserver sklearn iris (V2 JSON)", peer.infer_url, json.dumps(v2_iris_request()).encode(),
-             "application/json"),
-            ("model-runner Java iris JSON", f"{base}/models/iris/methods/Classify", json_body, "application/json"),
-            ("model-runner Java iris protobuf", f"{base}/models/iris/methods/Classify", pb_body,
-             "application/x-protobuf"),
-            ("model-runner Python iris JSON", f"{base}/models/iris-python/methods/Classify", json_body,
-             "application/json"),
-            ("bare WSGI (no model)", f"http://127.0.0.1:{bare_port}/models/iris/methods/Classify", json_body,
-             "application/json"),
+            (
+                "mlserver sklearn iris (V2 JSON)",
+                peer.infer_url,
+                json.dumps(v2_iris_request()).encode(),
+                "application/json",
+            ),
+            (
+                "model-runner Java iris JSON",
+                f"{base}/models/iris/methods/Classify",
+                json_body,
+                "application/json",
+            ),
+            (
+                "model-runner Java iris protobuf",
+                f"{base}/models/iris/methods/Classify",
+                pb_body,
+                "application/x-protobuf",
+            ),
+            (
+                "model-runner Python iris JSON",
+                f"{base}/models/iris-python/methods/Classify",
+                json_body,
+                "application/json",
+            ),
+            (
+                "bare WSGI (no model)",
+                f"http://127.0.0.1:{bare_port}/models/iris/methods/Classify",
+                json_body,
+                "application/json",
+            ),
         ]
         try:
             for _ in range(args.rounds):
                 for name, url, body, media in targets:
-                    rounds.setdefault(name, []).append(hey(url, body, media, args.duration, args.concurrency, tmp))
+                    rounds.setdefault(name, []).append(
+                        hey(url, body, media, args.duration, args.concurrency, tmp)
+                    )
         finally:
             peer.stop()
             stop(proc)
@@ -183,30 +293,37 @@ def main() -> None:
         proc, info = start_runner([bundles["iris"]], args.swap_workers, args.threads, tmp / "swap")
         try:
             token = Path(info["token_file"]).read_text().strip()
-            swap = swap_bench(f"http://127.0.0.1:{info['http_port']}", token, bundles, args.swaps,
-                              args.concurrency, tmp)
+            swap = swap_bench(
+                f"http://127.0.0.1:{info['http_port']}", token, bundles, args.swaps, args.concurrency, tmp
+            )
         finally:
             stop(proc)
     results = {name: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2] for name, rs in rounds.items()}
     for name, rs in rounds.items():
         results[name]["rounds_rps"] = [round(r["rps"]) for r in rs]
 
-    print(f"# http_bench {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {os.cpu_count()} cores, "
-          f"workers={args.workers} threads={args.threads} concurrency={args.concurrency} "
-          f"duration={args.duration}s x {args.rounds} rounds, median round (hey)")
+    print(
+        f"# http_bench {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {os.cpu_count()} cores, "
+        f"workers={args.workers} threads={args.threads} concurrency={args.concurrency} "
+        f"duration={args.duration}s x {args.rounds} rounds, median round (hey)"
+    )
     print(f"| {'target':<36} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'non-2xx':>7} |")
     print(f"|{'-' * 38}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 9}|")
     for name, r in results.items():
-        print(f"| {name:<36} | {r['rps']:>9.0f} | {r['p50_ms']:>7.2f} | {r['p99_ms']:>7.2f} | {r['non_2xx']:>7} |"
-              f"  rounds: {r['rounds_rps']}")
+        print(
+            f"| {name:<36} | {r['rps']:>9.0f} | {r['p50_ms']:>7.2f} | {r['p99_ms']:>7.2f} | {r['non_2xx']:>7} |"
+            f"  rounds: {r['rounds_rps']}"
+        )
     ml = results["mlserver sklearn iris (V2 JSON)"]["rps"]
     for name, r in results.items():
         if name.startswith("model-runner") or name.startswith("bare"):
             print(f"{name}: {r['rps'] / ml:.2f}x MLServer requests/s")
-    print(f"swaps ({args.swap_workers} workers, under load c={args.concurrency}): {swap['swaps']} swaps, "
-          f"p50 {swap['swap_p50_ms']:.0f} ms, p99 {swap['swap_p99_ms']:.0f} ms, max {swap['swap_max_ms']:.0f} ms, "
-          f"{swap['swap_failures']} failed swaps; {swap['requests_during']} requests during them, "
-          f"{swap['failed_requests']} failed")
+    print(
+        f"swaps ({args.swap_workers} workers, under load c={args.concurrency}): {swap['swaps']} swaps, "
+        f"p50 {swap['swap_p50_ms']:.0f} ms, p99 {swap['swap_p99_ms']:.0f} ms, max {swap['swap_max_ms']:.0f} ms, "
+        f"{swap['swap_failures']} failed swaps; {swap['requests_during']} requests during them, "
+        f"{swap['failed_requests']} failed"
+    )
     print(json.dumps({"results": results, "swap": swap}, indent=1))
 
 

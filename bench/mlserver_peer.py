@@ -67,8 +67,13 @@ def venv_python() -> Path:
 def ensure_venv() -> Path:
     """Create build/mlserver-venv with MLServer + sklearn if missing; returns its python."""
     py = venv_python()
-    if py.exists() and subprocess.run([str(py), "-c", "import mlserver, mlserver_sklearn, sklearn"],
-                                      capture_output=True, check=False).returncode == 0:
+    if (
+        py.exists()
+        and subprocess.run(
+            [str(py), "-c", "import mlserver, mlserver_sklearn, sklearn"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
         return py
     VENV.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
@@ -83,7 +88,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_mlserver(workdir: Path | None = None, model: str = "iris-sklearn", timeout: float = 180) -> MLServerPeer:
+def start_mlserver(
+    workdir: Path | None = None, model: str = "iris-sklearn", timeout: float = 180
+) -> MLServerPeer:
     """Start MLServer serving an sklearn iris model on free HTTP and gRPC ports; waits until ready."""
     py = ensure_venv()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="mlserver-peer-"))
@@ -93,24 +100,38 @@ def start_mlserver(workdir: Path | None = None, model: str = "iris-sklearn", tim
     if not model_file.exists():
         subprocess.run([str(py), "-c", TRAIN, str(model_file)], check=True)
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
-    (workdir / "settings.json").write_text(json.dumps({
-        "debug": False,
-        "parallel_workers": 0,
-        "http_port": http_port,
-        "grpc_port": grpc_port,
-        "metrics_port": metrics_port,
-        "host": "127.0.0.1",
-    }))
-    (model_dir / "model-settings.json").write_text(json.dumps({
-        "name": model,
-        "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": "./model.joblib", "version": "v1"},
-    }))
+    (workdir / "settings.json").write_text(
+        json.dumps(
+            {
+                "debug": False,
+                "parallel_workers": 0,
+                "http_port": http_port,
+                "grpc_port": grpc_port,
+                "metrics_port": metrics_port,
+                "host": "127.0.0.1",
+            }
+        )
+    )
+    (model_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": model,
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": "v1"},
+            }
+        )
+    )
     mlserver = VENV / "bin" / "mlserver"
     log = open(workdir / "mlserver.log", "wb")  # noqa: SIM115 - lives as long as the process
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.Popen([str(mlserver), "start", str(workdir)], cwd=workdir, stdout=log,
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(mlserver), "start", str(workdir)],
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     peer = MLServerPeer(http_port, grpc_port, model, proc, workdir)
     deadline = time.monotonic() + timeout
     ready = f"http://127.0.0.1:{http_port}/v2/models/{model}/ready"
@@ -136,8 +157,18 @@ def v2_iris_request(rows: int = 1) -> dict:
 
 if __name__ == "__main__":
     peer = start_mlserver()
-    print(json.dumps({"http_port": peer.http_port, "grpc_port": peer.grpc_port, "model": peer.model,
-                      "infer_url": peer.infer_url, "workdir": str(peer.workdir)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "http_port": peer.http_port,
+                "grpc_port": peer.grpc_port,
+                "model": peer.model,
+                "infer_url": peer.infer_url,
+                "workdir": str(peer.workdir),
+            }
+        ),
+        flush=True,
+    )
     try:
         peer.process.wait()
     except KeyboardInterrupt:

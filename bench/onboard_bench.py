@@ -54,7 +54,11 @@ def predict(url: str, timeout: float = 5) -> requests.Response | None:
 def wait_for_version(url: str, version: int, deadline: float) -> float:
     while time.monotonic() < deadline:
         resp = predict(url)
-        if resp is not None and resp.status_code == 200 and resp.headers.get("X-Model-Version") == str(version):
+        if (
+            resp is not None
+            and resp.status_code == 200
+            and resp.headers.get("X-Model-Version") == str(version)
+        ):
             return time.monotonic()
         time.sleep(0.02)
     raise TimeoutError(f"version {version} never answered")
@@ -70,13 +74,30 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def cold_start(jar: Path, work: Path, workers: int, grpc: bool) -> tuple[float, subprocess.Popen[bytes], str, Path]:
+def cold_start(
+    jar: Path, work: Path, workers: int, grpc: bool
+) -> tuple[float, subprocess.Popen[bytes], str, Path]:
     """Seconds from `serve model.jar --class` to the first 200, and the running service."""
     repo = work / "repo"
     port = free_port()
     grpc_port = str(free_port()) if grpc else "-1"
-    cmd = ["model-runner", "serve", str(jar), "--class", IRIS_CLASS, "--name", "iris", "--repo", str(repo),
-           "--http-port", str(port), "--grpc-port", grpc_port, "--workers", str(workers)]
+    cmd = [
+        "model-runner",
+        "serve",
+        str(jar),
+        "--class",
+        IRIS_CLASS,
+        "--name",
+        "iris",
+        "--repo",
+        str(repo),
+        "--http-port",
+        str(port),
+        "--grpc-port",
+        grpc_port,
+        "--workers",
+        str(workers),
+    ]
     log = open(work / "serve.log", "wb")  # noqa: SIM115 (kept open for the service's lifetime)
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
@@ -126,8 +147,12 @@ def main() -> int:
                     version += 1
                     if i % 2 == 0:  # the CLI, as a person types it
                         t0 = time.monotonic()
-                        subprocess.run(["model-runner", "push", "iris", str(source), "--url", url, "--token", token],
-                                       check=True, capture_output=True, env=env())
+                        subprocess.run(
+                            ["model-runner", "push", "iris", str(source), "--url", url, "--token", token],
+                            check=True,
+                            capture_output=True,
+                            env=env(),
+                        )
                         returned = time.monotonic()
                         answered = wait_for_version(url, version, t0 + 120)
                         push_cli_return.append(returned - t0)
@@ -150,7 +175,7 @@ def main() -> int:
     print(f"""
 ### Onboarding: JAR to first prediction, push to new version ({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC)
 
-Command: `{cmd}` ({os.cpu_count()} cores, {args.workers} HTTP workers, gRPC {'on' if args.grpc else 'off'}; iris sample JAR).
+Command: `{cmd}` ({os.cpu_count()} cores, {args.workers} HTTP workers, gRPC {"on" if args.grpc else "off"}; iris sample JAR).
 
 | Measure | Result |
 |---|---|
@@ -159,8 +184,17 @@ Command: `{cmd}` ({os.cpu_count()} cores, {args.workers} HTTP workers, gRPC {'on
 | `model-runner push iris <bundle>` (CLI) until a prediction answers with the new version | {fmt(push_cli_answer)} |
 | `Client.push` until a prediction answers with the new version | {fmt(push_api)} |
 """)
-    print(json.dumps({"cold_start": cold, "push_cli_return": push_cli_return, "push_cli_answer": push_cli_answer,
-                      "push_api": push_api}), file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "cold_start": cold,
+                "push_cli_return": push_cli_return,
+                "push_cli_answer": push_cli_answer,
+                "push_api": push_api,
+            }
+        ),
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -5,16 +5,25 @@ and exceptions never reach Python, so closing a model version frees its class lo
 """
 
 from bridge.errors import (
-                           BindError,
-                           BridgeError,
-                           JavaDeadlineError,
-                           JavaExitError,
-                           JavaInspectError,
-                           JavaLoadError,
-                           JavaModelError,
-                           JvmNotFoundError,
-                           JvmOptionsError,
+    BindError,
+    BridgeError,
+    JavaDeadlineError,
+    JavaExitError,
+    JavaInspectError,
+    JavaLoadError,
+    JavaModelError,
+    JvmNotFoundError,
+    JvmOptionsError,
 )
 
-__all__ = ["BindError", "BridgeError", "JavaDeadlineError", "JavaExitError", "JavaInspectError", "JavaLoadError",
-           "JavaModelError", "JvmNotFoundError", "JvmOptionsError"]
+__all__ = [
+    "BindError",
+    "BridgeError",
+    "JavaDeadlineError",
+    "JavaExitError",
+    "JavaInspectError",
+    "JavaLoadError",
+    "JavaModelError",
+    "JvmNotFoundError",
+    "JvmOptionsError",
+]

@@ -61,13 +61,26 @@ def host_classes(javac: str | None) -> Path:
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=".build-"))
         try:
             proc = subprocess.run(
-                [javac, "--release", "17", "-encoding", "UTF-8", "-nowarn", "-d", str(tmp),
-                 *[str(s) for s in host_sources()]],
-                capture_output=True, text=True, check=False,
+                [
+                    javac,
+                    "--release",
+                    "17",
+                    "-encoding",
+                    "UTF-8",
+                    "-nowarn",
+                    "-d",
+                    str(tmp),
+                    *[str(s) for s in host_sources()],
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if proc.returncode != 0:
-                raise BridgeError(f"building the host library failed:\n{proc.stderr[-4000:]}",
-                                  {"javac": javac, "stderr": proc.stderr[-4000:]})
+                raise BridgeError(
+                    f"building the host library failed:\n{proc.stderr[-4000:]}",
+                    {"javac": javac, "stderr": proc.stderr[-4000:]},
+                )
             (tmp / "OK").write_text(digest)
             if final.exists():  # left by a crashed build (no OK marker)
                 shutil.rmtree(final)

@@ -30,13 +30,21 @@ def list_candidates(jar: Path, libs: Sequence[Path] = ()) -> list[dict]:
         raise host_error(e) from None
 
 
-def generate_proto(jar: Path, class_name: str, libs: Sequence[Path] = (), methods: Sequence[str] | None = None,
-                   package: str | None = None) -> str:
+def generate_proto(
+    jar: Path,
+    class_name: str,
+    libs: Sequence[Path] = (),
+    methods: Sequence[str] | None = None,
+    package: str | None = None,
+) -> str:
     """proto3 text: messages from the Java types, service named after the class, one rpc per method
     (all public model methods when ``methods`` is None). Stable when the same class is inspected again."""
     host = jvm.host()
     try:
-        return str(host.generateProto(_jars(jar, libs), class_name, list(methods) if methods else None,
-                                      package or None))
+        return str(
+            host.generateProto(
+                _jars(jar, libs), class_name, list(methods) if methods else None, package or None
+            )
+        )
     except jpype.JClass("org.modelrunner.host.HostException") as e:
         raise host_error(e) from None

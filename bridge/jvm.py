@@ -91,7 +91,8 @@ def start_jvm(options: Sequence[str] = (), max_heap: str | None = None) -> None:
             if _started_pid is not None and _started_pid != os.getpid():
                 raise BridgeError(
                     "the JVM was started in a parent process before fork(); a JVM does not survive a fork. "
-                    "Start it in each worker after forking (lazily or in gunicorn's post_fork)")
+                    "Start it in each worker after forking (lazily or in gunicorn's post_fork)"
+                )
             if _started_pid is None:
                 _adopt_running_jvm()
             require_jvm_options(options)
@@ -134,8 +135,10 @@ def _adopt_running_jvm() -> None:
     try:
         jpype.JClass("org.modelrunner.host.Host")
     except Exception as e:
-        raise BridgeError("a JVM is already running in this process without the model-runner host library; "
-                          "start it with bridge.jvm.start_jvm()") from e
+        raise BridgeError(
+            "a JVM is already running in this process without the model-runner host library; "
+            "start it with bridge.jvm.start_jvm()"
+        ) from e
     _started_pid = os.getpid()
 
 
@@ -177,8 +180,14 @@ def host() -> Any:
 def jvm_stats() -> dict[str, Any]:
     """Class-loading and memory figures of this process's JVM (java.lang.management)."""
     s = [int(x) for x in host().stats()]
-    return {"loaded_classes": s[0], "unloaded_classes": s[1], "total_loaded_classes": s[2],
-            "metaspace_used": s[3], "heap_used": s[4], "exit_guard": bool(s[5])}
+    return {
+        "loaded_classes": s[0],
+        "unloaded_classes": s[1],
+        "total_loaded_classes": s[2],
+        "metaspace_used": s[3],
+        "heap_used": s[4],
+        "exit_guard": bool(s[5]),
+    }
 
 
 def full_gc() -> None:

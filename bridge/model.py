@@ -42,8 +42,11 @@ def host_error(e: Any) -> BridgeError:
             detail.update(json.loads(raw))
         except ValueError:
             pass
-    java = {"java_class": str(e.getJavaClass()), "java_message": str(e.getJavaMessage()),
-            "java_stack": str(e.getJavaStack())}
+    java = {
+        "java_class": str(e.getJavaClass()),
+        "java_message": str(e.getJavaMessage()),
+        "java_stack": str(e.getJavaStack()),
+    }
     if kind == "bind":
         return BindError(message, {"problems": json.loads(raw)})
     if kind == "load":
@@ -54,6 +57,7 @@ def host_error(e: Any) -> BridgeError:
         return JavaDeadlineError(message, {**detail, **java})
     if kind == "inspect":
         from bridge.errors import JavaInspectError
+
         return JavaInspectError(message, detail)
     if kind == "model":
         return JavaModelError(message, {**detail, **java})
@@ -76,8 +80,15 @@ class JavaModel:
         self._thread_death = _cls("java.lang.ThreadDeath")
 
     @classmethod
-    def load(cls, *, artifact_dir: Path, class_name: str, service: Any,
-             overrides: dict[str, dict] | None = None, jvm_options: Sequence[str] = ()) -> JavaModel:
+    def load(
+        cls,
+        *,
+        artifact_dir: Path,
+        class_name: str,
+        service: Any,
+        overrides: dict[str, dict] | None = None,
+        jvm_options: Sequence[str] = (),
+    ) -> JavaModel:
         """Load ``artifact_dir``/model.jar + lib/*.jar in a new class loader and bind every rpc of ``service``.
 
         ``overrides``: {rpc: {"java_method": name, "convention": "pojo"|"params"|"proto"|"acumos"}}.
@@ -91,22 +102,38 @@ class JavaModel:
         host = jvm.host()
         host_error_cls = _cls("org.modelrunner.host.HostException")
         try:
-            slot = host.open(class_name, str(artifact_dir), [str(p) for p in [jar, *libs]],
-                             service_schema(service))
+            slot = host.open(
+                class_name, str(artifact_dir), [str(p) for p in [jar, *libs]], service_schema(service)
+            )
         except host_error_cls as e:
             raise host_error(e) from None
         problems: list[dict] = [
-            {"rpc": name, "message": "", "field": "",
-             "reason": f"metadata \"methods\" names rpc {name}, which is not in service {service.full_name}"}
-            for name in (overrides or {}) if name not in {m.name for m in service.methods}]
+            {
+                "rpc": name,
+                "message": "",
+                "field": "",
+                "reason": f'metadata "methods" names rpc {name}, which is not in service {service.full_name}',
+            }
+            for name in (overrides or {})
+            if name not in {m.name for m in service.methods}
+        ]
         index: dict[str, int] = {}
         bindings: dict[str, dict] = {}
         try:
             for m in service.methods:
                 ov = (overrides or {}).get(m.name) or {}
                 try:
-                    info = json.loads(str(slot.bind(m.name, ov.get("java_method") or "", ov.get("convention") or "",
-                                                    m.input_type.full_name, m.output_type.full_name)))
+                    info = json.loads(
+                        str(
+                            slot.bind(
+                                m.name,
+                                ov.get("java_method") or "",
+                                ov.get("convention") or "",
+                                m.input_type.full_name,
+                                m.output_type.full_name,
+                            )
+                        )
+                    )
                 except host_error_cls as e:
                     err = host_error(e)
                     if isinstance(err, BindError):
@@ -119,7 +146,8 @@ class JavaModel:
                 raise BindError(
                     f"{class_name} does not bind to service {service.full_name}: "
                     + "; ".join(_describe(p) for p in problems),
-                    {"problems": problems})
+                    {"problems": problems},
+                )
         except BaseException:
             slot.close()
             raise
@@ -142,7 +170,9 @@ class JavaModel:
         except self._host_error as e:
             raise host_error(e) from None
         except self._thread_death as e:  # a stop that landed outside the host's own handler
-            raise JavaDeadlineError(f"{rpc} was stopped after its deadline", {"java_class": "java.lang.ThreadDeath"}) from e
+            raise JavaDeadlineError(
+                f"{rpc} was stopped after its deadline", {"java_class": "java.lang.ThreadDeath"}
+            ) from e
 
     def close(self) -> None:
         """Release the class loader and JAR files (idempotent)."""
@@ -162,6 +192,12 @@ class JavaModel:
 
 
 def _describe(p: dict) -> str:
-    where = ", ".join(x for x in (f"message {p['message']}" if p.get("message") else "",
-                                  f"field {p['field']}" if p.get("field") else "") if x)
+    where = ", ".join(
+        x
+        for x in (
+            f"message {p['message']}" if p.get("message") else "",
+            f"field {p['field']}" if p.get("field") else "",
+        )
+        if x
+    )
     return f"rpc {p['rpc']}" + (f" ({where})" if where else "") + f": {p['reason']}"

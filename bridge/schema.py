@@ -34,8 +34,12 @@ def service_schema(service: Any) -> str:
     for md in messages.values():
         lines.append(f"M\t{md.full_name}\t{1 if md.GetOptions().map_entry else 0}")
         for f in md.fields:
-            ref = f.message_type.full_name if f.message_type else f.enum_type.full_name if f.enum_type else "-"
-            lines.append(f"F\t{f.name}\t{f.number}\t{f.type}\t{int(_repeated(f))}\t{int(f.has_presence)}\t{ref}")
+            ref = (
+                f.message_type.full_name if f.message_type else f.enum_type.full_name if f.enum_type else "-"
+            )
+            lines.append(
+                f"F\t{f.name}\t{f.number}\t{f.type}\t{int(_repeated(f))}\t{int(f.has_presence)}\t{ref}"
+            )
     for ed in enums.values():
         lines.append(f"E\t{ed.full_name}\t" + ",".join(f"{v.name}={v.number}" for v in ed.values))
     return "\n".join(lines) + "\n"

@@ -158,19 +158,30 @@ class Client:
         self.session = requests.Session()
 
     # ------------------------------------------------------------------ plumbing
-    def _request(self, method: str, path: str, *, admin: bool = False, headers: dict[str, str] | None = None,
-                 timeout: float | None = None, **kwargs: Any) -> requests.Response:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        admin: bool = False,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
         hdrs = dict(headers or {})
         if self.token and admin:
             hdrs["Authorization"] = f"Bearer {self.token}"
         try:
-            resp = self.session.request(method, self.url + path, headers=hdrs,
-                                        timeout=timeout or self.timeout, **kwargs)
+            resp = self.session.request(
+                method, self.url + path, headers=hdrs, timeout=timeout or self.timeout, **kwargs
+            )
         except requests.ConnectionError as exc:
             raise errors.NotReady(
                 f"cannot reach the service at {self.url}",
-                {"reason": str(exc), "hint": "is `model-runner serve` running? "
-                 "Point --url (or MODEL_RUNNER_URL) at it"},
+                {
+                    "reason": str(exc),
+                    "hint": "is `model-runner serve` running? Point --url (or MODEL_RUNNER_URL) at it",
+                },
             ) from None
         except requests.Timeout:
             raise errors.DeadlineExceeded(
@@ -198,8 +209,15 @@ class Client:
         return {} if expected_version is None else {"If-Match": str(expected_version)}
 
     # ------------------------------------------------------------------ data plane
-    def predict_response(self, name: str, method: str, payload: dict | Message | bytes | str, *,
-                         protobuf: bool = False, timeout: float | None = None) -> PredictResponse:
+    def predict_response(
+        self,
+        name: str,
+        method: str,
+        payload: dict | Message | bytes | str,
+        *,
+        protobuf: bool = False,
+        timeout: float | None = None,
+    ) -> PredictResponse:
         """POST one prediction; ``protobuf`` sends and accepts binary protobuf (payload: a Message or
         its bytes), otherwise JSON (payload: a dict, a Message, or JSON text)."""
         if protobuf:
@@ -221,8 +239,11 @@ class Client:
                 body = json.dumps(payload).encode("utf-8")
             media = MEDIA_JSON
         resp = self._request(
-            "POST", f"/models/{self._name(name)}/methods/{quote(method, safe='')}",
-            data=body, headers={"Content-Type": media, "Accept": media}, timeout=timeout,
+            "POST",
+            f"/models/{self._name(name)}/methods/{quote(method, safe='')}",
+            data=body,
+            headers={"Content-Type": media, "Accept": media},
+            timeout=timeout,
         )
         version = resp.headers.get("X-Model-Version")
         return PredictResponse(
@@ -232,9 +253,16 @@ class Client:
             version=int(version) if version and version.isdigit() else None,
         )
 
-    def predict(self, name: str, method: str, payload: dict | Message | bytes | str, *,
-                protobuf: bool = False, output_class: type[Message] | None = None,
-                timeout: float | None = None) -> Any:
+    def predict(
+        self,
+        name: str,
+        method: str,
+        payload: dict | Message | bytes | str,
+        *,
+        protobuf: bool = False,
+        output_class: type[Message] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Call ``method`` of model ``name``. Returns the answer as a dict (JSON), or, with
         ``output_class``, as that message; with ``protobuf`` and no ``output_class``, the raw bytes."""
         resp = self.predict_response(name, method, payload, protobuf=protobuf, timeout=timeout)
@@ -290,14 +318,23 @@ class Client:
         deadline = time.monotonic() + timeout
         while not self.ready():
             if time.monotonic() >= deadline:
-                raise errors.NotReady(f"{self.url} is not ready after {timeout:g} s",
-                                      {"hint": "check `model-runner serve`'s output for load errors"})
+                raise errors.NotReady(
+                    f"{self.url} is not ready after {timeout:g} s",
+                    {"hint": "check `model-runner serve`'s output for load errors"},
+                )
             time.sleep(interval)
 
     # ------------------------------------------------------------------ admin
-    def push(self, name: str, bundle: Path | str | bytes, *, expected_version: int | None = None,
-             allow_breaking: bool = False, progress: Callable[[int, int], None] | None = None,
-             timeout: float | None = None) -> dict:
+    def push(
+        self,
+        name: str,
+        bundle: Path | str | bytes,
+        *,
+        expected_version: int | None = None,
+        allow_breaking: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        timeout: float | None = None,
+    ) -> dict:
         """Upload a bundle (zip file, bundle folder, or zip bytes) as a new version of ``name`` and swap
         to it; answers once every serving process serves it. A contract that breaks the current one's
         clients is refused (Conflict) unless ``allow_breaking``. Returns the service's answer
@@ -306,17 +343,31 @@ class Client:
         body: Any = _ProgressReader(data, progress) if progress else data
         params = {"allow_breaking": "true"} if allow_breaking else {}
         return self._json(
-            "PUT", f"/models/{self._name(name)}", admin=True, data=body, timeout=timeout, params=params,
+            "PUT",
+            f"/models/{self._name(name)}",
+            admin=True,
+            data=body,
+            timeout=timeout,
+            params=params,
             headers={"Content-Type": MEDIA_ZIP, **self._if_match(expected_version)},
         )
 
-    def swap_proto(self, name: str, proto: Path | str, *, allow_breaking: bool = False,
-                   expected_version: int | None = None) -> dict:
+    def swap_proto(
+        self,
+        name: str,
+        proto: Path | str,
+        *,
+        allow_breaking: bool = False,
+        expected_version: int | None = None,
+    ) -> dict:
         """Replace only the contract of ``name`` (a new version with the same artifacts)."""
         text = proto.read_text("utf-8") if isinstance(proto, Path) else proto
         params = {"allow_breaking": "true"} if allow_breaking else {}
         return self._json(
-            "PUT", f"/models/{self._name(name)}/proto", admin=True, params=params,
+            "PUT",
+            f"/models/{self._name(name)}/proto",
+            admin=True,
+            params=params,
             data=text.encode("utf-8"),
             headers={"Content-Type": "text/plain; charset=utf-8", **self._if_match(expected_version)},
         )
@@ -324,14 +375,20 @@ class Client:
     def rollback(self, name: str, *, version: int | None = None, expected_version: int | None = None) -> dict:
         """Make the previous version (or ``version``) current again."""
         params = {"version": str(version)} if version is not None else {}
-        return self._json("POST", f"/models/{self._name(name)}/rollback", admin=True, params=params,
-                          headers=self._if_match(expected_version))
+        return self._json(
+            "POST",
+            f"/models/{self._name(name)}/rollback",
+            admin=True,
+            params=params,
+            headers=self._if_match(expected_version),
+        )
 
     def delete(self, name: str, *, expected_version: int | None = None) -> dict:
         """Stop serving ``name`` (its versions stay in the repository until cleanup); with
         ``expected_version``, only if that version is still current (PreconditionFailed otherwise)."""
-        return self._json("DELETE", f"/models/{self._name(name)}", admin=True,
-                          headers=self._if_match(expected_version))
+        return self._json(
+            "DELETE", f"/models/{self._name(name)}", admin=True, headers=self._if_match(expected_version)
+        )
 
 
 def bundle_bytes(bundle: Path | str | bytes) -> bytes:

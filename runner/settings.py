@@ -112,7 +112,11 @@ def _read_config(path: Path) -> dict[str, object]:
     if unknown:
         raise BadInput(
             f"{path}: unknown settings {', '.join(unknown)}",
-            {"unknown": unknown, "known": sorted(fields), "hint": "docs/configuration.md lists every setting"},
+            {
+                "unknown": unknown,
+                "known": sorted(fields),
+                "hint": "docs/configuration.md lists every setting",
+            },
         )
     values: dict[str, object] = {}
     for name, value in data.items():

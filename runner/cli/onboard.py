@@ -39,35 +39,73 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("target", metavar="JAR|MODULE.py:CLASS",
-                   help="the model JAR, or a Python class as path/module.py:Class or package.module:Class")
+    p.add_argument(
+        "target",
+        metavar="JAR|MODULE.py:CLASS",
+        help="the model JAR, or a Python class as path/module.py:Class or package.module:Class",
+    )
     add_model_options(p)
-    p.add_argument("-o", "--output", type=Path, metavar="BUNDLE.zip",
-                   help="where to write the bundle (default: ./NAME.zip)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="BUNDLE.zip",
+        help="where to write the bundle (default: ./NAME.zip)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     p.set_defaults(handler=with_explained_errors(run))
 
 
 def add_model_options(p: argparse.ArgumentParser, *, with_name: bool = True) -> None:
     """The options that describe a model to onboard (shared with `push JAR`, whose NAME is positional)."""
-    p.add_argument("--class", dest="class_name", metavar="FQCN",
-                   help="the Java model class (fully qualified); omit to list the candidates")
-    p.add_argument("--method", dest="methods", action="append", metavar="NAME",
-                   help="a Java method to serve (repeatable; default: every public method); with --proto, "
-                   "Rpc=javaMethod binds an rpc to a method")
-    p.add_argument("--lib", dest="libs", action="append", type=Path, default=[], metavar="JAR",
-                   help="a dependency JAR the model needs (repeatable)")
+    p.add_argument(
+        "--class",
+        dest="class_name",
+        metavar="FQCN",
+        help="the Java model class (fully qualified); omit to list the candidates",
+    )
+    p.add_argument(
+        "--method",
+        dest="methods",
+        action="append",
+        metavar="NAME",
+        help="a Java method to serve (repeatable; default: every public method); with --proto, "
+        "Rpc=javaMethod binds an rpc to a method",
+    )
+    p.add_argument(
+        "--lib",
+        dest="libs",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="JAR",
+        help="a dependency JAR the model needs (repeatable)",
+    )
     p.add_argument("--proto", type=Path, metavar="FILE", help="use this contract instead of generating one")
-    p.add_argument("--artifacts", type=Path, metavar="DIR",
-                   help="a folder of data files the model reads at load (copied into the bundle)")
+    p.add_argument(
+        "--artifacts",
+        type=Path,
+        metavar="DIR",
+        help="a folder of data files the model reads at load (copied into the bundle)",
+    )
     if with_name:
-        p.add_argument("--name", help="model name (default: the JAR's file name without version, "
-                       "else the class name in kebab case, e.g. iris-classifier)")
-    p.add_argument("--example", dest="examples", action="append", metavar="JSON",
-                   help="an example input for the self-test: 'Rpc={...}', '{...}' or 'Rpc=@file.json' (repeatable)")
+        p.add_argument(
+            "--name",
+            help="model name (default: the JAR's file name without version, "
+            "else the class name in kebab case, e.g. iris-classifier)",
+        )
+    p.add_argument(
+        "--example",
+        dest="examples",
+        action="append",
+        metavar="JSON",
+        help="an example input for the self-test: 'Rpc={...}', '{...}' or 'Rpc=@file.json' (repeatable)",
+    )
 
 
-def with_explained_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def with_explained_errors(
+    handler: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
     """Wrap a verb so a core error's itemised problems (bind problems, validation details) are shown
     under its message: runner.cli.main prints only the message and the hint."""
 
@@ -102,14 +140,23 @@ def explain(err: ModelRunnerError, limit: int = 12) -> str:
     problems = detail.get("problems")
     if isinstance(problems, list) and problems:
         # problems the message already spells out are not repeated
-        problems = [p for p in problems if not (isinstance(p, dict) and p.get("reason") and p["reason"] in err.message)
-                    and not (isinstance(p, str) and p in err.message)]
+        problems = [
+            p
+            for p in problems
+            if not (isinstance(p, dict) and p.get("reason") and p["reason"] in err.message)
+            and not (isinstance(p, str) and p in err.message)
+        ]
         for item in problems[:limit]:
             if isinstance(item, dict):
-                where = " ".join(x for x in (
-                    f"rpc {item['rpc']}" if item.get("rpc") else "",
-                    f"field {item['field']}" if item.get("field") else "",
-                    f"({item['message']})" if item.get("message") else "") if x)
+                where = " ".join(
+                    x
+                    for x in (
+                        f"rpc {item['rpc']}" if item.get("rpc") else "",
+                        f"field {item['field']}" if item.get("field") else "",
+                        f"({item['message']})" if item.get("message") else "",
+                    )
+                    if x
+                )
                 lines.append(f"  - {where}: {item.get('reason', '')}".rstrip(": "))
             else:
                 lines.append(f"  - {item}")
@@ -124,23 +171,41 @@ def explain(err: ModelRunnerError, limit: int = 12) -> str:
     return "\n".join(lines)
 
 
-def build_bundle(args: argparse.Namespace, target: str, dest: Path, *, validate: bool = True,
-                 on_report: Any = None) -> Path:
+def build_bundle(
+    args: argparse.Namespace, target: str, dest: Path, *, validate: bool = True, on_report: Any = None
+) -> Path:
     """Run onboarding for the parsed options into ``dest`` (a new folder); returns it."""
     from runner.serving import onboarding  # noqa: PLC0415
 
     if onboarding.is_python_spec(target):
         for opt, val in (("--class", args.class_name), ("--method", args.methods), ("--lib", args.libs)):
             if val:
-                raise BadInput(f"{opt} is for Java models; {target} is a Python class",
-                               {"hint": "drop " + opt})
+                raise BadInput(
+                    f"{opt} is for Java models; {target} is a Python class", {"hint": "drop " + opt}
+                )
         return onboarding.bundle_from_python(
-            target, name=args.name, examples=args.examples, artifacts=args.artifacts, proto=args.proto,
-            dest=dest, validate=validate, on_report=on_report)
+            target,
+            name=args.name,
+            examples=args.examples,
+            artifacts=args.artifacts,
+            proto=args.proto,
+            dest=dest,
+            validate=validate,
+            on_report=on_report,
+        )
     return onboarding.bundle_from_jar(
-        Path(target), class_name=args.class_name, methods=args.methods, libs=args.libs, proto=args.proto,
-        artifacts=args.artifacts, name=args.name, examples=args.examples, dest=dest, validate=validate,
-        on_report=on_report)
+        Path(target),
+        class_name=args.class_name,
+        methods=args.methods,
+        libs=args.libs,
+        proto=args.proto,
+        artifacts=args.artifacts,
+        name=args.name,
+        examples=args.examples,
+        dest=dest,
+        validate=validate,
+        on_report=on_report,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,10 +239,23 @@ def run(args: argparse.Namespace) -> int:
     bindings = dict(getattr(report, "bindings", {}) or {})
     outputs = dict(getattr(report, "outputs", {}) or {})
     if args.json:
-        print(json.dumps({"bundle": str(out), "name": meta["name"], "runtime": meta["runtime"],
-                          "entry_point": meta["entry_point"], "methods": rpcs, "size": len(data),
-                          "bindings": _jsonable(bindings), "outputs": _jsonable(outputs),
-                          "proto": proto_text, "curl": curl}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "bundle": str(out),
+                    "name": meta["name"],
+                    "runtime": meta["runtime"],
+                    "entry_point": meta["entry_point"],
+                    "methods": rpcs,
+                    "size": len(data),
+                    "bindings": _jsonable(bindings),
+                    "outputs": _jsonable(outputs),
+                    "proto": proto_text,
+                    "curl": curl,
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"# contract ({meta['name']}/model.proto)")
     print(proto_text.rstrip())
@@ -185,15 +263,19 @@ def run(args: argparse.Namespace) -> int:
     given = meta.get("examples") or {}
     for name in rpcs:
         bound = bindings.get(name) or {}
-        how = " ".join(f"{k}={v}" for k, v in bound.items() if k in ("java_method", "python_method", "convention"))
+        how = " ".join(
+            f"{k}={v}" for k, v in bound.items() if k in ("java_method", "python_method", "convention")
+        )
         source = f"{len(given[name])} example(s)" if given.get(name) else "empty input"
         result = outputs.get(name) or []
         shown = json.dumps(result[0], separators=(",", ":")) if result else ""
         if len(shown) > 100:
             shown = shown[:97] + "..."
         print(f"self-test {name:<16} {how}  {source} -> {shown}".rstrip())
-    print(f"bundle  {out}  ({_size(len(data))}, {meta['runtime']} {meta['entry_point']}, "
-          f"methods: {', '.join(rpcs)}) - validated")
+    print(
+        f"bundle  {out}  ({_size(len(data))}, {meta['runtime']} {meta['entry_point']}, "
+        f"methods: {', '.join(rpcs)}) - validated"
+    )
     print(f"serve   model-runner serve {out}")
     print(f"push    model-runner push {meta['name']} {out}")
     print(f"call    {curl}")
@@ -231,8 +313,10 @@ def list_python_classes(path: Path, *, as_json: bool) -> int:
         print(json.dumps({"module": str(path), "candidates": cands}, indent=2))
         return 0
     if not cands:
-        raise BadInput(f"{path} defines no public class with public methods",
-                       {"hint": "a Python model is a class whose public methods are the rpcs"})
+        raise BadInput(
+            f"{path} defines no public class with public methods",
+            {"hint": "a Python model is a class whose public methods are the rpcs"},
+        )
     print(f"{path}: {len(cands)} candidate class(es)")
     for cand in cands:
         print(f"  {cand['class']}")
@@ -251,8 +335,10 @@ def _method_text(m: Any) -> str:
         if sig:
             return short_signature(str(sig))
         params = m.get("parameters") or m.get("params") or []
-        ptxt = ", ".join(p if isinstance(p, str) else " ".join(str(x) for x in (p.get("type"), p.get("name")) if x)
-                         for p in params)
+        ptxt = ", ".join(
+            p if isinstance(p, str) else " ".join(str(x) for x in (p.get("type"), p.get("name")) if x)
+            for p in params
+        )
         ret = m.get("returns") or m.get("return_type") or m.get("return") or ""
         conv = f"   [{m['convention']}]" if m.get("convention") else ""
         return f"{ret} {m.get('name', '?')}({ptxt}){conv}".strip()
@@ -325,8 +411,9 @@ def _jsonable(value: Any) -> Any:
 
 def curl_line(name: str, rpc: str, example: Any, url: str = "http://127.0.0.1:8080") -> str:
     body = json.dumps(example, separators=(",", ":")).replace("'", "'\\''")
-    return (f"curl -s -X POST {url}/models/{name}/methods/{rpc} "
-            f"-H 'Content-Type: application/json' -d '{body}'")
+    return (
+        f"curl -s -X POST {url}/models/{name}/methods/{rpc} -H 'Content-Type: application/json' -d '{body}'"
+    )
 
 
 def _size(n: int) -> str:

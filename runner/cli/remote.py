@@ -26,70 +26,115 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     from runner.cli.onboard import add_model_options, with_explained_errors  # noqa: PLC0415
 
     def verb(name: str, help_: str, epilog: str, json_flag: bool = True) -> argparse.ArgumentParser:
-        p = subparsers.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".",
-                                  epilog="example:\n  " + epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = subparsers.add_parser(
+            name,
+            help=help_,
+            description=help_[0].upper() + help_[1:] + ".",
+            epilog="example:\n  " + epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.add_argument("--url", help="the service (default: $MODEL_RUNNER_URL or http://127.0.0.1:8080)")
-        p.add_argument("--token", help="admin token (default: $MODEL_RUNNER_TOKEN, else the admin-token "
-                       "file of the local repository)")
+        p.add_argument(
+            "--token",
+            help="admin token (default: $MODEL_RUNNER_TOKEN, else the admin-token "
+            "file of the local repository)",
+        )
         p.add_argument("--repo", type=Path, help="local repository whose admin-token file to use")
         if json_flag:
             p.add_argument("--json", action="store_true", help="machine-readable JSON output")
         return p
 
-    p = verb("push", "upload a bundle (or a JAR/Python class) as a new version of a model and swap to it",
-             "model-runner push iris build/iris.zip\n"
-             "  model-runner push iris build/libs/iris.jar --class org.modelrunner.samples.iris.IrisClassifier\n"
-             "  model-runner push iris-python iris_model.py:IrisClassifier")
+    p = verb(
+        "push",
+        "upload a bundle (or a JAR/Python class) as a new version of a model and swap to it",
+        "model-runner push iris build/iris.zip\n"
+        "  model-runner push iris build/libs/iris.jar --class org.modelrunner.samples.iris.IrisClassifier\n"
+        "  model-runner push iris-python iris_model.py:IrisClassifier",
+    )
     p.add_argument("name", help="model name")
-    p.add_argument("source", metavar="BUNDLE|JAR|MODULE.py:CLASS",
-                   help="a bundle zip or folder, a JAR (with --class), or a Python class")
+    p.add_argument(
+        "source",
+        metavar="BUNDLE|JAR|MODULE.py:CLASS",
+        help="a bundle zip or folder, a JAR (with --class), or a Python class",
+    )
     add_model_options(p, with_name=False)
     p.add_argument("--if-match", type=int, metavar="VERSION", help="fail (412) unless VERSION is current")
-    p.add_argument("--allow-breaking", action="store_true",
-                   help="accept a contract that breaks existing clients (removed/renumbered fields or methods)")
+    p.add_argument(
+        "--allow-breaking",
+        action="store_true",
+        help="accept a contract that breaks existing clients (removed/renumbered fields or methods)",
+    )
     p.set_defaults(handler=with_explained_errors(cmd_push))
 
-    p = verb("proto", "replace only the contract of a model (a new version with the same artifacts)",
-             "model-runner proto iris iris-v2.proto --allow-breaking")
+    p = verb(
+        "proto",
+        "replace only the contract of a model (a new version with the same artifacts)",
+        "model-runner proto iris iris-v2.proto --allow-breaking",
+    )
     p.add_argument("name")
     p.add_argument("file", type=Path, metavar="FILE.proto")
-    p.add_argument("--allow-breaking", action="store_true",
-                   help="accept a change that breaks existing clients (removed/renumbered fields or methods)")
+    p.add_argument(
+        "--allow-breaking",
+        action="store_true",
+        help="accept a change that breaks existing clients (removed/renumbered fields or methods)",
+    )
     p.add_argument("--if-match", type=int, metavar="VERSION")
     p.set_defaults(handler=with_explained_errors(cmd_proto))
 
-    p = verb("rollback", "make the previous version (or --version N) of a model current again",
-             "model-runner rollback iris --version 1")
+    p = verb(
+        "rollback",
+        "make the previous version (or --version N) of a model current again",
+        "model-runner rollback iris --version 1",
+    )
     p.add_argument("name")
     p.add_argument("--version", type=int, metavar="N")
     p.add_argument("--if-match", type=int, metavar="VERSION")
     p.set_defaults(handler=with_explained_errors(cmd_rollback))
 
-    p = verb("models", "list the models the service serves", "model-runner models --url http://127.0.0.1:8080")
+    p = verb(
+        "models", "list the models the service serves", "model-runner models --url http://127.0.0.1:8080"
+    )
     p.set_defaults(handler=with_explained_errors(cmd_models))
 
-    p = verb("history", "show a model's history of swaps, proto changes and rollbacks", "model-runner history iris")
+    p = verb(
+        "history", "show a model's history of swaps, proto changes and rollbacks", "model-runner history iris"
+    )
     p.add_argument("name")
     p.set_defaults(handler=with_explained_errors(cmd_history))
 
     # predict prints the answer as JSON on stdout (script-friendly) and the serving version on stderr,
     # so here --json takes the request body.
-    p = verb("predict", "call a method of a model (prints the answer as JSON)",
-             "model-runner predict iris Classify --json "
-             "'{\"sepal_length\": 5.1, \"sepal_width\": 3.5, \"petal_length\": 1.4, \"petal_width\": 0.2}'\n"
-             "  model-runner predict iris ClassifyBatch --data @rows.json", json_flag=False)
+    p = verb(
+        "predict",
+        "call a method of a model (prints the answer as JSON)",
+        "model-runner predict iris Classify --json "
+        '\'{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}\'\n'
+        "  model-runner predict iris ClassifyBatch --data @rows.json",
+        json_flag=False,
+    )
     p.add_argument("name")
     p.add_argument("method")
     body = p.add_mutually_exclusive_group(required=True)
     body.add_argument("--json", dest="body", metavar="JSON", help="the request as proto3 JSON")
-    body.add_argument("--data", "-d", dest="data", metavar="@FILE|JSON",
-                      help="the request: JSON text, @file, or @- for stdin")
-    p.add_argument("--protobuf", action="store_true",
-                   help="send and receive binary protobuf on the wire (the request is still given as JSON)")
+    body.add_argument(
+        "--data",
+        "-d",
+        dest="data",
+        metavar="@FILE|JSON",
+        help="the request: JSON text, @file, or @- for stdin",
+    )
+    p.add_argument(
+        "--protobuf",
+        action="store_true",
+        help="send and receive binary protobuf on the wire (the request is still given as JSON)",
+    )
     p.set_defaults(handler=with_explained_errors(cmd_predict))
 
-    p = verb("delete", "stop serving a model (its versions stay in the repository until cleanup)",
-             "model-runner delete iris --if-match 3")
+    p = verb(
+        "delete",
+        "stop serving a model (its versions stay in the repository until cleanup)",
+        "model-runner delete iris --if-match 3",
+    )
     p.add_argument("name")
     p.add_argument("--if-match", type=int, metavar="VERSION", help="fail (412) unless VERSION is current")
     p.set_defaults(handler=with_explained_errors(cmd_delete))
@@ -175,19 +220,23 @@ class _Progress:
 
 # ------------------------------------------------------------------------------------------ verbs
 def cmd_push(args: argparse.Namespace) -> int:
-    from runner.serving import onboarding  # noqa: PLC0415
     from runner.client import bundle_bytes  # noqa: PLC0415
+    from runner.serving import onboarding  # noqa: PLC0415
 
     client = client_for(args)
     source: str = args.source
     path = Path(source)
     if path.suffix == ".py" and not onboarding.is_python_spec(source):
-        raise BadInput(f"{source}: name the model class, e.g. {source}:MyModel",
-                       {"hint": f"`model-runner onboard {source}` lists the classes it defines"})
+        raise BadInput(
+            f"{source}: name the model class, e.g. {source}:MyModel",
+            {"hint": f"`model-runner onboard {source}` lists the classes it defines"},
+        )
     if onboarding.is_python_spec(source) or (path.suffix.lower() == ".jar"):
         if not onboarding.is_python_spec(source) and not args.class_name:
-            raise BadInput(f"{source} is a JAR: say which class is the model with --class",
-                           {"hint": f"`model-runner onboard {source}` lists the candidate classes"})
+            raise BadInput(
+                f"{source} is a JAR: say which class is the model with --class",
+                {"hint": f"`model-runner onboard {source}` lists the candidate classes"},
+            )
         from runner.cli.onboard import build_bundle  # noqa: PLC0415
 
         with tempfile.TemporaryDirectory(prefix="mr-push-") as tmp:
@@ -196,21 +245,33 @@ def cmd_push(args: argparse.Namespace) -> int:
             data = bundle_bytes(folder)
     else:
         if any((args.class_name, args.methods, args.libs, args.proto, args.artifacts, args.examples)):
-            raise BadInput("--class/--method/--lib/--proto/--artifacts/--example apply to a JAR or Python "
-                           "class, not to a bundle", {"hint": "edit the bundle, or push the JAR instead"})
+            raise BadInput(
+                "--class/--method/--lib/--proto/--artifacts/--example apply to a JAR or Python "
+                "class, not to a bundle",
+                {"hint": "edit the bundle, or push the JAR instead"},
+            )
         if not path.exists():
-            raise BadInput(f"{source}: no such file or folder",
-                           {"hint": "pass a bundle zip/folder (see `model-runner onboard`), a JAR with --class, "
-                            "or module.py:Class"})
+            raise BadInput(
+                f"{source}: no such file or folder",
+                {
+                    "hint": "pass a bundle zip/folder (see `model-runner onboard`), a JAR with --class, "
+                    "or module.py:Class"
+                },
+            )
         data = bundle_bytes(path)
     progress = _Progress(len(data)) if len(data) >= PROGRESS_MIN_BYTES and not args.json else None
     started = time.monotonic()
-    result = client.push(args.name, data, expected_version=args.if_match, allow_breaking=args.allow_breaking,
-                         progress=progress)
+    result = client.push(
+        args.name, data, expected_version=args.if_match, allow_breaking=args.allow_breaking, progress=progress
+    )
     elapsed = time.monotonic() - started
     version = result.get("version")
-    _out(args, result, f"{args.name}: version {version} is current and served "
-         f"({_size(len(data))} uploaded, {elapsed:.1f} s)")
+    _out(
+        args,
+        result,
+        f"{args.name}: version {version} is current and served "
+        f"({_size(len(data))} uploaded, {elapsed:.1f} s)",
+    )
     return 0
 
 
@@ -220,12 +281,15 @@ def cmd_proto(args: argparse.Namespace) -> int:
     from runner.errors import Conflict  # noqa: PLC0415
 
     try:
-        result = client_for(args).swap_proto(args.name, args.file, allow_breaking=args.allow_breaking,
-                                             expected_version=args.if_match)
+        result = client_for(args).swap_proto(
+            args.name, args.file, allow_breaking=args.allow_breaking, expected_version=args.if_match
+        )
     except Conflict as err:
         changes = err.detail.get("breaking_changes") or []
-        err.detail["hint"] = ("rerun with --allow-breaking to accept it (clients of the old contract may fail)"
-                              + ("; changes: " + "; ".join(map(str, changes)) if changes else ""))
+        err.detail["hint"] = (
+            "rerun with --allow-breaking to accept it (clients of the old contract may fail)"
+            + ("; changes: " + "; ".join(map(str, changes)) if changes else "")
+        )
         raise
     text = f"{args.name}: contract replaced, version {result.get('version')} is current"
     changes = result.get("breaking_changes") or result.get("breaking") or []
@@ -250,8 +314,18 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("no models (push one: model-runner push NAME BUNDLE.zip)")
         return 0
     rows = [{**m, "methods": m.get("methods") or m.get("load_error") and "(load error)"} for m in models]
-    print(table(rows, [("name", "name"), ("version", "version"), ("runtime", "runtime"),
-                       ("methods", "methods"), ("entry_point", "entry point")]))
+    print(
+        table(
+            rows,
+            [
+                ("name", "name"),
+                ("version", "version"),
+                ("runtime", "runtime"),
+                ("methods", "methods"),
+                ("entry_point", "entry point"),
+            ],
+        )
+    )
     return 0
 
 
@@ -264,11 +338,27 @@ def cmd_history(args: argparse.Namespace) -> int:
     rows = []
     for h in history:
         extra = {k: v for k, v in h.items() if k not in shown}
-        rows.append({**h, "sha256": (h.get("sha256") or "")[:12] or None,
-                     "detail": " ".join(f"{k}={_cell(v)}" for k, v in extra.items()) or None})
-    print(table(rows, [("time", "time"), ("action", "action"), ("version", "version"),
-                       ("previous_version", "from"), ("caller", "caller"), ("sha256", "sha256"),
-                       ("detail", "detail")]))
+        rows.append(
+            {
+                **h,
+                "sha256": (h.get("sha256") or "")[:12] or None,
+                "detail": " ".join(f"{k}={_cell(v)}" for k, v in extra.items()) or None,
+            }
+        )
+    print(
+        table(
+            rows,
+            [
+                ("time", "time"),
+                ("action", "action"),
+                ("version", "version"),
+                ("previous_version", "from"),
+                ("caller", "caller"),
+                ("sha256", "sha256"),
+                ("detail", "detail"),
+            ],
+        )
+    )
     return 0
 
 
@@ -279,12 +369,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         try:
             raw = sys.stdin.read() if src == "-" else Path(src).read_text("utf-8")
         except OSError as exc:
-            raise BadInput(f"cannot read {src}: {exc.strerror}", {"hint": "--data @path/to/request.json"}) from None
+            raise BadInput(
+                f"cannot read {src}: {exc.strerror}", {"hint": "--data @path/to/request.json"}
+            ) from None
     try:
         payload = json.loads(raw)
     except ValueError as exc:
-        raise BadInput(f"the request is not JSON: {exc}",
-                       {"hint": "quote it for the shell: --json '{\"field\": 1}'"}) from None
+        raise BadInput(
+            f"the request is not JSON: {exc}", {"hint": "quote it for the shell: --json '{\"field\": 1}'"}
+        ) from None
     client = client_for(args)
     if args.protobuf:
         doc = _predict_protobuf(client, args.name, args.method, payload)

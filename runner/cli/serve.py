@@ -34,26 +34,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "serve",
         help="serve models over HTTP and gRPC (no arguments: the sample models)",
         description="Serve the models of a repository over HTTP (gunicorn workers) and gRPC. "
-                    "Bundles (zip or folder), JARs (with --class) or Python classes (module.py:Class) given "
-                    "as arguments are published into the repository first. With no arguments, an empty "
-                    "repository (the embedded default one unless --repo) is filled with the sample models. "
-                    "SIGTERM drains the requests in flight and stops; SIGHUP replaces the HTTP workers with "
-                    "fresh ones (fresh JVMs) without failing a request. JVM options are fixed when a JVM "
-                    "starts: an upload needing options the running JVMs lack is refused with the options "
-                    "to restart with (--jvm-option).",
+        "Bundles (zip or folder), JARs (with --class) or Python classes (module.py:Class) given "
+        "as arguments are published into the repository first. With no arguments, an empty "
+        "repository (the embedded default one unless --repo) is filled with the sample models. "
+        "SIGTERM drains the requests in flight and stops; SIGHUP replaces the HTTP workers with "
+        "fresh ones (fresh JVMs) without failing a request. JVM options are fixed when a JVM "
+        "starts: an upload needing options the running JVMs lack is refused with the options "
+        "to restart with (--jvm-option).",
         epilog="examples:\n"
-               "  model-runner serve                                  # the sample models\n"
-               "  model-runner serve scorer.jar --class com.acme.Scorer --http-port 8080\n"
-               "  model-runner serve iris_model.py:IrisClassifier --name iris-python\n"
-               "  model-runner serve --repo /srv/models --workers 4 --grpc-port 50051",
+        "  model-runner serve                                  # the sample models\n"
+        "  model-runner serve scorer.jar --class com.acme.Scorer --http-port 8080\n"
+        "  model-runner serve iris_model.py:IrisClassifier --name iris-python\n"
+        "  model-runner serve --repo /srv/models --workers 4 --grpc-port 50051",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("targets", nargs="*", metavar="BUNDLE|JAR|DIR|module.py:Class",
-                   help="bundles, JARs or Python classes to publish before serving")
-    p.add_argument("--config", type=Path, metavar="FILE",
-                   help="settings file (TOML, keys as in docs/configuration.md; default: MODEL_RUNNER_CONFIG); "
-                        "environment variables and flags override it")
-    p.add_argument("--repo", type=Path, help="repository folder (default: MODEL_RUNNER_REPO or ~/.local/share/model-runner/repo)")
+    p.add_argument(
+        "targets",
+        nargs="*",
+        metavar="BUNDLE|JAR|DIR|module.py:Class",
+        help="bundles, JARs or Python classes to publish before serving",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="settings file (TOML, keys as in docs/configuration.md; default: MODEL_RUNNER_CONFIG); "
+        "environment variables and flags override it",
+    )
+    p.add_argument(
+        "--repo",
+        type=Path,
+        help="repository folder (default: MODEL_RUNNER_REPO or ~/.local/share/model-runner/repo)",
+    )
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 = a free one)")
     p.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 = a free one; -1 = no gRPC)")
@@ -63,11 +75,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--admin-token-file", type=Path, help="file holding the admin bearer token")
     p.add_argument("--class", dest="class_name", help="model class of a JAR argument (fully qualified)")
     p.add_argument("--name", help="model name for a single JAR/bundle/Python argument")
-    p.add_argument("--jvm-option", action="append", default=[], metavar="OPT",
-                   help="extra JVM option for every serving process (repeatable)")
+    p.add_argument(
+        "--jvm-option",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="extra JVM option for every serving process (repeatable)",
+    )
     p.add_argument("--max-body-bytes", type=int, help="largest accepted request body (413 above)")
-    p.add_argument("--ready-file", type=Path,
-                   help="write a JSON file {http_port, grpc_port, repo, token_file} once every process serves")
+    p.add_argument(
+        "--ready-file",
+        type=Path,
+        help="write a JSON file {http_port, grpc_port, repo, token_file} once every process serves",
+    )
     p.add_argument("--log-level", default="info", help="gunicorn log level (default info)")
     p.set_defaults(handler=run)
 
@@ -77,9 +97,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     jvm = tuple(args.jvm_option) if args.jvm_option else None
     settings = Settings.from_env(
         config_file=args.config,
-        repo=args.repo, http_host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
-        workers=args.workers, threads=args.threads, grpc_processes=args.grpc_processes,
-        admin_token_file=args.admin_token_file, max_body_bytes=args.max_body_bytes,
+        repo=args.repo,
+        http_host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=args.workers,
+        threads=args.threads,
+        grpc_processes=args.grpc_processes,
+        admin_token_file=args.admin_token_file,
+        max_body_bytes=args.max_body_bytes,
     )
     if jvm:
         settings.jvm_options = tuple(settings.jvm_options) + jvm
@@ -134,20 +160,35 @@ def run(args: argparse.Namespace) -> int:
     if settings.grpc_port >= 0:
         env = {**os.environ, **settings.to_env()}
         for _ in range(max(1, settings.grpc_processes)):  # they share the port (SO_REUSEPORT)
-            grpc_procs.append(subprocess.Popen(
-                [sys.executable, "-m", "runner.grpc", "--port", str(settings.grpc_port),
-                 "--log-level", args.log_level], env=env))
+            grpc_procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "runner.grpc",
+                        "--port",
+                        str(settings.grpc_port),
+                        "--log-level",
+                        args.log_level,
+                    ],
+                    env=env,
+                )
+            )
 
     def on_ready(http_port: int) -> None:
         settings.http_port = http_port
-        threading.Thread(target=_announce_when_serving,
-                         args=(settings, repository, token_file, args.ready_file, grpc_procs, stopping, failed),
-                         name="ready-watch", daemon=True).start()
+        threading.Thread(
+            target=_announce_when_serving,
+            args=(settings, repository, token_file, args.ready_file, grpc_procs, stopping, failed),
+            name="ready-watch",
+            daemon=True,
+        ).start()
 
     from runner.http.gunicorn_app import HttpServer
 
-    server = HttpServer(settings, on_ready=on_ready, on_exit=stop_grpc, on_stop_signal=signal_grpc,
-                        log_level=args.log_level)
+    server = HttpServer(
+        settings, on_ready=on_ready, on_exit=stop_grpc, on_stop_signal=signal_grpc, log_level=args.log_level
+    )
     try:
         server.run()  # gunicorn's arbiter: SIGTERM drains the workers, SIGINT stops them quickly
     except SystemExit as exit_:
@@ -181,8 +222,9 @@ def _prepare_in_child(settings: Settings, args: argparse.Namespace) -> list[str]
             raise ModelRunnerError(f"preparing the repository crashed: {err}", {}) from None
 
 
-def prepare_repository(settings: Settings, targets: list[str], class_name: str | None,
-                       name: str | None) -> list[str]:
+def prepare_repository(
+    settings: Settings, targets: list[str], class_name: str | None, name: str | None
+) -> list[str]:
     """Publish `targets` into the repository (or the samples when there are none and it is empty).
 
     Runs in a helper process. Returns lines to print. A target identical to the current version of its
@@ -207,11 +249,14 @@ def prepare_repository(settings: Settings, targets: list[str], class_name: str |
             for folder in _bundle_folders(target, class_name, name, Path(tmp) / str(i)):
                 bundle_name = name or _bundle_name(folder)
                 if _same_as_current(repository, bundle_name, folder):
-                    lines.append(f"{bundle_name}: unchanged (version {repository.current_version(bundle_name)})")
+                    lines.append(
+                        f"{bundle_name}: unchanged (version {repository.current_version(bundle_name)})"
+                    )
                     continue
                 # the operator names what to serve: a contract change is theirs to make
-                result = admin.upload(bundle_name, folder, expected_version=None, caller="cli:serve",
-                                      allow_breaking=True)
+                result = admin.upload(
+                    bundle_name, folder, expected_version=None, caller="cli:serve", allow_breaking=True
+                )
                 lines.append(f"{bundle_name}: published version {result.get('version')}")
     return lines
 
@@ -239,7 +284,9 @@ def _bundle_folders(target: str, class_name: str | None, name: str | None, work:
             elif child.suffix == ".zip":
                 found.append(_unzip(child, work / f"b{j}"))
         if not found:
-            raise BadInput(f"{target}: neither a bundle (no metadata.json) nor a folder of bundles", {"target": target})
+            raise BadInput(
+                f"{target}: neither a bundle (no metadata.json) nor a folder of bundles", {"target": target}
+            )
         return found
     raise BadInput(f"{target}: not a bundle (.zip or folder), a .jar or module.py:Class", {"target": target})
 
@@ -312,9 +359,15 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _announce_when_serving(settings: Settings, repository: Any, token_file: Path | None, ready_file: Path | None,
-                           grpc_procs: list[subprocess.Popen[bytes]], stopping: threading.Event,
-                           failed: threading.Event) -> None:
+def _announce_when_serving(
+    settings: Settings,
+    repository: Any,
+    token_file: Path | None,
+    ready_file: Path | None,
+    grpc_procs: list[subprocess.Popen[bytes]],
+    stopping: threading.Event,
+    failed: threading.Event,
+) -> None:
     """Wait until every serving process serves every current model, then print the banner and 'ready'.
 
     Runs while gunicorn forks its workers: only lock-free reads of the repository here."""
@@ -323,8 +376,11 @@ def _announce_when_serving(settings: Settings, repository: Any, token_file: Path
     deadline = time.monotonic() + 900
     while not stopping.is_set():
         if any(p.poll() is not None for p in grpc_procs):
-            print("error: a gRPC serving process exited before serving; see its log above. Stopping.",
-                  file=sys.stderr, flush=True)
+            print(
+                "error: a gRPC serving process exited before serving; see its log above. Stopping.",
+                file=sys.stderr,
+                flush=True,
+            )
             failed.set()
             os.kill(os.getpid(), signal.SIGTERM)  # gunicorn's arbiter stops the workers and returns
             return
@@ -334,8 +390,11 @@ def _announce_when_serving(settings: Settings, repository: Any, token_file: Path
         except Exception:  # noqa: BLE001, S110 - a record being written; try again
             pass
         if time.monotonic() > deadline:
-            print("warning: not every serving process reports every model yet; serving anyway",
-                  file=sys.stderr, flush=True)
+            print(
+                "warning: not every serving process reports every model yet; serving anyway",
+                file=sys.stderr,
+                flush=True,
+            )
             break
         time.sleep(0.1)
     if stopping.is_set():
@@ -343,11 +402,18 @@ def _announce_when_serving(settings: Settings, repository: Any, token_file: Path
     print(banner(settings, token_file, repository), flush=True)
     if ready_file is not None:
         tmp = Path(str(ready_file) + ".tmp")
-        tmp.write_text(json.dumps({
-            "http_port": settings.http_port, "grpc_port": settings.grpc_port if grpc_procs else None,
-            "host": settings.http_host, "repo": str(settings.repo),
-            "token_file": str(token_file) if token_file else None, "pid": os.getpid(),
-        }))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "http_port": settings.http_port,
+                    "grpc_port": settings.grpc_port if grpc_procs else None,
+                    "host": settings.http_host,
+                    "repo": str(settings.repo),
+                    "token_file": str(token_file) if token_file else None,
+                    "pid": os.getpid(),
+                }
+            )
+        )
         os.replace(tmp, ready_file)
 
 
@@ -358,8 +424,10 @@ def _all_serving(repository: Any, expected_http: int, expected_grpc: int) -> boo
         models = record.get("models") or {}
         errors = record.get("errors") or {}
         # a model that failed to load in a process counts as settled there (it is reported, not awaited)
-        if all(models.get(name) == version or (errors.get(name) or {}).get("version") == version
-               for name, version in current.items()):
+        if all(
+            models.get(name) == version or (errors.get(name) or {}).get("version") == version
+            for name, version in current.items()
+        ):
             kind = record.get("kind", "http")
             counts[kind] = counts.get(kind, 0) + 1
     return counts["http"] >= expected_http and counts["grpc"] >= expected_grpc
@@ -386,8 +454,10 @@ def banner(settings: Settings, token_file: Path | None, repository: Any) -> str:
         lines.append("  " + example)
     if token_file:
         lines.append("admin:")
-        lines.append(f"  curl -H \"Authorization: Bearer $(cat {shlex.quote(str(token_file))})\" "
-                     f"-X PUT --data-binary @bundle.zip -H 'Content-Type: application/zip' {base}/models/NAME")
+        lines.append(
+            f'  curl -H "Authorization: Bearer $(cat {shlex.quote(str(token_file))})" '
+            f"-X PUT --data-binary @bundle.zip -H 'Content-Type: application/zip' {base}/models/NAME"
+        )
     lines.append(f"model-runner ready: {base}")
     return "\n".join(lines)
 
@@ -400,11 +470,15 @@ def _curl_example(base: str, repository: Any, models: list[str]) -> str | None:
         return None
     name = "iris" if "iris" in models else models[0]
     try:
-        meta = json.loads((repository.version_dir(name, repository.current_version(name)) / "metadata.json").read_text())
+        meta = json.loads(
+            (repository.version_dir(name, repository.current_version(name)) / "metadata.json").read_text()
+        )
         examples = meta.get("examples") or {}
         method, inputs = next(iter(examples.items())) if examples else ("Classify", [_IRIS_EXAMPLE])
         body = json.dumps(inputs[0] if isinstance(inputs, list) else inputs)
     except Exception:  # noqa: BLE001
         method, body = "Classify", json.dumps(_IRIS_EXAMPLE)
-    return (f"curl -s -H 'Content-Type: application/json' -d {shlex.quote(body)} "
-            f"{base}/models/{name}/methods/{method}")
+    return (
+        f"curl -s -H 'Content-Type: application/json' -d {shlex.quote(body)} "
+        f"{base}/models/{name}/methods/{method}"
+    )

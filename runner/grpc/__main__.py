@@ -37,15 +37,26 @@ def _open_repository(settings: Settings) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runner.grpc", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=None, help="port (default: MODEL_RUNNER_GRPC_PORT)")
-    parser.add_argument("--grace", type=float, default=None,
-                        help="seconds to drain in-flight calls on SIGTERM (default: predict_timeout)")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        help="seconds to drain in-flight calls on SIGTERM (default: predict_timeout)",
+    )
     parser.add_argument("--no-reuse-port", action="store_true", help="do not set SO_REUSEPORT")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                        help=f"threads handling calls (default {DEFAULT_THREADS})")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=f"threads handling calls (default {DEFAULT_THREADS})",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s grpc[%(process)d] %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s grpc[%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
 
     settings = Settings.from_env()  # the bridge starts every JVM with -Xrs: SIGTERM stays ours
     stop = threading.Event()
@@ -60,11 +71,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parent = os.getppid()
     repository = _open_repository(settings)
-    registry = Registry(repository, process_kind="grpc", poll_interval=settings.poll_interval, settings=settings)
+    registry = Registry(
+        repository, process_kind="grpc", poll_interval=settings.poll_interval, settings=settings
+    )
     registry.start()
     try:
-        server, port = create_server(settings, registry, port=args.port, reuse_port=not args.no_reuse_port,
-                                     max_workers=args.threads)
+        server, port = create_server(
+            settings, registry, port=args.port, reuse_port=not args.no_reuse_port, max_workers=args.threads
+        )
     except Exception:
         registry.stop()
         raise

@@ -161,7 +161,9 @@ class LiveReflection(reflection_pb2_grpc.ServerReflectionServicer):
         self._index: _Index | None = None
         self._seq = itertools.count()
         self._order: dict[str, tuple[int, int]] = {}  # model -> (version, seq of its (re)load)
-        self._cache: dict[tuple[str, int], _Source] = {}  # (model, version) -> source (versions are immutable)
+        self._cache: dict[
+            tuple[str, int], _Source
+        ] = {}  # (model, version) -> source (versions are immutable)
 
     # --- index ---
 
@@ -268,7 +270,9 @@ class LiveReflection(reflection_pb2_grpc.ServerReflectionServicer):
         if which == "file_by_filename":
             src = idx.by_file.get(request.file_by_filename)
             if src is None:
-                return self._error(request, grpc.StatusCode.NOT_FOUND, f"no file {request.file_by_filename!r}")
+                return self._error(
+                    request, grpc.StatusCode.NOT_FOUND, f"no file {request.file_by_filename!r}"
+                )
             return self._files_response(src, request.file_by_filename, request)
         if which == "file_containing_symbol":
             found = self._symbol_source(idx, request.file_containing_symbol)

@@ -83,8 +83,11 @@ def _error_message(error: BaseException) -> str:
     if error.kind is Kind.MODEL_ERROR:
         # Name the model's own exception class if the message does not already.
         cls = next(
-            (error.detail[k] for k in ("exception_class", "java_class", "python_class", "class")
-             if isinstance(error.detail.get(k), str)),
+            (
+                error.detail[k]
+                for k in ("exception_class", "java_class", "python_class", "class")
+                if isinstance(error.detail.get(k), str)
+            ),
             None,
         )
         if cls and cls not in message:
@@ -194,7 +197,9 @@ class _ModelHandler(grpc.GenericRpcHandler):
                         if hint is None and attempt + 1 < _RESOLVE_ATTEMPTS:
                             continue
                         raise
-                    context.send_initial_metadata(((MODEL_HEADER, lv.name), (VERSION_HEADER, str(lv.version))))
+                    context.send_initial_metadata(
+                        ((MODEL_HEADER, lv.name), (VERSION_HEADER, str(lv.version)))
+                    )
                     timeout = self._timeout(context)
                     return lv.model.invoke(method, request, timeout=timeout)
             raise AssertionError("unreachable")
@@ -283,8 +288,9 @@ def create_server(
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-                         options=options)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"), options=options
+    )
     health_sync = HealthSync(registry, interval=max(settings.poll_interval, 0.05))
     from grpc_health.v1 import health_pb2_grpc
 

@@ -57,12 +57,17 @@ def load_admin_token(settings: Settings) -> str | None:
         try:
             return Path(settings.admin_token_file).read_text().strip() or None
         except OSError as err:
-            log.warning("admin token file %s unreadable (%s): admin endpoints disabled", settings.admin_token_file, err)
+            log.warning(
+                "admin token file %s unreadable (%s): admin endpoints disabled",
+                settings.admin_token_file,
+                err,
+            )
     return None
 
 
-def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any = None,
-               dataplane: Any = None) -> Flask:
+def create_app(
+    settings: Settings, registry: Any, repository: Any, *, admin: Any = None, dataplane: Any = None
+) -> Flask:
     """The Flask app serving `registry` (this process's live models) and administering `repository`.
 
     `admin` and `dataplane` default to runner.serving.admin.Admin / runner.serving.dataplane.DataPlane over the same objects.
@@ -83,8 +88,12 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
     token = load_admin_token(settings)
     metrics = Metrics()
     app.extensions["model_runner"] = {
-        "settings": settings, "registry": registry, "repository": repository,
-        "admin": admin, "dataplane": dataplane, "metrics": metrics,
+        "settings": settings,
+        "registry": registry,
+        "repository": repository,
+        "admin": admin,
+        "dataplane": dataplane,
+        "metrics": metrics,
     }
 
     # ---------------------------------------------------------------- errors
@@ -100,17 +109,21 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
         if isinstance(err, RequestEntityTooLarge):
             core: ModelRunnerError = TooLarge(
                 f"request body larger than the limit of {settings.max_body_bytes} bytes",
-                {"limit": settings.max_body_bytes, "hint": "raise MODEL_RUNNER_MAX_BODY_BYTES"})
+                {"limit": settings.max_body_bytes, "hint": "raise MODEL_RUNNER_MAX_BODY_BYTES"},
+            )
         elif code == 404:
             core = NotFound(f"no endpoint {request.method} {request.path}", {"path": request.path})
         elif code == 405:
-            core = NotFound(f"{request.method} is not allowed on {request.path}",
-                            {"path": request.path, "allowed": sorted(getattr(err, "valid_methods", None) or [])})
+            core = NotFound(
+                f"{request.method} is not allowed on {request.path}",
+                {"path": request.path, "allowed": sorted(getattr(err, "valid_methods", None) or [])},
+            )
         elif cls is not None:
             core = cls(err.description or err.name, {})
         else:
-            response = jsonify({"error": {"kind": "internal", "message": err.description or err.name,
-                                          "detail": {}}})
+            response = jsonify(
+                {"error": {"kind": "internal", "message": err.description or err.name, "detail": {}}}
+            )
             response.status_code = code
             return response
         response = error_response(core)
@@ -132,14 +145,17 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
         """Check the bearer token; returns the caller string recorded in history."""
         header = request.headers.get("Authorization", "")
         if token is None:
-            raise Forbidden("admin endpoints are disabled: no admin token is configured",
-                            {"hint": "set MODEL_RUNNER_ADMIN_TOKEN or --admin-token-file"})
+            raise Forbidden(
+                "admin endpoints are disabled: no admin token is configured",
+                {"hint": "set MODEL_RUNNER_ADMIN_TOKEN or --admin-token-file"},
+            )
         if not header:
             raise Unauthenticated("admin endpoint: send 'Authorization: Bearer <token>'", {})
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
-            raise Unauthenticated("admin endpoint: the Authorization header must be 'Bearer <token>'",
-                                  {"scheme": scheme})
+            raise Unauthenticated(
+                "admin endpoint: the Authorization header must be 'Bearer <token>'", {"scheme": scheme}
+            )
         if not hmac.compare_digest(presented.strip().encode(), token.encode()):
             raise Forbidden("the admin token is wrong", {})
         return f"http:{request.remote_addr or '-'}"
@@ -154,7 +170,9 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
         try:
             return int(value)
         except ValueError:
-            raise BadInput(f"If-Match must be a version number, got {raw!r}", {"header": "If-Match"}) from None
+            raise BadInput(
+                f"If-Match must be a version number, got {raw!r}", {"header": "If-Match"}
+            ) from None
 
     def flag(name: str) -> bool:
         raw = request.args.get(name, "false").lower()
@@ -171,7 +189,9 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
         try:
             return int(raw)
         except ValueError:
-            raise BadInput(f"query parameter {name} must be an integer, got {raw!r}", {"parameter": name}) from None
+            raise BadInput(
+                f"query parameter {name} must be an integer, got {raw!r}", {"parameter": name}
+            ) from None
 
     def single_model() -> str:
         """The one model of a single-model service (the Acumos paths)."""
@@ -180,8 +200,10 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
             return names[0]
         if not names:
             raise NotFound("this service has no model yet", {"hint": "PUT /model or PUT /models/{name}"})
-        raise BadInput(f"this service serves {len(names)} models; use /models/{{name}}/... with one of them",
-                       {"models": names})
+        raise BadInput(
+            f"this service serves {len(names)} models; use /models/{{name}}/... with one of them",
+            {"models": names},
+        )
 
     def current_or_404(name: str) -> int:
         version = repository.current_version(name)
@@ -299,8 +321,9 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
         caller = require_admin()
         expected = expected_version()
         source, name = _bundle_source(name, repository)
-        result = admin.upload(name, source, expected_version=expected, caller=caller,
-                              allow_breaking=flag("allow_breaking"))
+        result = admin.upload(
+            name, source, expected_version=expected, caller=caller, allow_breaking=flag("allow_breaking")
+        )
         metrics.observe_swap(name, "upload")
         return answer(result)
 
@@ -320,8 +343,9 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
         caller = require_admin()
         expected = expected_version()
         proto_text = _proto_text_from_request()
-        result = admin.replace_proto(name, proto_text, allow_breaking=flag("allow_breaking"),
-                                     expected_version=expected, caller=caller)
+        result = admin.replace_proto(
+            name, proto_text, allow_breaking=flag("allow_breaking"), expected_version=expected, caller=caller
+        )
         metrics.observe_swap(name, "proto")
         return answer(result)
 
@@ -336,8 +360,9 @@ def create_app(settings: Settings, registry: Any, repository: Any, *, admin: Any
     @app.post("/models/<name>/rollback")
     def rollback(name: str) -> Response:
         caller = require_admin()
-        result = admin.rollback(name, version=int_arg("version"), expected_version=expected_version(),
-                                caller=caller)
+        result = admin.rollback(
+            name, version=int_arg("version"), expected_version=expected_version(), caller=caller
+        )
         metrics.observe_swap(name, "rollback")
         return answer(result)
 
@@ -391,7 +416,9 @@ def _header_timeout(raw: str | None, settings: Settings) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise BadInput(f"X-Timeout-Seconds must be a number, got {raw!r}", {"header": "X-Timeout-Seconds"}) from None
+        raise BadInput(
+            f"X-Timeout-Seconds must be a number, got {raw!r}", {"header": "X-Timeout-Seconds"}
+        ) from None
     if not value > 0:
         raise BadInput("X-Timeout-Seconds must be positive", {"header": "X-Timeout-Seconds"})
     return min(value, settings.predict_timeout)
@@ -425,7 +452,9 @@ class PredictPath:
         status, headers, body = self.handle(request.environ, name, method)
         return Response(body, status=status, headers=headers)
 
-    def handle(self, environ: dict[str, Any], name: str | None, method: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    def handle(
+        self, environ: dict[str, Any], name: str | None, method: str
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         started = time.perf_counter()
         # Metric labels only ever name served models and methods: names taken from the URL of a request
         # that found nothing would let any client grow /metrics without bound.
@@ -433,13 +462,25 @@ class PredictPath:
         try:
             payload = self._read_body(environ)
             # media negotiation (Content-Type, Accept with q-values) is the data plane's, shared with gRPC
-            result = self.dataplane.predict(name, method, payload, environ.get("CONTENT_TYPE") or MEDIA_JSON,
-                                            environ.get("HTTP_ACCEPT"),
-                                            timeout=_header_timeout(environ.get("HTTP_X_TIMEOUT_SECONDS"),
-                                                                    self.settings))
+            result = self.dataplane.predict(
+                name,
+                method,
+                payload,
+                environ.get("CONTENT_TYPE") or MEDIA_JSON,
+                environ.get("HTTP_ACCEPT"),
+                timeout=_header_timeout(environ.get("HTTP_X_TIMEOUT_SECONDS"), self.settings),
+            )
             label, method_label, status = result.model, method, 200
-            return 200, [("Content-Type", result.content_type), ("Content-Length", str(len(result.body))),
-                         ("X-Model-Name", result.model), ("X-Model-Version", str(result.version))], result.body
+            return (
+                200,
+                [
+                    ("Content-Type", result.content_type),
+                    ("Content-Length", str(len(result.body))),
+                    ("X-Model-Name", result.model),
+                    ("X-Model-Version", str(result.version)),
+                ],
+                result.body,
+            )
         except ModelRunnerError as err:
             if "version" in err.detail and err.kind not in (Kind.NOT_FOUND, Kind.METHOD_NOT_FOUND):
                 label, method_label = str(err.detail.get("model") or name or "-"), method
@@ -448,8 +489,12 @@ class PredictPath:
             return answer
         except Exception as err:
             log.exception("predict %s/%s failed unexpectedly", name, method)
-            return self._error(ModelRunnerError(f"internal error: {type(err).__name__}: {err}",
-                                                {"type": type(err).__name__}), name)
+            return self._error(
+                ModelRunnerError(
+                    f"internal error: {type(err).__name__}: {err}", {"type": type(err).__name__}
+                ),
+                name,
+            )
         finally:
             self.metrics.observe_request(label, method_label, status, time.perf_counter() - started)
 
@@ -465,7 +510,9 @@ class PredictPath:
             if length < 0:
                 raise BadInput(f"Content-Length {raw_length!r} is negative", {})
             if length > limit:
-                raise TooLarge(f"message of {length} bytes exceeds the limit of {limit} bytes", {"limit": limit})
+                raise TooLarge(
+                    f"message of {length} bytes exceeds the limit of {limit} bytes", {"limit": limit}
+                )
             return stream.read(length) if length else b""
         data = stream.read(limit + 1)  # chunked or unknown length
         if len(data) > limit:
@@ -477,8 +524,11 @@ class PredictPath:
         status = status_for(err.kind)
         body = json.dumps(err.to_dict(), default=str).encode()
         detail = err.detail if isinstance(err.detail, dict) else {}
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                   ("X-Model-Name", str(detail.get("model") or name or ""))]
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("X-Model-Name", str(detail.get("model") or name or "")),
+        ]
         if detail.get("version") is not None:
             headers.append(("X-Model-Version", str(detail["version"])))
         return status, headers, body
@@ -521,8 +571,10 @@ def _bundle_source(name: str | None, repository: Any) -> tuple[Any, str]:
             data = files["bundle"].read()
             return data, name or _name_from_zip(data)
         if "model" not in files:
-            raise BadInput("multipart upload needs a 'bundle' part (zip) or a 'model' part (JAR)",
-                           {"parts": sorted(files), "hint": "curl -F bundle=@model.zip or -F model=@model.jar"})
+            raise BadInput(
+                "multipart upload needs a 'bundle' part (zip) or a 'model' part (JAR)",
+                {"parts": sorted(files), "hint": "curl -F bundle=@model.zip or -F model=@model.jar"},
+            )
         from runner.serving.admin import UploadParts
 
         metadata: dict[str, Any] | None = None
@@ -540,24 +592,32 @@ def _bundle_source(name: str | None, repository: Any) -> tuple[Any, str]:
             try:
                 proto = files["proto"].read().decode("utf-8")
             except UnicodeDecodeError as err:
-                raise BadInput(f"the 'proto' part is not UTF-8 text (byte {err.start})", {"part": "proto"}) from None
+                raise BadInput(
+                    f"the 'proto' part is not UTF-8 text (byte {err.start})", {"part": "proto"}
+                ) from None
         libs_parts = files.getlist("lib")
         libs = None
         if libs_parts:
-            libs = {Path(part.filename or f"lib{i}.jar").name or f"lib{i}.jar": part.read()
-                    for i, part in enumerate(libs_parts)}
+            libs = {
+                Path(part.filename or f"lib{i}.jar").name or f"lib{i}.jar": part.read()
+                for i, part in enumerate(libs_parts)
+            }
         if name is None:
             name = str((metadata or {}).get("name") or "")
             if not name:
-                raise BadInput("no model name: use PUT /models/{name}, ?name=, or a 'metadata' part with a name", {})
+                raise BadInput(
+                    "no model name: use PUT /models/{name}, ?name=, or a 'metadata' part with a name", {}
+                )
         return UploadParts(jar=files["model"].read(), proto=proto, metadata=metadata, libs=libs), name
     if request.mimetype in ZIP_MEDIA or not request.mimetype:
         data = request.get_data()
         if not data:
             raise BadInput("empty upload: send a bundle zip as the body, or multipart parts", {})
         return data, name or _name_from_zip(data)
-    raise UnsupportedMedia(f"cannot upload a bundle as {request.content_type!r}",
-                           {"supported": [*ZIP_MEDIA, "multipart/form-data"]})
+    raise UnsupportedMedia(
+        f"cannot upload a bundle as {request.content_type!r}",
+        {"supported": [*ZIP_MEDIA, "multipart/form-data"]},
+    )
 
 
 def _name_from_zip(data: bytes) -> str:
@@ -596,32 +656,58 @@ def build_openapi(snapshot: dict[str, Any]) -> dict[str, Any]:
                     "operationId": f"{name}.{method}",
                     "summary": f"{contract.full_service_name}.{method} of model {name} (version {loaded.version})",
                     "tags": [name],
-                    "requestBody": {"required": True, "content": {
-                        "application/json": {"schema": in_schema},
-                        "application/x-protobuf": binary,
-                        "application/vnd.google.protobuf": binary,
-                    }},
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": in_schema},
+                            "application/x-protobuf": binary,
+                            "application/vnd.google.protobuf": binary,
+                        },
+                    },
                     "responses": {
-                        "200": {"description": "prediction",
-                                "headers": {"X-Model-Name": {"schema": {"type": "string"}},
-                                            "X-Model-Version": {"schema": {"type": "integer"}}},
-                                "content": {"application/json": {"schema": out_schema},
-                                            "application/x-protobuf": binary}},
-                        "default": {"description": "error",
-                                    "content": {"application/json": {"schema": error_schema}}},
+                        "200": {
+                            "description": "prediction",
+                            "headers": {
+                                "X-Model-Name": {"schema": {"type": "string"}},
+                                "X-Model-Version": {"schema": {"type": "integer"}},
+                            },
+                            "content": {
+                                "application/json": {"schema": out_schema},
+                                "application/x-protobuf": binary,
+                            },
+                        },
+                        "default": {
+                            "description": "error",
+                            "content": {"application/json": {"schema": error_schema}},
+                        },
                     },
                 }
             }
     return {
         "openapi": "3.0.3",
-        "info": {"title": "model-runner", "version": "1",
-                 "description": "Models served by this model-runner, derived from their live contracts."},
+        "info": {
+            "title": "model-runner",
+            "version": "1",
+            "description": "Models served by this model-runner, derived from their live contracts.",
+        },
         "paths": paths,
-        "components": {"schemas": {"Error": {
-            "type": "object",
-            "properties": {"error": {"type": "object", "properties": {
-                "kind": {"type": "string"}, "message": {"type": "string"}, "detail": {"type": "object"}}}},
-        }}},
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "properties": {
+                                "kind": {"type": "string"},
+                                "message": {"type": "string"},
+                                "detail": {"type": "object"},
+                            },
+                        }
+                    },
+                }
+            }
+        },
     }
 
 

@@ -34,8 +34,13 @@ def build_worker_app(settings: Settings) -> Any:
 
     # Opening is safe while other processes work: staging entries in use are locked and kept.
     repository = Repository(settings.repo)
-    registry = Registry(repository, process_kind="http", poll_interval=settings.poll_interval,
-                        jvm_options=tuple(settings.jvm_options), jvm_max_heap=settings.jvm_max_heap)
+    registry = Registry(
+        repository,
+        process_kind="http",
+        poll_interval=settings.poll_interval,
+        jvm_options=tuple(settings.jvm_options),
+        jvm_max_heap=settings.jvm_max_heap,
+    )
     registry.start()
     _worker_registry = registry
     return create_app(settings, registry, repository)
@@ -58,9 +63,15 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
     `on_exit()` runs in the master when gunicorn stops.
     """
 
-    def __init__(self, settings: Settings, *, on_ready: Callable[[int], None] | None = None,
-                 on_exit: Callable[[], None] | None = None, on_stop_signal: Callable[[int], None] | None = None,
-                 log_level: str = "info") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_ready: Callable[[int], None] | None = None,
+        on_exit: Callable[[], None] | None = None,
+        on_stop_signal: Callable[[int], None] | None = None,
+        log_level: str = "info",
+    ) -> None:
         self.settings = settings
         self._on_ready = on_ready
         self._on_exit = on_exit
@@ -135,9 +146,11 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         # gunicorn calls this inside each worker after the fork (preload_app is off)
-        logging.basicConfig(level=self._log_level.upper() if self._log_level.upper() in logging._nameToLevel
-                            else "INFO", stream=sys.stderr,
-                            format="%(asctime)s http[%(process)d] %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=self._log_level.upper() if self._log_level.upper() in logging._nameToLevel else "INFO",
+            stream=sys.stderr,
+            format="%(asctime)s http[%(process)d] %(levelname)s %(name)s: %(message)s",
+        )
         return build_worker_app(self.settings)
 
     def _when_ready(self, server: Any) -> None:

@@ -46,25 +46,37 @@ class Metrics:
         ]
         with self._lock:
             for (model, method, status), n in sorted(self._requests.items()):
-                lines.append(f'model_runner_requests_total{{pid="{pid}",model="{_esc(model)}",'
-                             f'method="{_esc(method)}",status="{status}"}} {n}')
-            lines += ["# HELP model_runner_request_seconds Prediction latency in this process.",
-                      "# TYPE model_runner_request_seconds histogram"]
+                lines.append(
+                    f'model_runner_requests_total{{pid="{pid}",model="{_esc(model)}",'
+                    f'method="{_esc(method)}",status="{status}"}} {n}'
+                )
+            lines += [
+                "# HELP model_runner_request_seconds Prediction latency in this process.",
+                "# TYPE model_runner_request_seconds histogram",
+            ]
             for (model, method), hist in sorted(self._latency.items()):
                 labels = f'pid="{pid}",model="{_esc(model)}",method="{_esc(method)}"'
                 cumulative = 0.0
                 for i, bound in enumerate(BUCKETS):
                     cumulative += hist[i]
-                    lines.append(f'model_runner_request_seconds_bucket{{{labels},le="{bound}"}} {int(cumulative)}')
+                    lines.append(
+                        f'model_runner_request_seconds_bucket{{{labels},le="{bound}"}} {int(cumulative)}'
+                    )
                 lines.append(f'model_runner_request_seconds_bucket{{{labels},le="+Inf"}} {int(hist[-1])}')
                 lines.append(f"model_runner_request_seconds_sum{{{labels}}} {hist[-2]:.6f}")
                 lines.append(f"model_runner_request_seconds_count{{{labels}}} {int(hist[-1])}")
-            lines += ["# HELP model_runner_swaps_total Admin swaps (upload, proto, rollback, delete) done through this process.",
-                      "# TYPE model_runner_swaps_total counter"]
+            lines += [
+                "# HELP model_runner_swaps_total Admin swaps (upload, proto, rollback, delete) done through this process.",
+                "# TYPE model_runner_swaps_total counter",
+            ]
             for (model, action), n in sorted(self._swaps.items()):
-                lines.append(f'model_runner_swaps_total{{pid="{pid}",model="{_esc(model)}",action="{action}"}} {n}')
-        lines += ["# HELP model_runner_model_version Version of each model this process serves.",
-                  "# TYPE model_runner_model_version gauge"]
+                lines.append(
+                    f'model_runner_swaps_total{{pid="{pid}",model="{_esc(model)}",action="{action}"}} {n}'
+                )
+        lines += [
+            "# HELP model_runner_model_version Version of each model this process serves.",
+            "# TYPE model_runner_model_version gauge",
+        ]
         for name, loaded in sorted(snapshot.items()):
             lines.append(f'model_runner_model_version{{pid="{pid}",model="{_esc(name)}"}} {loaded.version}')
         return "\n".join(lines) + "\n"

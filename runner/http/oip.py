@@ -9,9 +9,9 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from runner.serving import oip
 from runner.contract import MEDIA_JSON
 from runner.errors import BadInput, NotFound, NotReady
+from runner.serving import oip
 
 SERVER_NAME = "model-runner"
 SERVER_VERSION = "0.1.0"
@@ -24,11 +24,15 @@ def add_oip_routes(app: Flask, registry: Any, dataplane: Any, timeout: float) ->
         current = registry.snapshot().get(name)
         if current is None:
             if name in registry.load_errors():
-                raise NotReady(f"model {name!r} is not loaded: {registry.load_errors()[name]}", {"model": name})
+                raise NotReady(
+                    f"model {name!r} is not loaded: {registry.load_errors()[name]}", {"model": name}
+                )
             raise NotFound(f"no model {name!r}", {"model": name})
         if version is not None and version != str(current.version):
-            raise NotFound(f"model {name!r} serves version {current.version}, not {version}",
-                           {"model": name, "version": current.version})
+            raise NotFound(
+                f"model {name!r} serves version {current.version}, not {version}",
+                {"model": name, "version": current.version},
+            )
         return current
 
     @app.get("/v2")
@@ -70,8 +74,13 @@ def add_oip_routes(app: Flask, registry: Any, dataplane: Any, timeout: float) ->
         payload = json.dumps(oip.request_to_json(contract, method, body)).encode()
         result = dataplane.predict(name, method, payload, MEDIA_JSON, MEDIA_JSON, timeout=timeout)
         answer = oip.response_from_json(
-            contract, method, json.loads(result.body), name=name, version=result.version,
-            request_id=body.get("id"), wanted=body.get("outputs"),
+            contract,
+            method,
+            json.loads(result.body),
+            name=name,
+            version=result.version,
+            request_id=body.get("id"),
+            wanted=body.get("outputs"),
         )
         response = jsonify(answer)
         response.headers["X-Model-Name"] = result.model

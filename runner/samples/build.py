@@ -130,9 +130,11 @@ def find_repo_root() -> Path:
             return candidate
     raise SampleBuildError(
         "cannot find the model-runner source tree (a folder with java-samples/ and protos/iris.proto)",
-        {"tried": [str(c) for c in candidates[:3]],
-         "hint": "install model-runner editable from its checkout (pip install -e .), "
-                 "or set MODEL_RUNNER_SOURCE_ROOT to the checkout"},
+        {
+            "tried": [str(c) for c in candidates[:3]],
+            "hint": "install model-runner editable from its checkout (pip install -e .), "
+            "or set MODEL_RUNNER_SOURCE_ROOT to the checkout",
+        },
     )
 
 
@@ -218,12 +220,16 @@ def ensure_default_repository(repo: Repository) -> list[str]:
 def _gradle_command() -> str:
     gradle = os.environ.get("GRADLE") or shutil.which("gradle")
     if gradle and not shutil.which(gradle):
-        raise SampleBuildError(f"GRADLE={gradle} is not an executable", {"hint": "unset GRADLE or fix the path"})
+        raise SampleBuildError(
+            f"GRADLE={gradle} is not an executable", {"hint": "unset GRADLE or fix the path"}
+        )
     if not gradle:
         raise SampleBuildError(
             "Gradle is not installed: the Java samples are built with Gradle",
-            {"hint": "run `bash .ci/setup` (installs gradle, a JDK, protoc and protobuf-java on Debian), "
-                     "or set GRADLE to a gradle executable"},
+            {
+                "hint": "run `bash .ci/setup` (installs gradle, a JDK, protoc and protobuf-java on Debian), "
+                "or set GRADLE to a gradle executable"
+            },
         )
     return gradle
 
@@ -238,11 +244,14 @@ def _run_gradle(root: Path, weka_jar: Path | None) -> None:
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()
         raise SampleBuildError(
-            f"building the sample models failed (gradle exit {result.returncode}): "
-            f"{_gradle_reason(output)}",
-            {"command": command, "cwd": str(root), "output": output[-8000:],
-             "hint": "the output names the failing task and file; if a build tool is missing (JDK 17, "
-                     "gradle, protoc, protobuf-java, weka.jar from python-weka-wrapper3), run `bash .ci/setup`"},
+            f"building the sample models failed (gradle exit {result.returncode}): {_gradle_reason(output)}",
+            {
+                "command": command,
+                "cwd": str(root),
+                "output": output[-8000:],
+                "hint": "the output names the failing task and file; if a build tool is missing (JDK 17, "
+                "gradle, protoc, protobuf-java, weka.jar from python-weka-wrapper3), run `bash .ci/setup`",
+            },
         )
 
 
@@ -252,7 +261,7 @@ def _gradle_reason(output: str) -> str:
     for i, line in enumerate(lines):
         if line.strip().startswith("* What went wrong"):
             reason = []
-            for follow in lines[i + 1:]:
+            for follow in lines[i + 1 :]:
                 if follow.startswith("* "):
                     break
                 if follow.strip():
@@ -269,12 +278,14 @@ def _assemble_java(root: Path, sample: JavaSample, dest: Path) -> Path | None:
     jars = sorted((project / "build" / "libs").glob("*.jar"))
     if len(jars) != 1:
         raise SampleBuildError(
-            f"expected one jar in {project / 'build' / 'libs'}, found {[j.name for j in jars]}")
+            f"expected one jar in {project / 'build' / 'libs'}, found {[j.name for j in jars]}"
+        )
     class_entry = sample.entry_point.replace(".", "/") + ".class"
     if not _jar_has(jars[0], class_entry):
         # The build succeeded with no sources: the sample is still being written.
-        log.warning("sample %s: %s has no class %s yet; bundle not built", sample.project, jars[0],
-                    sample.entry_point)
+        log.warning(
+            "sample %s: %s has no class %s yet; bundle not built", sample.project, jars[0], sample.entry_point
+        )
         _remove(dest / sample.project)
         return None
     metadata: dict[str, Any] = {
@@ -311,8 +322,9 @@ def _assemble_python(root: Path, dest: Path) -> Path | None:
         return None
 
     def fill(folder: Path) -> None:
-        shutil.copytree(source, folder, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            source, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
         shutil.copy2(root / "protos" / "iris.proto", folder / "model.proto")
 
     return _replace_folder(dest / PYTHON_SAMPLE, fill)
@@ -353,8 +365,12 @@ def _existing_bundles(dest: Path) -> dict[str, Path]:
 def _sources_hash(root: Path, weka_jar: Path | None) -> str:
     """sha256 over every build input: sources and build files by content, external jars by stat."""
     digest = hashlib.sha256()
-    files = [root / "build.gradle", root / "settings.gradle", root / "protos" / "iris.proto",
-             Path(__file__).resolve()]
+    files = [
+        root / "build.gradle",
+        root / "settings.gradle",
+        root / "protos" / "iris.proto",
+        Path(__file__).resolve(),
+    ]
     files += _tree_files(root / "java-samples")
     files += _tree_files(Path(__file__).resolve().parent / PYTHON_SAMPLE)
     for path in files:
@@ -376,7 +392,9 @@ def _tree_files(top: Path) -> list[Path]:
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames if d not in skip)
-        found.extend(Path(dirpath) / name for name in sorted(filenames) if not name.endswith((".pyc", ".zip")))
+        found.extend(
+            Path(dirpath) / name for name in sorted(filenames) if not name.endswith((".pyc", ".zip"))
+        )
     return found
 
 
@@ -433,4 +451,3 @@ def main(argv: list[str] | None = None) -> int:
         for name, folder in sorted(bundles.items()):
             print(f"{name:12} {folder}")
     return 0
-

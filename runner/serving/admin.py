@@ -18,8 +18,8 @@ from typing import Any
 
 from runner.bundle import open_bundle
 from runner.errors import BadInput, Conflict, InvalidBundle, ModelRunnerError, NotFound, SwapTimeout
-from runner.store import Repository, validate_name
 from runner.serving.validate import validate_bundle
+from runner.store import Repository, validate_name
 
 log = logging.getLogger(__name__)
 
@@ -281,14 +281,21 @@ class Admin:
                 {
                     "name": name,
                     "missing_jvm_options": lacking,
-                    "hint": "restart `model-runner serve` with " + " ".join(f"--jvm-option={o}" for o in options)
+                    "hint": "restart `model-runner serve` with "
+                    + " ".join(f"--jvm-option={o}" for o in options)
                     + " (or MODEL_RUNNER_JVM_OPTIONS), then upload again",
                 },
             )
 
     def _publish(
-        self, name: str, folder: Path, bundle: Any, action: str, breaking: list[str],
-        expected_version: int | None, caller: str,
+        self,
+        name: str,
+        folder: Path,
+        bundle: Any,
+        action: str,
+        breaking: list[str],
+        expected_version: int | None,
+        caller: str,
     ) -> int:
         """Publish a staged, validated bundle under the model's lock; history notes breaking changes."""
         return self.repository.publish(

@@ -51,7 +51,11 @@ def _tensor_fields(desc: Descriptor) -> list[FieldDescriptor]:
 
 
 def _spec(field: FieldDescriptor) -> dict[str, Any]:
-    return {"name": field.name, "datatype": DATATYPES[field.cpp_type], "shape": [-1] if field.is_repeated else [1]}
+    return {
+        "name": field.name,
+        "datatype": DATATYPES[field.cpp_type],
+        "shape": [-1] if field.is_repeated else [1],
+    }
 
 
 def model_metadata(name: str, version: int, runtime: str, contract: Contract) -> dict[str, Any]:
@@ -112,8 +116,14 @@ def request_to_json(contract: Contract, method: str, body: Any) -> dict[str, Any
 
 
 def response_from_json(
-    contract: Contract, method: str, output: dict[str, Any], *, name: str, version: int,
-    request_id: str | None, wanted: Any = None,
+    contract: Contract,
+    method: str,
+    output: dict[str, Any],
+    *,
+    name: str,
+    version: int,
+    request_id: str | None,
+    wanted: Any = None,
 ) -> dict[str, Any]:
     """The V2 inference response from the proto3 JSON of the rpc's output message."""
     names = None
@@ -127,8 +137,9 @@ def response_from_json(
         data: list[Any] = list(value) if field.is_repeated else [value]
         if field.cpp_type in _INT64:
             data = [int(v) for v in data]
-        tensors.append({"name": field.name, "datatype": DATATYPES[field.cpp_type], "shape": [len(data)],
-                        "data": data})
+        tensors.append(
+            {"name": field.name, "datatype": DATATYPES[field.cpp_type], "shape": [len(data)], "data": data}
+        )
     answer: dict[str, Any] = {"model_name": name, "model_version": str(version), "outputs": tensors}
     if request_id is not None:
         answer["id"] = request_id

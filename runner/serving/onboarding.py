@@ -34,7 +34,9 @@ def default_name(*, class_name: str | None = None, source: Path | str | None = N
     ``iris-classifier``, ``iris_model:IrisClassifier`` -> ``iris-classifier``)."""
     candidates: list[str] = []
     if source is not None:
-        stem = re.sub(r"[-_.]v?\d+(\.\d+)*([-.](SNAPSHOT|RELEASE))?$", "", Path(source).stem, flags=re.IGNORECASE)
+        stem = re.sub(
+            r"[-_.]v?\d+(\.\d+)*([-.](SNAPSHOT|RELEASE))?$", "", Path(source).stem, flags=re.IGNORECASE
+        )
         if stem.lower() not in _GENERIC_STEMS:
             candidates.append(stem)
     if class_name:
@@ -52,8 +54,11 @@ def check_name(name: str) -> str:
     if not NAME_RE.fullmatch(name):
         raise BadInput(
             f"invalid model name {name!r}",
-            {"name": name, "hint": "use lowercase letters, digits, '-', '_' and '.', starting with a "
-             "letter or digit, at most 63 characters (e.g. --name iris)"},
+            {
+                "name": name,
+                "hint": "use lowercase letters, digits, '-', '_' and '.', starting with a "
+                "letter or digit, at most 63 characters (e.g. --name iris)",
+            },
         )
     return name
 
@@ -91,8 +96,12 @@ def bundle_from_jar(
         cands = list_candidates(jar, libs)
         raise BadInput(
             f"{jar.name}: choose the model class with --class",
-            {"jar": str(jar), "candidates": cands,
-             "hint": "rerun with --class FQCN, e.g. --class " + (cands[0]["class"] if cands else "com.acme.Model")},
+            {
+                "jar": str(jar),
+                "candidates": cands,
+                "hint": "rerun with --class FQCN, e.g. --class "
+                + (cands[0]["class"] if cands else "com.acme.Model"),
+            },
         )
     name = check_name(name or default_name(class_name=class_name, source=jar))
 
@@ -145,8 +154,11 @@ def _check_jar(path: Path, *, role: str) -> None:
     if path.is_dir() or not zipfile.is_zipfile(path):
         raise InvalidBundle(
             f"{path} is not a JAR (not a zip archive)",
-            {"path": str(path), "hint": "pass the JAR your build produced, e.g. build/libs/<project>.jar "
-             "(`gradle build` / `mvn package`)"},
+            {
+                "path": str(path),
+                "hint": "pass the JAR your build produced, e.g. build/libs/<project>.jar "
+                "(`gradle build` / `mvn package`)",
+            },
         )
 
 
@@ -234,8 +246,10 @@ def python_candidates(path: Path) -> list[dict]:
     except OSError as exc:
         raise NotFound(f"{path}: {exc.strerror}", {"path": str(path)}) from None
     except SyntaxError as exc:
-        raise InvalidBundle(f"{path}:{exc.lineno}: SyntaxError: {exc.msg}",
-                            {"file": str(path), "line": exc.lineno, "column": exc.offset}) from None
+        raise InvalidBundle(
+            f"{path}:{exc.lineno}: SyntaxError: {exc.msg}",
+            {"file": str(path), "line": exc.lineno, "column": exc.offset},
+        ) from None
     out = []
     for node in tree.body:
         if not isinstance(node, ast.ClassDef) or node.name.startswith("_"):
@@ -243,8 +257,11 @@ def python_candidates(path: Path) -> list[dict]:
         methods = []
         for item in node.body:
             if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and not item.name.startswith("_"):
-                args = [a.arg + (f": {ast.unparse(a.annotation)}" if a.annotation else "")
-                        for a in item.args.args if a.arg not in ("self", "cls")]
+                args = [
+                    a.arg + (f": {ast.unparse(a.annotation)}" if a.annotation else "")
+                    for a in item.args.args
+                    if a.arg not in ("self", "cls")
+                ]
                 ret = f" -> {ast.unparse(item.returns)}" if item.returns else ""
                 methods.append(f"{item.name}({', '.join(args)}){ret}")
         if methods:
@@ -263,26 +280,36 @@ def _resolve_python(spec: str) -> tuple[Path, str, str, list[tuple[Path, str]]]:
     path = Path(left)
     if left.endswith(".py") or path.exists():
         if path.is_dir():
-            raise BadInput(f"{left} is a folder; name the module file", {"hint": f"e.g. {left}/model.py:{class_name}"})
+            raise BadInput(
+                f"{left} is a folder; name the module file", {"hint": f"e.g. {left}/model.py:{class_name}"}
+            )
         if not path.exists():
             raise NotFound(f"{left}: no such file", {"path": left, "hint": "check the path to the .py file"})
         if not path.stem.isidentifier():
-            raise BadInput(f"{path.name}: a module file name must be a Python identifier",
-                           {"hint": "rename it, e.g. my_model.py"})
+            raise BadInput(
+                f"{path.name}: a module file name must be a Python identifier",
+                {"hint": "rename it, e.g. my_model.py"},
+            )
         return path.parent.resolve(), path.stem, class_name, [(path, path.name)]
     module_name = left
     if not all(part.isidentifier() for part in module_name.split(".")):
-        raise BadInput(f"{module_name!r} is neither a .py file nor a module name",
-                       {"hint": "use path/to/module.py:ClassName or package.module:ClassName"})
+        raise BadInput(
+            f"{module_name!r} is neither a .py file nor a module name",
+            {"hint": "use path/to/module.py:ClassName or package.module:ClassName"},
+        )
     top = module_name.split(".")[0]
     try:
         found = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         found = None
     if found is None:
-        raise NotFound(f"module {top!r} not found", {
-            "sys_path": sys.path[:5],
-            "hint": "run from the folder that holds it, or pass path/to/module.py:ClassName"})
+        raise NotFound(
+            f"module {top!r} not found",
+            {
+                "sys_path": sys.path[:5],
+                "hint": "run from the folder that holds it, or pass path/to/module.py:ClassName",
+            },
+        )
     files: list[tuple[Path, str]] = []
     if found.submodule_search_locations:  # a package: copy the whole package folder
         pkg_dir = Path(next(iter(found.submodule_search_locations)))
@@ -311,9 +338,17 @@ def _import_class(root: Path, module_name: str, class_name: str, spec: str) -> t
         where = _user_frame(exc, root)
         raise InvalidBundle(
             f"cannot import {module_name} ({spec}): {type(exc).__name__}: {exc}",
-            {"module": module_name, "exception": type(exc).__name__, "message": str(exc), **where,
-             "hint": "fix the error above; `python -c 'import " + module_name + "'` from "
-             + str(root) + " shows the same"},
+            {
+                "module": module_name,
+                "exception": type(exc).__name__,
+                "message": str(exc),
+                **where,
+                "hint": "fix the error above; `python -c 'import "
+                + module_name
+                + "'` from "
+                + str(root)
+                + " shows the same",
+            },
         ) from None
     finally:
         if added:
@@ -323,12 +358,20 @@ def _import_class(root: Path, module_name: str, class_name: str, spec: str) -> t
                 pass
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
-        found = sorted(n for n, v in vars(module).items()
-                       if isinstance(v, type) and getattr(v, "__module__", None) == module.__name__)
+        found = sorted(
+            n
+            for n, v in vars(module).items()
+            if isinstance(v, type) and getattr(v, "__module__", None) == module.__name__
+        )
         raise NotFound(
             f"{module_name} has no class {class_name}",
-            {"module": module_name, "classes": found,
-             "hint": ("classes defined there: " + ", ".join(found)) if found else "define the class in that module"},
+            {
+                "module": module_name,
+                "classes": found,
+                "hint": ("classes defined there: " + ", ".join(found))
+                if found
+                else "define the class in that module",
+            },
         )
     return cls
 
@@ -348,13 +391,20 @@ def _proto_from_class(cls: type, spec: str) -> str:
     try:
         return str(pyinspect.generate_proto(cls))
     except ModelRunnerError as exc:
-        exc.detail.setdefault("hint", "annotate each public method's parameters and return type "
-                              "(dataclasses become messages), or pass a contract with --proto")
+        exc.detail.setdefault(
+            "hint",
+            "annotate each public method's parameters and return type "
+            "(dataclasses become messages), or pass a contract with --proto",
+        )
         raise
     except Exception as exc:  # noqa: BLE001
-        raise InvalidBundle(f"cannot derive a contract from {spec}: {exc}",
-                            {"hint": "annotate each public method's parameter and return types, "
-                             "or pass a contract with --proto"}) from None
+        raise InvalidBundle(
+            f"cannot derive a contract from {spec}: {exc}",
+            {
+                "hint": "annotate each public method's parameter and return types, "
+                "or pass a contract with --proto"
+            },
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------- shared
@@ -372,7 +422,9 @@ def _filling(dest: Path) -> Iterator[None]:
         raise
 
 
-def _finish(dest: Path, meta: dict[str, Any], validate: bool, on_report: Callable[[Any], None] | None) -> None:
+def _finish(
+    dest: Path, meta: dict[str, Any], validate: bool, on_report: Callable[[Any], None] | None
+) -> None:
     """Write metadata.json, then run the bundle's self-test (examples, or generated inputs)."""
     _write_metadata(dest, meta)
     if validate:
@@ -396,7 +448,9 @@ def _copy_artifacts(src: Path, dest: Path) -> None:
     for p in sorted(src.rglob("*")):
         rel = p.relative_to(src)
         if rel.as_posix() in ("metadata.json", "model.proto", "model.jar"):
-            raise BadInput(f"{p}: an artifact may not be named {rel}", {"hint": "these names are the bundle's own"})
+            raise BadInput(
+                f"{p}: an artifact may not be named {rel}", {"hint": "these names are the bundle's own"}
+            )
         target = dest / rel
         if p.is_dir():
             target.mkdir(parents=True, exist_ok=True)
@@ -437,15 +491,22 @@ def _parse_examples(examples: Iterable[str], proto_text: str) -> dict[str, list[
         if m:
             rpc, text = m.group(1), m.group(2).strip()
             if rpc not in rpcs:
-                raise BadInput(f"example {i}: the contract has no method {rpc}",
-                               {"methods": rpcs, "hint": "use one of: " + ", ".join(rpcs)})
+                raise BadInput(
+                    f"example {i}: the contract has no method {rpc}",
+                    {"methods": rpcs, "hint": "use one of: " + ", ".join(rpcs)},
+                )
         if text.startswith("@"):
             text = _read_text(Path(text[1:]), f"example {i}")
         try:
             doc = json.loads(text)
         except ValueError as exc:
-            raise BadInput(f"example {i} is not JSON: {exc}", {"example": raw[:200],
-                           "hint": "quote it for the shell, e.g. --example 'Classify={\"x\": 1}'"}) from None
+            raise BadInput(
+                f"example {i} is not JSON: {exc}",
+                {
+                    "example": raw[:200],
+                    "hint": "quote it for the shell, e.g. --example 'Classify={\"x\": 1}'",
+                },
+            ) from None
         targets = [rpc] if rpc else rpcs
         fits: list[str] = []
         reasons: dict[str, str] = {}
@@ -456,9 +517,14 @@ def _parse_examples(examples: Iterable[str], proto_text: str) -> dict[str, list[
             except json_format.ParseError as exc:
                 reasons[r] = str(exc)
         if not fits:
-            raise BadInput(f"example {i} does not fit the input of " + (rpc or "any method"),
-                           {"example": doc, "reasons": reasons,
-                            "hint": "use the input message's field names (see the contract)"})
+            raise BadInput(
+                f"example {i} does not fit the input of " + (rpc or "any method"),
+                {
+                    "example": doc,
+                    "reasons": reasons,
+                    "hint": "use the input message's field names (see the contract)",
+                },
+            )
         out.setdefault(fits[0], []).append(doc)
     return out
 
@@ -481,22 +547,34 @@ def _from_bridge(exc: Exception, *, jar: Path, class_name: str | None) -> ModelR
     missing = re.search(r"(?:NoClassDefFoundError|ClassNotFoundException):?\s+([\w/.$]+)", message)
     if missing and class_name and missing.group(1).replace("/", ".") != class_name:
         dep = missing.group(1).replace("/", ".")
-        detail.setdefault("hint", f"a dependency is missing: add the JAR that holds {dep} with --lib "
-                          "(e.g. from your build's runtime classpath)")
+        detail.setdefault(
+            "hint",
+            f"a dependency is missing: add the JAR that holds {dep} with --lib "
+            "(e.g. from your build's runtime classpath)",
+        )
     elif "proto-native" in message:
-        detail.setdefault("hint", "pass the .proto its message classes were generated from with --proto "
-                          "(and protobuf-java with --lib)")
+        detail.setdefault(
+            "hint",
+            "pass the .proto its message classes were generated from with --proto "
+            "(and protobuf-java with --lib)",
+        )
     if kind == "JavaLoadError":
         if class_name:
-            detail.setdefault("hint", f"run `model-runner onboard {jar}` without --class to list the classes "
-                              "it holds; add dependency JARs with --lib")
+            detail.setdefault(
+                "hint",
+                f"run `model-runner onboard {jar}` without --class to list the classes "
+                "it holds; add dependency JARs with --lib",
+            )
         return InvalidBundle(message, detail)
     if kind == "BindError":
         detail.setdefault("hint", "pass --method NAME for the methods to serve, or a contract with --proto")
         return InvalidContract(message, detail)
     if kind == "JavaInspectError":
-        detail.setdefault("hint", f"`model-runner onboard {jar}` lists the public methods of each class; "
-                          "pass the ones to serve with --method, or write the contract and pass --proto")
+        detail.setdefault(
+            "hint",
+            f"`model-runner onboard {jar}` lists the public methods of each class; "
+            "pass the ones to serve with --method, or write the contract and pass --proto",
+        )
         return BadInput(message, detail)
     if kind in ("JvmNotFoundError", "JvmOptionsError"):
         detail.setdefault("hint", "install a JDK 17 and set JAVA_HOME")

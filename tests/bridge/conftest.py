@@ -36,7 +36,11 @@ def build_bundle(project: str, *, parameters: bool = True) -> Path:
     """A bundle folder holding model.jar compiled from tests/bridge/java/<project> (plus its resources/)."""
     src = HERE / "java" / project
     sources = sorted(p for p in src.rglob("*.java"))
-    resources = sorted(p for p in (src / "resources").rglob("*") if p.is_file()) if (src / "resources").is_dir() else []
+    resources = (
+        sorted(p for p in (src / "resources").rglob("*") if p.is_file())
+        if (src / "resources").is_dir()
+        else []
+    )
     h = hashlib.sha256(f"{parameters}".encode())
     for p in sources + resources:
         h.update(p.relative_to(src).as_posix().encode() + b"\0" + p.read_bytes())
@@ -142,5 +146,12 @@ def run_python(code: str, timeout: float = 240) -> subprocess.CompletedProcess:
     """Runs ``code`` in a fresh interpreter (a fresh JVM); returns the completed process."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=str(REPO), check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=str(REPO),
+        check=False,
+    )

@@ -38,16 +38,31 @@ def kitchen_contract():
 
 @pytest.fixture(scope="module")
 def kitchen(kitchen_bundle, kitchen_contract, jvm_started):
-    model = JavaModel.load(artifact_dir=kitchen_bundle, class_name="org.modelrunner.tests.kitchen.Kitchen",
-                           service=kitchen_contract.service)
+    model = JavaModel.load(
+        artifact_dir=kitchen_bundle,
+        class_name="org.modelrunner.tests.kitchen.Kitchen",
+        service=kitchen_contract.service,
+    )
     yield model
     model.close()
 
 
 def everything(contract):
     E = contract.input_class("Echo")
-    e = E(i32=-7, i64=2**40 + 3, f=1.5, d=-2.25, flag=True, name="kitchen", blob=b"\x00\xffbin", color=1,
-          tags=["a", "b,c", "é"], counts=[1, -2, 2**62], delta=-12345, nickname="")
+    e = E(
+        i32=-7,
+        i64=2**40 + 3,
+        f=1.5,
+        d=-2.25,
+        flag=True,
+        name="kitchen",
+        blob=b"\x00\xffbin",
+        color=1,
+        tags=["a", "b,c", "é"],
+        counts=[1, -2, 2**62],
+        delta=-12345,
+        nickname="",
+    )
     e.origin.x, e.origin.y = 1.0, 2.0
     for i in range(3):
         p = e.points.add()
@@ -88,8 +103,11 @@ def test_plain_parameters_by_name(kitchen, kitchen_contract):
 
 
 def test_plain_parameters_by_position(kitchen_positional_bundle, kitchen_contract, jvm_started):
-    with JavaModel.load(artifact_dir=kitchen_positional_bundle, class_name="org.modelrunner.tests.kitchen.Kitchen",
-                        service=kitchen_contract.service) as model:
+    with JavaModel.load(
+        artifact_dir=kitchen_positional_bundle,
+        class_name="org.modelrunner.tests.kitchen.Kitchen",
+        service=kitchen_contract.service,
+    ) as model:
         req = kitchen_contract.input_class("Score")(age=1, city="Rome")
         out = kitchen_contract.output_class("Score").FromString(model.call("Score", req.SerializeToString()))
         assert out.score == 6.0
@@ -105,7 +123,9 @@ def test_static_method_and_scalar_result(kitchen, kitchen_contract):
 def test_overload_resolution_picks_the_binding_one(kitchen, kitchen_contract):
     assert "Point" in kitchen.bindings["Describe"]["signature"]
     p = kitchen_contract.input_class("Describe")(x=1.0, y=2.0)
-    out = kitchen_contract.output_class("Describe").FromString(kitchen.call("Describe", p.SerializeToString()))
+    out = kitchen_contract.output_class("Describe").FromString(
+        kitchen.call("Describe", p.SerializeToString())
+    )
     assert out.text == "point:1.0,2.0"
 
 
@@ -136,8 +156,11 @@ def _batch(contract, rows):
 
 def test_acumos_csv_model_config_in_jar(acumos_bundle, jvm_started):
     contract = compile_contract(ACUMOS_PROTO)
-    with JavaModel.load(artifact_dir=acumos_bundle, class_name="org.modelrunner.tests.acumos.AcumosModel",
-                        service=contract.service) as model:
+    with JavaModel.load(
+        artifact_dir=acumos_bundle,
+        class_name="org.modelrunner.tests.acumos.AcumosModel",
+        service=contract.service,
+    ) as model:
         assert {b["convention"] for b in model.bindings.values()} == {"acumos"}
         assert model.bindings["PredictOne"]["java_method"] == "predict"  # modelMethod
         b = _batch(contract, [(5.1, 3.5, 1.4, 0.2), (6.3, 3.3, 6.0, 2.5)])
@@ -145,8 +168,12 @@ def test_acumos_csv_model_config_in_jar(acumos_bundle, jvm_started):
         assert list(labels.labels) == ["setosa", "virginica"]
         raw = contract.output_class("Raw").FromString(model.call("Raw", b.SerializeToString()))
         assert list(raw.labels) == ["5.1,3.5,1.4,0.2\n6.3,3.3,6.0,2.5"]
-        one = contract.input_class("PredictOne")(sepal_length=6, sepal_width=3, petal_length=4.5, petal_width=1.5)
-        out = contract.output_class("PredictOne").FromString(model.call("PredictOne", one.SerializeToString()))
+        one = contract.input_class("PredictOne")(
+            sepal_length=6, sepal_width=3, petal_length=4.5, petal_width=1.5
+        )
+        out = contract.output_class("PredictOne").FromString(
+            model.call("PredictOne", one.SerializeToString())
+        )
         assert list(out.labels) == ["versicolor"]
         lengths = contract.output_class("Lengths").FromString(model.call("Lengths", b.SerializeToString()))
         assert list(lengths.values) == [5.1, 6.3]
@@ -157,23 +184,37 @@ def test_acumos_json_config_in_artifact_folder(acumos_bundle, copy_bundle, jvm_s
 
     folder = copy_bundle(acumos_bundle)
     (folder / "modelConfig.properties").write_text(
-        "modelClassName=org.modelrunner.tests.acumos.AcumosModel\nmodelMethod=raw\nmodelInputType=json\n")
+        "modelClassName=org.modelrunner.tests.acumos.AcumosModel\nmodelMethod=raw\nmodelInputType=json\n"
+    )
     contract = compile_contract(ACUMOS_PROTO.replace("rpc Lengths (IrisBatch) returns (LengthList);", ""))
-    with JavaModel.load(artifact_dir=folder, class_name="org.modelrunner.tests.acumos.AcumosModel",
-                        service=contract.service, overrides={"Predict": {"convention": "acumos", "java_method": "raw"}}) as model:
+    with JavaModel.load(
+        artifact_dir=folder,
+        class_name="org.modelrunner.tests.acumos.AcumosModel",
+        service=contract.service,
+        overrides={"Predict": {"convention": "acumos", "java_method": "raw"}},
+    ) as model:
         b = _batch(contract, [(5.1, 3.5, 1.4, 0.2)])
         raw = contract.output_class("Raw").FromString(model.call("Raw", b.SerializeToString()))
-        assert json.loads(raw.labels[0]) == [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]
+        assert json.loads(raw.labels[0]) == [
+            {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+        ]
         one = contract.input_class("PredictOne")(sepal_length=1)
-        out = contract.output_class("PredictOne").FromString(model.call("PredictOne", one.SerializeToString()))
-        assert json.loads(out.labels[0]) == [{"sepal_length": 1.0, "sepal_width": 0.0, "petal_length": 0.0, "petal_width": 0.0}]
+        out = contract.output_class("PredictOne").FromString(
+            model.call("PredictOne", one.SerializeToString())
+        )
+        assert json.loads(out.labels[0]) == [
+            {"sepal_length": 1.0, "sepal_width": 0.0, "petal_length": 0.0, "petal_width": 0.0}
+        ]
 
 
 def test_constructor_gets_artifact_folder(faults_bundle, faults_contract, copy_bundle, jvm_started):
     folder = copy_bundle(faults_bundle)
     (folder / "greeting.txt").write_text("hello,")
-    with JavaModel.load(artifact_dir=folder, class_name="org.modelrunner.tests.faults.FaultModel",
-                        service=faults_contract.service) as model:
+    with JavaModel.load(
+        artifact_dir=folder,
+        class_name="org.modelrunner.tests.faults.FaultModel",
+        service=faults_contract.service,
+    ) as model:
         req = faults_contract.input_class("Echo")(text="world", n=2)
         out = faults_contract.output_class("Echo").FromString(model.call("Echo", req.SerializeToString()))
         assert out.text == "hello,world#2"

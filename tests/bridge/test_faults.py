@@ -17,7 +17,9 @@ FAULT_CLASS = "org.modelrunner.tests.faults.FaultModel"
 
 @pytest.fixture(scope="module")
 def faults(faults_bundle, faults_contract, jvm_started):
-    model = JavaModel.load(artifact_dir=faults_bundle, class_name=FAULT_CLASS, service=faults_contract.service)
+    model = JavaModel.load(
+        artifact_dir=faults_bundle, class_name=FAULT_CLASS, service=faults_contract.service
+    )
     yield model
     model.close()
 
@@ -56,8 +58,12 @@ def test_deadline_stops_the_call_and_the_process_keeps_serving(faults, faults_co
     assert e.value.detail["timeout_ms"] == 200
     assert echo(faults, faults_contract) == "ok#7"
     # the thread that was interrupted/stopped serves the next timed call normally
-    assert faults_contract.output_class("Echo").FromString(
-        faults.call("Echo", req(faults_contract, "again", 1), timeout=5)).text == "again#1"
+    assert (
+        faults_contract.output_class("Echo")
+        .FromString(faults.call("Echo", req(faults_contract, "again", 1), timeout=5))
+        .text
+        == "again#1"
+    )
 
 
 def test_deadline_on_other_threads_while_calls_continue(faults, faults_contract):
@@ -131,15 +137,20 @@ def test_lib_jar_that_is_not_a_zip(faults_bundle, copy_bundle, faults_contract, 
 
 def test_missing_class(faults_bundle, faults_contract, jvm_started):
     with pytest.raises(JavaLoadError, match="class org.acme.Nope not found in model.jar") as e:
-        JavaModel.load(artifact_dir=faults_bundle, class_name="org.acme.Nope", service=faults_contract.service)
+        JavaModel.load(
+            artifact_dir=faults_bundle, class_name="org.acme.Nope", service=faults_contract.service
+        )
     assert not isinstance(e.value, BindError)
 
 
 def test_constructor_that_throws(faults_bundle, faults_contract, jvm_started):
     c = compile_contract(FAULTS_PROTO.split("service")[0] + "service S { rpc Echo (Req) returns (Reply); }")
     with pytest.raises(JavaLoadError) as e:
-        JavaModel.load(artifact_dir=faults_bundle, class_name="org.modelrunner.tests.faults.BadCtorModel",
-                       service=c.service)
+        JavaModel.load(
+            artifact_dir=faults_bundle,
+            class_name="org.modelrunner.tests.faults.BadCtorModel",
+            service=c.service,
+        )
     assert "constructor of org.modelrunner.tests.faults.BadCtorModel threw" in e.value.message
     assert e.value.detail["java_class"] == "java.lang.IllegalStateException"
     assert e.value.detail["java_message"] == "licence file missing"
@@ -147,19 +158,26 @@ def test_constructor_that_throws(faults_bundle, faults_contract, jvm_started):
 
 def test_no_usable_constructor(faults_bundle, jvm_started):
     c = compile_contract(FAULTS_PROTO.split("service")[0] + "service S { rpc Echo (Req) returns (Reply); }")
-    with pytest.raises(JavaLoadError, match=r"no constructor taking \(java.nio.file.Path\), \(String\) or \(\)"):
-        JavaModel.load(artifact_dir=faults_bundle, class_name="org.modelrunner.tests.faults.NoCtorModel",
-                       service=c.service)
+    with pytest.raises(
+        JavaLoadError, match=r"no constructor taking \(java.nio.file.Path\), \(String\) or \(\)"
+    ):
+        JavaModel.load(
+            artifact_dir=faults_bundle,
+            class_name="org.modelrunner.tests.faults.NoCtorModel",
+            service=c.service,
+        )
 
 
 def test_method_that_does_not_exist(faults_bundle, jvm_started):
-    c = compile_contract(FAULTS_PROTO.replace("rpc Hog (Req) returns (Reply);", "rpc Predict (Req) returns (Reply);"))
+    c = compile_contract(
+        FAULTS_PROTO.replace("rpc Hog (Req) returns (Reply);", "rpc Predict (Req) returns (Reply);")
+    )
     with pytest.raises(JavaLoadError) as e:
         JavaModel.load(artifact_dir=faults_bundle, class_name=FAULT_CLASS, service=c.service)
     assert isinstance(e.value, BindError)
-    assert e.value.detail["problems"] == [{
-        "rpc": "Predict", "message": "", "field": "",
-        "reason": e.value.detail["problems"][0]["reason"]}]
+    assert e.value.detail["problems"] == [
+        {"rpc": "Predict", "message": "", "field": "", "reason": e.value.detail["problems"][0]["reason"]}
+    ]
     assert "no public method 'predict' in class " + FAULT_CLASS in e.value.detail["problems"][0]["reason"]
 
 

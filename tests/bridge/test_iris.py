@@ -17,14 +17,18 @@ FIELDS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
 @pytest.fixture(scope="module")
 def iris(sample_bundles: dict[str, Path], iris_contract, jvm_started):
-    model = JavaModel.load(artifact_dir=sample_bundles["iris"], class_name=IRIS_CLASS, service=iris_contract.service)
+    model = JavaModel.load(
+        artifact_dir=sample_bundles["iris"], class_name=IRIS_CLASS, service=iris_contract.service
+    )
     yield model
     model.close()
 
 
 def classify(model: JavaModel, contract, row, timeout=None) -> object:
     req = contract.input_class("Classify")(**dict(zip(FIELDS, row)))
-    return contract.output_class("Classify").FromString(model.call("Classify", req.SerializeToString(), timeout))
+    return contract.output_class("Classify").FromString(
+        model.call("Classify", req.SerializeToString(), timeout)
+    )
 
 
 def test_pojo_classify_gives_sensible_species(iris, iris_contract):
@@ -47,7 +51,9 @@ def test_bindings_report_convention_and_method(iris):
 def test_batch_list_of_beans(iris, iris_contract):
     In = iris_contract.input_class("Classify")
     batch = iris_contract.input_class("ClassifyBatch")(rows=[In(**dict(zip(FIELDS, r))) for r in ROWS])
-    out = iris_contract.output_class("ClassifyBatch").FromString(iris.call("ClassifyBatch", batch.SerializeToString()))
+    out = iris_contract.output_class("ClassifyBatch").FromString(
+        iris.call("ClassifyBatch", batch.SerializeToString())
+    )
     assert [p.species for p in out.predictions] == ["setosa", "versicolor", "virginica"]
     empty = iris.call("ClassifyBatch", b"")
     assert iris_contract.output_class("ClassifyBatch").FromString(empty).predictions == []
@@ -57,7 +63,9 @@ def test_matrix_double_arrays(iris, iris_contract):
     fm = iris_contract.input_class("ClassifyMatrix")()
     for r in ROWS * 400:
         fm.rows.add().values.extend(r)
-    out = iris_contract.output_class("ClassifyMatrix").FromString(iris.call("ClassifyMatrix", fm.SerializeToString()))
+    out = iris_contract.output_class("ClassifyMatrix").FromString(
+        iris.call("ClassifyMatrix", fm.SerializeToString())
+    )
     assert list(out.indices) == [0, 1, 2] * 400
 
 
@@ -77,8 +85,12 @@ def test_timed_call_gives_same_answer(iris, iris_contract):
 
 
 def test_two_versions_side_by_side(sample_bundles, iris_contract, jvm_started):
-    v1 = JavaModel.load(artifact_dir=sample_bundles["iris"], class_name=IRIS_CLASS, service=iris_contract.service)
-    v2 = JavaModel.load(artifact_dir=sample_bundles["iris-v2"], class_name=IRIS_CLASS, service=iris_contract.service)
+    v1 = JavaModel.load(
+        artifact_dir=sample_bundles["iris"], class_name=IRIS_CLASS, service=iris_contract.service
+    )
+    v2 = JavaModel.load(
+        artifact_dir=sample_bundles["iris-v2"], class_name=IRIS_CLASS, service=iris_contract.service
+    )
     try:
         for _ in range(3):  # interleaved: each version keeps its own classes
             assert classify(v1, iris_contract, ROWS[0]).species == "setosa"
@@ -93,16 +105,20 @@ def test_two_versions_side_by_side(sample_bundles, iris_contract, jvm_started):
 def test_proto_native(sample_bundles, iris_contract, jvm_started):
     if "iris-proto" not in sample_bundles:
         pytest.skip("iris-proto sample not built")
-    model = JavaModel.load(artifact_dir=sample_bundles["iris-proto"],
-                           class_name="org.modelrunner.samples.irisproto.IrisProtoClassifier",
-                           service=iris_contract.service)
+    model = JavaModel.load(
+        artifact_dir=sample_bundles["iris-proto"],
+        class_name="org.modelrunner.samples.irisproto.IrisProtoClassifier",
+        service=iris_contract.service,
+    )
     try:
         assert {b["convention"] for b in model.bindings.values()} == {"proto"}
         assert classify(model, iris_contract, ROWS[0]).species == "setosa"
         fm = iris_contract.input_class("ClassifyMatrix")()
         for r in ROWS:
             fm.rows.add().values.extend(r)
-        out = iris_contract.output_class("ClassifyMatrix").FromString(model.call("ClassifyMatrix", fm.SerializeToString()))
+        out = iris_contract.output_class("ClassifyMatrix").FromString(
+            model.call("ClassifyMatrix", fm.SerializeToString())
+        )
         assert len(out.indices) == 3
         with pytest.raises(JavaModelError) as bad:  # the caller's bytes are at fault: BadInput, not 500
             model.call("Classify", b"\xff\xff\xff")
@@ -112,7 +128,9 @@ def test_proto_native(sample_bundles, iris_contract, jvm_started):
 
 
 def test_close_then_call_fails_and_close_is_idempotent(sample_bundles, iris_contract, jvm_started):
-    model = JavaModel.load(artifact_dir=sample_bundles["iris"], class_name=IRIS_CLASS, service=iris_contract.service)
+    model = JavaModel.load(
+        artifact_dir=sample_bundles["iris"], class_name=IRIS_CLASS, service=iris_contract.service
+    )
     model.close()
     model.close()
     with pytest.raises(BridgeError):
@@ -121,8 +139,9 @@ def test_close_then_call_fails_and_close_is_idempotent(sample_bundles, iris_cont
 
 def test_load_call_close_cycles(sample_bundles, iris_contract, jvm_started):
     for _ in range(30):
-        with JavaModel.load(artifact_dir=sample_bundles["iris"], class_name=IRIS_CLASS,
-                            service=iris_contract.service) as model:
+        with JavaModel.load(
+            artifact_dir=sample_bundles["iris"], class_name=IRIS_CLASS, service=iris_contract.service
+        ) as model:
             assert classify(model, iris_contract, ROWS[1]).species == "versicolor"
 
 
@@ -134,9 +153,15 @@ def test_unknown_rpc(iris):
 def test_override_method_and_convention(sample_bundles, iris_contract, jvm_started):
     # Bind rpc Classify to classifyBatch? No: the override must still bind; map ClassifyBatch's rpc to the
     # same method explicitly and Classify with an explicit convention.
-    model = JavaModel.load(artifact_dir=sample_bundles["iris"], class_name=IRIS_CLASS, service=iris_contract.service,
-                           overrides={"Classify": {"java_method": "classify", "convention": "pojo"},
-                                      "ClassifyBatch": {"java_method": "classifyBatch"}})
+    model = JavaModel.load(
+        artifact_dir=sample_bundles["iris"],
+        class_name=IRIS_CLASS,
+        service=iris_contract.service,
+        overrides={
+            "Classify": {"java_method": "classify", "convention": "pojo"},
+            "ClassifyBatch": {"java_method": "classifyBatch"},
+        },
+    )
     try:
         assert model.bindings["Classify"]["convention"] == "pojo"
         assert classify(model, iris_contract, ROWS[0]).species == "setosa"
@@ -150,8 +175,11 @@ def test_concurrent_calls_from_many_threads(iris, iris_contract):
     expected = ["setosa", "versicolor", "virginica"]
 
     def work(i: int) -> bool:
-        return all(classify(iris, iris_contract, ROWS[(i + k) % 3], timeout=10 if k % 2 else None).species
-                   == expected[(i + k) % 3] for k in range(200))
+        return all(
+            classify(iris, iris_contract, ROWS[(i + k) % 3], timeout=10 if k % 2 else None).species
+            == expected[(i + k) % 3]
+            for k in range(200)
+        )
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(work, range(16)))

@@ -44,7 +44,9 @@ def cycles(bundle, cls: str, rpc: str, example: dict, warmup: int, n: int) -> di
 
 def test_iris_200_cycles_flat(sample_bundles):
     example = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
-    r = cycles(sample_bundles["iris"], "org.modelrunner.samples.iris.IrisClassifier", "Classify", example, 20, 200)
+    r = cycles(
+        sample_bundles["iris"], "org.modelrunner.samples.iris.IrisClassifier", "Classify", example, 20, 200
+    )
     before, after = r["before"], r["after"]
     assert after["loaded_classes"] - before["loaded_classes"] <= 20, r
     assert after["metaspace_used"] - before["metaspace_used"] <= 2 * 1024 * 1024, r

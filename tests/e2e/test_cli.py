@@ -30,9 +30,17 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], capture_output=True, text=True,
-                          env=env or cli_env(), timeout=timeout, check=False)
+def run_cli(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env or cli_env(),
+        timeout=timeout,
+        check=False,
+    )
 
 
 @dataclass
@@ -53,10 +61,28 @@ class Served:
 def start_serve(targets: list[str | Path], tmp: Path, *extra: str) -> Served:
     """`model-runner serve TARGETS` on a free port; returns once it reports ready."""
     repo, ready, log = tmp / "repo", tmp / "ready.json", tmp / "serve.log"
-    cmd = [sys.executable, "-m", "runner", "serve", *map(str, targets), "--repo", str(repo),
-           "--http-port", "0", "--grpc-port", "-1", "--workers", "2", "--ready-file", str(ready), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "runner",
+        "serve",
+        *map(str, targets),
+        "--repo",
+        str(repo),
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "-1",
+        "--workers",
+        "2",
+        "--ready-file",
+        str(ready),
+        *extra,
+    ]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=cli_env(), start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=cli_env(), start_new_session=True
+        )
     deadline = time.monotonic() + SERVE_TIMEOUT
     while not ready.exists():
         if proc.poll() is not None:
@@ -89,7 +115,9 @@ def served(sample_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFac
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
     return result
 
 
@@ -111,8 +139,16 @@ def test_predict(served: Served, tmp_path: Path) -> None:
     species, stderr = predict_species(served)
     assert species == "setosa" and "iris version 1" in stderr
     req = tmp_path / "batch.json"
-    req.write_text(json.dumps({"rows": [ROW, {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0,
-                                                "petal_width": 2.5}]}))
+    req.write_text(
+        json.dumps(
+            {
+                "rows": [
+                    ROW,
+                    {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5},
+                ]
+            }
+        )
+    )
     r = ok(served.cli("predict", "iris", "ClassifyBatch", "--data", f"@{req}", token=False))
     assert [p["species"] for p in json.loads(r.stdout)["predictions"]] == ["setosa", "virginica"]
     r = ok(served.cli("predict", "iris", "Classify", "--protobuf", "--json", json.dumps(ROW), token=False))
@@ -145,8 +181,20 @@ def test_push_bundle_then_jar(served: Served, sample_bundles: dict[str, Path]) -
     assert "iris: version 2 is current" in r.stdout
     assert predict_species(served)[0] == "Iris-setosa"
     # a JAR with --class is onboarded on the way (the service validates it), as --json
-    r = ok(served.cli("push", "iris", sample_bundles["iris"] / "model.jar", "--class", IRIS_CLASS,
-                      "--proto", sample_bundles["iris"] / "model.proto", "--if-match", "2", "--json"))
+    r = ok(
+        served.cli(
+            "push",
+            "iris",
+            sample_bundles["iris"] / "model.jar",
+            "--class",
+            IRIS_CLASS,
+            "--proto",
+            sample_bundles["iris"] / "model.proto",
+            "--if-match",
+            "2",
+            "--json",
+        )
+    )
     assert json.loads(r.stdout)["version"] == 3
     assert predict_species(served) == ("setosa", "(iris version 3)\n")
     # optimistic concurrency: version 2 is no longer current
@@ -168,8 +216,17 @@ def test_push_large_bundle_shows_progress(served: Served, sample_bundles: dict[s
 
 def test_push_python_class(served: Served, sample_bundles: dict[str, Path]) -> None:
     folder = sample_bundles["iris-python"]
-    r = ok(served.cli("push", "iris-py", f"{folder / 'iris_model.py'}:IrisClassifier", "--proto",
-                      folder / "model.proto", "--example", "Classify=" + json.dumps(ROW)))
+    r = ok(
+        served.cli(
+            "push",
+            "iris-py",
+            f"{folder / 'iris_model.py'}:IrisClassifier",
+            "--proto",
+            folder / "model.proto",
+            "--example",
+            "Classify=" + json.dumps(ROW),
+        )
+    )
     assert "iris-py: version 1 is current" in r.stdout
     r = ok(served.cli("predict", "iris-py", "Classify", "--json", json.dumps(ROW), token=False))
     assert json.loads(r.stdout)["species"] == "setosa"
@@ -218,8 +275,9 @@ def test_delete(served: Served) -> None:
     assert "no models" in ok(served.cli("models", token=False)).stdout
 
 
-@pytest.mark.parametrize("verb", ["onboard", "push", "proto", "rollback", "models", "history", "predict",
-                                  "delete", "serve"])
+@pytest.mark.parametrize(
+    "verb", ["onboard", "push", "proto", "rollback", "models", "history", "predict", "delete", "serve"]
+)
 def test_every_verb_has_help_with_an_example(verb: str) -> None:
     r = ok(run_cli(verb, "--help"))
     assert "usage: model-runner " + verb in r.stdout

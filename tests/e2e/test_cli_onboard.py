@@ -33,8 +33,11 @@ def test_onboard_without_class_lists_candidates(iris_jar: Path) -> None:
 
 def test_onboard_jar(iris_jar: Path, tmp_path: Path) -> None:
     out = tmp_path / "out" / "iris.zip"
-    r = ok(run_cli("onboard", iris_jar, "--class", IRIS_CLASS, "--example", "Classify=" + json.dumps(ROW),
-                   "-o", out))
+    r = ok(
+        run_cli(
+            "onboard", iris_jar, "--class", IRIS_CLASS, "--example", "Classify=" + json.dumps(ROW), "-o", out
+        )
+    )
     assert "service " in r.stdout and "rpc Classify" in r.stdout  # the contract is printed
     assert "curl -s -X POST http://127.0.0.1:8080/models/iris/methods/Classify" in r.stdout
     assert f"model-runner push iris {out}" in r.stdout
@@ -47,8 +50,19 @@ def test_onboard_jar(iris_jar: Path, tmp_path: Path) -> None:
 
 def test_onboard_python(sample_bundles: dict[str, Path], tmp_path: Path) -> None:
     module = sample_bundles["iris-python"] / "iris_model.py"
-    r = ok(run_cli("onboard", f"{module}:IrisClassifier", "--name", "iris-python", "--json",
-                   "--proto", module.parent / "model.proto", "-o", tmp_path / "py.zip"))
+    r = ok(
+        run_cli(
+            "onboard",
+            f"{module}:IrisClassifier",
+            "--name",
+            "iris-python",
+            "--json",
+            "--proto",
+            module.parent / "model.proto",
+            "-o",
+            tmp_path / "py.zip",
+        )
+    )
     doc = json.loads(r.stdout)
     assert doc["runtime"] == "python" and "Classify" in doc["methods"]
     assert (tmp_path / "py.zip").is_file()
@@ -56,8 +70,10 @@ def test_onboard_python(sample_bundles: dict[str, Path], tmp_path: Path) -> None
 
 def test_onboard_python_file_without_class_lists_classes(tmp_path: Path) -> None:
     mod = tmp_path / "scoring.py"
-    mod.write_text("class Scorer:\n    def score(self, age: int) -> float:\n        return 0.5\n"
-                   "    def _private(self):\n        pass\n\nclass _Hidden:\n    def f(self):\n        pass\n")
+    mod.write_text(
+        "class Scorer:\n    def score(self, age: int) -> float:\n        return 0.5\n"
+        "    def _private(self):\n        pass\n\nclass _Hidden:\n    def f(self):\n        pass\n"
+    )
     r = ok(run_cli("onboard", mod))
     assert f"{mod}:Scorer" in r.stdout and "score(age: int) -> float" in r.stdout
     assert "_private" not in r.stdout and "_Hidden" not in r.stdout
@@ -86,7 +102,9 @@ def test_python_file_that_does_not_import(tmp_path: Path) -> None:
     bad.write_text("import no_such_module_xyz\n\nclass Model:\n    pass\n")
     r = run_cli("onboard", f"{bad}:Model")
     assert r.returncode == 1
-    assert "cannot import broken_model" in r.stderr and "no_such_module_xyz" in r.stderr and "hint:" in r.stderr
+    assert (
+        "cannot import broken_model" in r.stderr and "no_such_module_xyz" in r.stderr and "hint:" in r.stderr
+    )
 
 
 def test_usage_errors() -> None:

@@ -53,10 +53,17 @@ class Served:
     def predict(self, model: str, method: str, body: Any, **kw: Any) -> requests.Response:
         return self.session.post(f"{self.base}/models/{model}/methods/{method}", json=body, timeout=60, **kw)
 
-    def put_bundle(self, name: str, folder: Path, *, allow_breaking: bool = False, **headers: str) -> requests.Response:
+    def put_bundle(
+        self, name: str, folder: Path, *, allow_breaking: bool = False, **headers: str
+    ) -> requests.Response:
         params = {"allow_breaking": "true"} if allow_breaking else {}
-        return self.session.put(f"{self.base}/models/{name}", data=write_bundle_zip(folder), params=params,
-                                headers={**self.auth, "Content-Type": "application/zip", **headers}, timeout=120)
+        return self.session.put(
+            f"{self.base}/models/{name}",
+            data=write_bundle_zip(folder),
+            params=params,
+            headers={**self.auth, "Content-Type": "application/zip", **headers},
+            timeout=120,
+        )
 
     def current(self, name: str) -> int:
         r = self.session.get(f"{self.base}/models/{name}/versions", timeout=30)
@@ -67,14 +74,35 @@ class Served:
         return self.log.read_text(errors="replace")
 
 
-def _start(args: list[str], tmp: Path, env_extra: dict[str, str] | None = None, timeout: float = 300) -> Served:
+def _start(
+    args: list[str], tmp: Path, env_extra: dict[str, str] | None = None, timeout: float = 300
+) -> Served:
     repo = tmp / "repo"
     ready = tmp / "ready.json"
     log = tmp / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
     env.update(env_extra or {})
-    cmd = [sys.executable, "-m", "runner", "serve", *args, "--repo", str(repo), "--http-port", "0",
-           "--grpc-port", "0", "--grpc-processes", "2", "--workers", "2", "--threads", "4", "--ready-file", str(ready)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "runner",
+        "serve",
+        *args,
+        "--repo",
+        str(repo),
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--grpc-processes",
+        "2",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--ready-file",
+        str(ready),
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     deadline = time.monotonic() + timeout
@@ -145,15 +173,24 @@ def test_json_and_protobuf_predictions_for_each_sample(served: Served) -> None:
         species = r.json()["species"]
         assert species.lower().endswith("setosa"), (name, species)
 
-        r = served.session.post(f"{served.base}/models/{name}/methods/Classify", data=request_pb,
-                                headers={"Content-Type": PB}, timeout=60)
+        r = served.session.post(
+            f"{served.base}/models/{name}/methods/Classify",
+            data=request_pb,
+            headers={"Content-Type": PB},
+            timeout=60,
+        )
         assert r.status_code == 200, (name, r.text)
         assert r.headers["Content-Type"].startswith(PB)
         assert r.headers["X-Model-Name"] == name
         out = contract.output_class("Classify").FromString(r.content)
         assert out.species == species
 
-        batch = {"rows": [FLOWER, {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}]}
+        batch = {
+            "rows": [
+                FLOWER,
+                {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3},
+            ]
+        }
         r = served.predict(name, "ClassifyBatch", batch)
         assert r.status_code == 200, (name, r.text)
         assert len(r.json()["predictions"]) == 2
@@ -164,21 +201,37 @@ def test_content_negotiation_and_errors_through_gunicorn(served: Served) -> None
     r = served.predict("iris", "Classify", FLOWER, headers={"Accept": PB})
     assert r.status_code == 200 and r.headers["Content-Type"].startswith(PB)
     assert contract.output_class("Classify").FromString(r.content).species == "setosa"
-    r = served.session.post(f"{served.base}/models/iris/methods/Classify",
-                            data=contract.input_class("Classify")(**FLOWER).SerializeToString(),
-                            headers={"Content-Type": "application/vnd.google.protobuf", "Accept": "application/json"})
+    r = served.session.post(
+        f"{served.base}/models/iris/methods/Classify",
+        data=contract.input_class("Classify")(**FLOWER).SerializeToString(),
+        headers={"Content-Type": "application/vnd.google.protobuf", "Accept": "application/json"},
+    )
     assert r.status_code == 200 and r.json()["species"] == "setosa"
 
     cases = [
         (served.predict("nope", "Classify", FLOWER), 404, "not_found"),
         (served.predict("iris", "Nope", FLOWER), 404, "method_not_found"),
         (served.predict("iris", "Classify", {"sepal_length": "many"}), 400, "bad_input"),
-        (served.session.post(f"{served.base}/models/iris/methods/Classify", data="x",
-                             headers={"Content-Type": "text/plain"}), 415, "unsupported_media"),
-        (served.predict("iris", "Classify", FLOWER, headers={"Accept": "text/html"}), 415, "unsupported_media"),
+        (
+            served.session.post(
+                f"{served.base}/models/iris/methods/Classify",
+                data="x",
+                headers={"Content-Type": "text/plain"},
+            ),
+            415,
+            "unsupported_media",
+        ),
+        (
+            served.predict("iris", "Classify", FLOWER, headers={"Accept": "text/html"}),
+            415,
+            "unsupported_media",
+        ),
         (served.session.delete(f"{served.base}/models/iris"), 401, "unauthenticated"),
-        (served.session.delete(f"{served.base}/models/iris", headers={"Authorization": "Bearer wrong"}),
-         403, "forbidden"),
+        (
+            served.session.delete(f"{served.base}/models/iris", headers={"Authorization": "Bearer wrong"}),
+            403,
+            "forbidden",
+        ),
     ]
     for response, status, kind in cases:
         assert response.status_code == status, response.text
@@ -222,20 +275,36 @@ def test_swap_under_load(served: Served, sample_bundles: dict[str, Path], tmp_pa
     out, stop_file, client_ready = tmp_path / "results.json", tmp_path / "stop", tmp_path / "client-ready"
     v0 = served.current("iris")
     families = {v0: "v1"}
-    client = subprocess.Popen([sys.executable, "-c", LOAD_CLIENT, f"{served.base}/models/iris/methods/Classify",
-                               str(out), str(stop_file), str(client_ready)])
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            LOAD_CLIENT,
+            f"{served.base}/models/iris/methods/Classify",
+            str(out),
+            str(stop_file),
+            str(client_ready),
+        ]
+    )
     swaps: list[tuple[float, float, int]] = []  # (request sent, 200 received, new version)
     try:
         while not client_ready.exists():
             assert client.poll() is None
             time.sleep(0.05)
         time.sleep(0.3)
-        zips = {"v2": write_bundle_zip(sample_bundles["iris-v2"]), "v1": write_bundle_zip(sample_bundles["iris"])}
+        zips = {
+            "v2": write_bundle_zip(sample_bundles["iris-v2"]),
+            "v1": write_bundle_zip(sample_bundles["iris"]),
+        }
         for i in range(40):
             family = "v2" if i % 2 == 0 else "v1"
             t0 = time.monotonic()
-            r = served.session.put(f"{served.base}/models/iris", data=zips[family],
-                                   headers={**served.auth, "Content-Type": "application/zip"}, timeout=120)
+            r = served.session.put(
+                f"{served.base}/models/iris",
+                data=zips[family],
+                headers={**served.auth, "Content-Type": "application/zip"},
+                timeout=120,
+            )
             t1 = time.monotonic()
             assert r.status_code == 200, r.text
             version = int(r.json()["version"])
@@ -261,42 +330,53 @@ def test_swap_under_load(served: Served, sample_bundles: dict[str, Path], tmp_pa
         version = int(version_header)
         lo, hi = windows[version]
         assert end > lo and start < hi, (
-            f"answer [{start:.3f}, {end:.3f}] by version {version}, current only during [{lo:.3f}, {hi:.3f}]")
+            f"answer [{start:.3f}, {end:.3f}] by version {version}, current only during [{lo:.3f}, {hi:.3f}]"
+        )
         assert species in (V2_LABELS if families[version] == "v2" else V1_LABELS), (version, species)
     served_versions = {int(r[3]) for r in results}
     assert len(served_versions) > 10, "answers came from many of the swapped versions"
 
 
-def test_proto_only_swap_adds_a_method_on_every_worker(served: Served, sample_bundles: dict[str, Path],
-                                                       tmp_path: Path) -> None:
+def test_proto_only_swap_adds_a_method_on_every_worker(
+    served: Served, sample_bundles: dict[str, Path], tmp_path: Path
+) -> None:
     base, auth = served.base, served.auth
     # a breaking change (field renumbered) is refused without the flag, with the report
     before = served.current("iris")
     renumbered = IRIS_PROTO.replace("double sepal_width = 2;", "double sepal_width = 5;")
-    r = served.session.put(f"{base}/models/iris/proto", data=renumbered,
-                           headers={**auth, "Content-Type": "text/plain"})
+    r = served.session.put(
+        f"{base}/models/iris/proto", data=renumbered, headers={**auth, "Content-Type": "text/plain"}
+    )
     assert r.status_code == 409, r.text
     error = r.json()["error"]
     assert error["kind"] == "conflict" and "sepal_width" in json.dumps(error)
     assert served.current("iris") == before
 
     # a version without ClassifyMatrix ...
-    r = served.put_bundle("iris", narrowed_bundle(sample_bundles["iris"], tmp_path / "narrow"), allow_breaking=True)
+    r = served.put_bundle(
+        "iris", narrowed_bundle(sample_bundles["iris"], tmp_path / "narrow"), allow_breaking=True
+    )
     assert r.status_code == 200, r.text
     narrowed = int(r.json()["version"])
     matrix = {"rows": [{"values": [5.1, 3.5, 1.4, 0.2]}, {"values": [6.7, 3.0, 5.2, 2.3]}]}
     for _ in range(20):  # fresh connections, spread over both workers
-        r = requests.post(f"{base}/models/iris/methods/ClassifyMatrix", json=matrix, headers={"Connection": "close"})
+        r = requests.post(
+            f"{base}/models/iris/methods/ClassifyMatrix", json=matrix, headers={"Connection": "close"}
+        )
         assert r.status_code == 404 and r.json()["error"]["kind"] == "method_not_found"
         assert r.headers["X-Model-Version"] == str(narrowed)
 
     # ... then a proto-only swap adds it back: not breaking, no flag, every worker serves it at once
-    r = served.session.put(f"{base}/models/iris/proto", files={"proto": ("model.proto", IRIS_PROTO)}, headers=auth)
+    r = served.session.put(
+        f"{base}/models/iris/proto", files={"proto": ("model.proto", IRIS_PROTO)}, headers=auth
+    )
     assert r.status_code == 200, r.text
     widened = int(r.json()["version"])
     assert widened > narrowed and len(r.json()["served_by"]) == 4  # 2 HTTP workers, 2 gRPC processes
     for _ in range(20):
-        r = requests.post(f"{base}/models/iris/methods/ClassifyMatrix", json=matrix, headers={"Connection": "close"})
+        r = requests.post(
+            f"{base}/models/iris/methods/ClassifyMatrix", json=matrix, headers={"Connection": "close"}
+        )
         assert r.status_code == 200, r.text
         assert r.json()["indices"] == [0, 2]
         assert r.headers["X-Model-Version"] == str(widened)
@@ -314,8 +394,9 @@ def _copy(folder: Path, tmp: Path, name: str) -> Path:
     return dest
 
 
-def test_broken_bundles_are_refused_and_nothing_changes(served: Served, sample_bundles: dict[str, Path],
-                                                        tmp_path: Path) -> None:
+def test_broken_bundles_are_refused_and_nothing_changes(
+    served: Served, sample_bundles: dict[str, Path], tmp_path: Path
+) -> None:
     iris = sample_bundles["iris"]
     bad_jar = _copy(iris, tmp_path, "bad-jar")
     (bad_jar / "model.jar").write_bytes(b"this is not a zip file")
@@ -326,8 +407,11 @@ def test_broken_bundles_are_refused_and_nothing_changes(served: Served, sample_b
     meta["examples"] = {"Echo": [{"text": "boom"}]}  # the toy model raises on this example
     (failing / "metadata.json").write_text(json.dumps(meta))
 
-    cases = (("iris", bad_jar, "invalid_bundle", "jar"), ("iris", bad_proto, "invalid_contract", "line"),
-             ("toy", failing, "invalid_bundle", "asked to fail"))
+    cases = (
+        ("iris", bad_jar, "invalid_bundle", "jar"),
+        ("iris", bad_proto, "invalid_contract", "line"),
+        ("toy", failing, "invalid_bundle", "asked to fail"),
+    )
     for name, folder, kind, words in cases:
         versions_before = served.session.get(f"{served.base}/models/{name}/versions").json()
         history_before = served.session.get(f"{served.base}/models/{name}/history").json()["history"]

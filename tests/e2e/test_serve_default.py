@@ -23,9 +23,27 @@ def _serve_default(home: Path, log: Path, ready: Path) -> subprocess.Popen[bytes
     env["XDG_DATA_HOME"] = str(home)  # the default repository lives under it
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "runner", "serve", "--http-port", "0", "--grpc-port", "-1", "--workers", "2",
-             "--threads", "2", "--ready-file", str(ready)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=home)
+            [
+                sys.executable,
+                "-m",
+                "runner",
+                "serve",
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "-1",
+                "--workers",
+                "2",
+                "--threads",
+                "2",
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=home,
+        )
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, log: Path) -> dict:
@@ -92,11 +110,34 @@ def test_serve_a_jar_with_its_class(sample_bundles: dict[str, Path], tmp_path: P
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "serve", str(sample_bundles["iris"] / "model.jar"),
-             "--class", "org.modelrunner.samples.iris.IrisClassifier", "--name", "iris-jar",
-             "--repo", str(tmp_path / "repo"), "--http-port", "0", "--grpc-port", "-1", "--workers", "2",
-             "--threads", "2", "--ready-file", str(ready)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+            [
+                sys.executable,
+                "-m",
+                "runner",
+                "serve",
+                str(sample_bundles["iris"] / "model.jar"),
+                "--class",
+                "org.modelrunner.samples.iris.IrisClassifier",
+                "--name",
+                "iris-jar",
+                "--repo",
+                str(tmp_path / "repo"),
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "-1",
+                "--workers",
+                "2",
+                "--threads",
+                "2",
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
     try:
         info = _wait_ready(proc, ready, log)
         base = f"http://127.0.0.1:{info['http_port']}"
@@ -108,9 +149,25 @@ def test_serve_a_jar_with_its_class(sample_bundles: dict[str, Path], tmp_path: P
     finally:
         assert _stop(proc) == 0
     # a JAR without --class is refused with the candidates to choose from
-    bad = subprocess.run([sys.executable, "-m", "runner", "serve", str(sample_bundles["iris"] / "model.jar"),
-                          "--repo", str(tmp_path / "repo2"), "--grpc-port", "-1"],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "serve",
+            str(sample_bundles["iris"] / "model.jar"),
+            "--repo",
+            str(tmp_path / "repo2"),
+            "--grpc-port",
+            "-1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
     assert bad.returncode == 1
     assert "IrisClassifier" in bad.stderr
 
@@ -128,15 +185,40 @@ def test_sigterm_drains_after_the_jvm_started_late(sample_bundles: dict[str, Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "serve", str(toy), "--repo", str(tmp_path / "repo"), "--http-port", "0",
-             "--grpc-port", "-1", "--workers", "2", "--threads", "4", "--ready-file", str(ready)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+            [
+                sys.executable,
+                "-m",
+                "runner",
+                "serve",
+                str(toy),
+                "--repo",
+                str(tmp_path / "repo"),
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "-1",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
     try:
         info = _wait_ready(proc, ready, log)
         base = f"http://127.0.0.1:{info['http_port']}"
         token = Path(info["token_file"]).read_text().strip()
-        r = requests.put(f"{base}/models/iris", data=write_bundle_zip(sample_bundles["iris"]), timeout=120,
-                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/zip"})
+        r = requests.put(
+            f"{base}/models/iris",
+            data=write_bundle_zip(sample_bundles["iris"]),
+            timeout=120,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/zip"},
+        )
         assert r.status_code == 200 and len(r.json()["served_by"]) == 2, r.text
         time.sleep(1.5)  # the workers' main loops notice the JVM (they tick at least once a second)
         answers: list[object] = []
@@ -160,7 +242,9 @@ def test_sigterm_drains_after_the_jvm_started_late(sample_bundles: dict[str, Pat
     assert answers == [(200, {"value": 2.0})] * 4
 
 
-def test_sighup_rolls_the_workers_without_failing_a_request(sample_bundles: dict[str, Path], tmp_path: Path) -> None:
+def test_sighup_rolls_the_workers_without_failing_a_request(
+    sample_bundles: dict[str, Path], tmp_path: Path
+) -> None:
     """SIGHUP: gunicorn starts fresh workers (fresh JVMs) and retires the old ones; clients see no error."""
     import threading
 
@@ -169,9 +253,30 @@ def test_sighup_rolls_the_workers_without_failing_a_request(sample_bundles: dict
     repo = tmp_path / "repo"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "serve", str(sample_bundles["iris"]), "--repo", str(repo),
-             "--http-port", "0", "--grpc-port", "-1", "--workers", "2", "--threads", "4", "--ready-file", str(ready)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+            [
+                sys.executable,
+                "-m",
+                "runner",
+                "serve",
+                str(sample_bundles["iris"]),
+                "--repo",
+                str(repo),
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "-1",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
     try:
         info = _wait_ready(proc, ready, log)
         url = f"http://127.0.0.1:{info['http_port']}/models/iris/methods/Classify"

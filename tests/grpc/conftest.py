@@ -18,10 +18,10 @@ import grpc
 import pytest
 
 from runner.grpc.server import create_server
-from runner.serving.registry import Registry
-from runner.store import Repository
 from runner.samples import find_repo_root
+from runner.serving.registry import Registry
 from runner.settings import Settings
+from runner.store import Repository
 
 ROOT = find_repo_root()
 IRIS_PROTO = (ROOT / "protos" / "iris.proto").read_text()
@@ -45,7 +45,7 @@ service Tools {
 """
 SHOUT_RPC = "  rpc Shout (Text) returns (Text);"
 
-TOOLS_PY = '''
+TOOLS_PY = """
 import threading
 
 LABEL = %r
@@ -71,11 +71,12 @@ class Tools:
 
     def close(self):
         _closed.set()
-'''
+"""
 
 
-def write_python_bundle(dest: Path, *, name: str, proto: str, files: dict[str, str], entry_point: str,
-                        **metadata: Any) -> Path:
+def write_python_bundle(
+    dest: Path, *, name: str, proto: str, files: dict[str, str], entry_point: str, **metadata: Any
+) -> Path:
     """A Python bundle folder: metadata.json, model.proto and the given files."""
     dest.mkdir(parents=True)
     meta = {"name": name, "runtime": "python", "entry_point": entry_point, **metadata}
@@ -88,15 +89,19 @@ def write_python_bundle(dest: Path, *, name: str, proto: str, files: dict[str, s
 
 def tools_bundle(dest: Path, *, name: str = "tools", label: str = "v1", shout: bool = False) -> Path:
     return write_python_bundle(
-        dest, name=name, proto=TOOLS_PROTO % (SHOUT_RPC if shout else ""),
-        files={"tools_model.py": TOOLS_PY % label}, entry_point="tools_model:Tools",
+        dest,
+        name=name,
+        proto=TOOLS_PROTO % (SHOUT_RPC if shout else ""),
+        files={"tools_model.py": TOOLS_PY % label},
+        entry_point="tools_model:Tools",
     )
 
 
 def iris_python_bundle(dest: Path, *, name: str = "iris-python") -> Path:
     """The iris-python sample assembled from its sources (no Gradle needed)."""
-    shutil.copytree(ROOT / "runner" / "samples" / "iris-python", dest,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "runner" / "samples" / "iris-python", dest, ignore=shutil.ignore_patterns("__pycache__")
+    )
     (dest / "model.proto").write_text(IRIS_PROTO)
     meta = json.loads((dest / "metadata.json").read_text())
     meta["name"] = name
@@ -132,8 +137,9 @@ class Env:
         self.root = root
         self.settings = settings
         self.repo = Repository(root / "repo")
-        self.registry = Registry(self.repo, process_kind="grpc", poll_interval=0.05, settings=settings,
-                                 loader=loader)
+        self.registry = Registry(
+            self.repo, process_kind="grpc", poll_interval=0.05, settings=settings, loader=loader
+        )
         self.server: Any = None
         self.port = 0
         self._n = 0

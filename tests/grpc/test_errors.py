@@ -41,12 +41,28 @@ EXPECTED = {
     Kind.SWAP_TIMEOUT: C.UNAVAILABLE,
     Kind.INTERNAL: C.INTERNAL,
 }
-ERROR_CLASSES = {cls.kind: cls for cls in (
-    errors.BadInput, errors.NotFound, errors.MethodNotFound, errors.AmbiguousModel, errors.UnsupportedMedia,
-    errors.InvalidBundle,
-    errors.InvalidContract, errors.Conflict, errors.PreconditionFailed, errors.Unauthenticated,
-    errors.Forbidden, errors.TooLarge, errors.ModelError, errors.DeadlineExceeded, errors.NotReady,
-    errors.SwapTimeout, errors.ModelRunnerError)}
+ERROR_CLASSES = {
+    cls.kind: cls
+    for cls in (
+        errors.BadInput,
+        errors.NotFound,
+        errors.MethodNotFound,
+        errors.AmbiguousModel,
+        errors.UnsupportedMedia,
+        errors.InvalidBundle,
+        errors.InvalidContract,
+        errors.Conflict,
+        errors.PreconditionFailed,
+        errors.Unauthenticated,
+        errors.Forbidden,
+        errors.TooLarge,
+        errors.ModelError,
+        errors.DeadlineExceeded,
+        errors.NotReady,
+        errors.SwapTimeout,
+        errors.ModelRunnerError,
+    )
+}
 
 
 def test_the_table_maps_every_kind() -> None:
@@ -96,8 +112,9 @@ def test_every_kind_reaches_the_client(raising_env: Env, kind: Kind) -> None:
     assert dict(err.value.initial_metadata()) == {"x-model-name": "raiser", "x-model-version": "1"}
 
 
-def _fail(channel: grpc.Channel, path: str, request: bytes = b"", model: str | None = None,
-          timeout: float = 10) -> grpc.RpcError:
+def _fail(
+    channel: grpc.Channel, path: str, request: bytes = b"", model: str | None = None, timeout: float = 10
+) -> grpc.RpcError:
     md = (("x-model-name", model),) if model else ()
     with pytest.raises(grpc.RpcError) as err:
         channel.unary_unary(path)(request, metadata=md, timeout=timeout)
@@ -156,15 +173,20 @@ def test_errors_from_real_models(make_env: Callable[..., Env]) -> None:
     assert e.code() == C.UNAVAILABLE and "broken on purpose" in e.details()
 
     # and the server still answers
-    out = ch.unary_unary("/tools.Tools/Echo")(tools.input_class("Echo")(text="ok").SerializeToString(),
-                                                metadata=(("x-model-name", "tools"),), timeout=10)
+    out = ch.unary_unary("/tools.Tools/Echo")(
+        tools.input_class("Echo")(text="ok").SerializeToString(),
+        metadata=(("x-model-name", "tools"),),
+        timeout=10,
+    )
     assert tools.output_class("Echo").FromString(out).text == "v1:ok"
 
 
 def _echo(env: Env, contract: Contract, model: str = "tools", timeout: float = 10) -> str:
     out = env.channel().unary_unary("/tools.Tools/Echo")(
         contract.input_class("Echo")(text="still here").SerializeToString(),
-        metadata=(("x-model-name", model),), timeout=timeout)
+        metadata=(("x-model-name", model),),
+        timeout=timeout,
+    )
     return contract.output_class("Echo").FromString(out).text
 
 
@@ -212,8 +234,9 @@ def test_initial_metadata_names_model_and_version(env: Env) -> None:
     env.publish("tools", tools_bundle(env.scratch()))
     env.publish("tools", tools_bundle(env.scratch(), label="v2"))
     tools = Contract.compile(TOOLS_PROTO % "")
-    _, call = env.channel().unary_unary("/tools.Tools/Echo").with_call(
-        tools.input_class("Echo")(text="a").SerializeToString(), timeout=10)
+    _, call = (
+        env.channel()
+        .unary_unary("/tools.Tools/Echo")
+        .with_call(tools.input_class("Echo")(text="a").SerializeToString(), timeout=10)
+    )
     assert dict(call.initial_metadata()) == {"x-model-name": "tools", "x-model-version": "2"}
-
-

@@ -17,8 +17,8 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from runner.contract import Contract
-from runner.store import Repository
 from runner.settings import Settings
+from runner.store import Repository
 from tests.grpc.conftest import SETOSA, TOOLS_PROTO, iris_python_bundle, tools_bundle
 from tests.grpc.reflection_client import ReflectionClient
 
@@ -29,8 +29,11 @@ class GrpcProcess:
     def __init__(self, settings: Settings, *args: str):
         env = {**os.environ, **settings.to_env()}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runner.grpc", *args], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "runner.grpc", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
@@ -73,7 +76,9 @@ def procs() -> list[GrpcProcess]:
             p.proc.wait()
 
 
-def test_standalone_processes_share_a_port_and_count_in_swaps(tmp_path: Path, procs: list[GrpcProcess]) -> None:
+def test_standalone_processes_share_a_port_and_count_in_swaps(
+    tmp_path: Path, procs: list[GrpcProcess]
+) -> None:
     repo_dir = tmp_path / "repo"
     repo = Repository(repo_dir)
     repo.publish("iris-python", iris_python_bundle(tmp_path / "b1"), expected_version=None, caller="test")
@@ -99,12 +104,15 @@ def test_standalone_processes_share_a_port_and_count_in_swaps(tmp_path: Path, pr
     out, md = client.call(svc, "Classify", json_format.ParseDict(SETOSA, svc.input_class("Classify")()))
     assert out.species == "setosa" and md == {"x-model-name": "iris-python", "x-model-version": "1"}
     health = health_pb2_grpc.HealthStub(channel)
-    assert health.Check(health_pb2.HealthCheckRequest(service="iris-python"), timeout=10).status == \
-        health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest(service="iris-python"), timeout=10).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
 
     # a swap is acknowledged only once both processes serve it; then every connection sees it
-    version = repo.publish("tools", tools_bundle(tmp_path / "b3", label="v2"), expected_version=None,
-                           caller="test")
+    version = repo.publish(
+        "tools", tools_bundle(tmp_path / "b3", label="v2"), expected_version=None, caller="test"
+    )
     assert repo.wait_until_served("tools", version, timeout=60) == []
     tools = Contract.compile(TOOLS_PROTO % "")
     request = tools.input_class("Echo")(text="x").SerializeToString()
@@ -122,8 +130,9 @@ def test_standalone_processes_share_a_port_and_count_in_swaps(tmp_path: Path, pr
     assert first.proc.pid not in pids and second.proc.pid not in pids
 
 
-def test_java_model_arriving_later_and_sigterm(tmp_path: Path, procs: list[GrpcProcess],
-                                                sample_bundles: dict[str, Path]) -> None:
+def test_java_model_arriving_later_and_sigterm(
+    tmp_path: Path, procs: list[GrpcProcess], sample_bundles: dict[str, Path]
+) -> None:
     """The JVM starts only when a Java model arrives (and installs its own signal handlers): the
     process still serves it and still stops gracefully on SIGTERM."""
     repo_dir = tmp_path / "repo"

@@ -17,16 +17,18 @@ def _call_iris(client: ReflectionClient, model: str) -> dict[str, str]:
     svc = client.service("iris.IrisClassifier")
     assert sorted(svc.methods) == ["Classify", "ClassifyBatch", "ClassifyMatrix"]
     for row in ROWS:
-        out, md = client.call(svc, "Classify", json_format.ParseDict(row, svc.input_class("Classify")()),
-                              model=model)
+        out, md = client.call(
+            svc, "Classify", json_format.ParseDict(row, svc.input_class("Classify")()), model=model
+        )
         assert out.species.lower().endswith(("setosa", "versicolor", "virginica"))
         assert md["x-model-name"] == model
     batch = json_format.ParseDict({"rows": ROWS}, svc.input_class("ClassifyBatch")())
     out, _ = client.call(svc, "ClassifyBatch", batch, model=model)
     species = [p.species.lower().rpartition("-")[2] for p in out.predictions]
     assert species == ["setosa", "versicolor", "virginica"]
-    matrix = json_format.ParseDict({"rows": [{"values": list(r.values())} for r in ROWS]},
-                                   svc.input_class("ClassifyMatrix")())
+    matrix = json_format.ParseDict(
+        {"rows": [{"values": list(r.values())} for r in ROWS]}, svc.input_class("ClassifyMatrix")()
+    )
     out, md = client.call(svc, "ClassifyMatrix", matrix, model=model)
     assert list(out.indices) == [0, 1, 2]
     return md
@@ -40,8 +42,13 @@ def test_reflection_client_calls_python_models(env: Env, version: str) -> None:
     client = ReflectionClient(env.channel(), version)
 
     services = client.list_services()
-    assert {"iris.IrisClassifier", "tools.Tools", "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= set(services)
+    assert {
+        "iris.IrisClassifier",
+        "tools.Tools",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= set(services)
 
     for model in ("iris-python", "challenger"):
         md = _call_iris(client, model)
@@ -61,8 +68,13 @@ def test_reflection_lookups(env: Env) -> None:
     client = ReflectionClient(env.channel())
 
     # symbols: service, method, message, field; each answer holds the defining file
-    for symbol in ("iris.IrisClassifier", "iris.IrisClassifier.Classify", "iris.IrisInput",
-                   "iris.IrisInput.sepal_length", "tools.Text"):
+    for symbol in (
+        "iris.IrisClassifier",
+        "iris.IrisClassifier.Classify",
+        "iris.IrisInput",
+        "iris.IrisInput.sepal_length",
+        "tools.Text",
+    ):
         files = client.file_containing_symbol(symbol)
         assert files and files[0].package == symbol.split(".")[0]
     # each model's files are named after the model (every bundle calls its contract model.proto)
@@ -76,11 +88,14 @@ def test_reflection_lookups(env: Env) -> None:
     assert v1.package == "grpc.reflection.v1"
     assert client.service("grpc.reflection.v1.ServerReflection").methods == ["ServerReflectionInfo"]
 
-    for ask in (lambda: client.file_containing_symbol("iris.Nope"),
-                lambda: client.file_by_filename("nope.proto"),
-                lambda: client.ask(file_containing_extension={"containing_type": "iris.IrisInput",
-                                                              "extension_number": 100}),
-                lambda: client.ask(all_extension_numbers_of_type="iris.Nope")):
+    for ask in (
+        lambda: client.file_containing_symbol("iris.Nope"),
+        lambda: client.file_by_filename("nope.proto"),
+        lambda: client.ask(
+            file_containing_extension={"containing_type": "iris.IrisInput", "extension_number": 100}
+        ),
+        lambda: client.ask(all_extension_numbers_of_type="iris.Nope"),
+    ):
         with pytest.raises(ReflectionError) as err:
             ask()
         assert err.value.code == grpc.StatusCode.NOT_FOUND.value[0]
@@ -115,8 +130,12 @@ def test_reflection_client_calls_every_sample(env: Env, sample_bundles: dict) ->
     # a model exception reaches the client as INTERNAL naming the exception class and its message
     svc = ReflectionClient(env.channel()).service("iris.IrisClassifier")
     bad = json_format.ParseDict({"rows": [{"values": [1, 2, 3]}]}, svc.input_class("ClassifyMatrix")())
-    raised = {"iris": "java.lang.IllegalArgumentException", "iris-proto": "java.lang.IllegalArgumentException",
-              "weka": "java.lang.IllegalArgumentException", "iris-python": "ValueError"}
+    raised = {
+        "iris": "java.lang.IllegalArgumentException",
+        "iris-proto": "java.lang.IllegalArgumentException",
+        "weka": "java.lang.IllegalArgumentException",
+        "iris-python": "ValueError",
+    }
     for name, exception in raised.items():
         with pytest.raises(grpc.RpcError) as err:
             ReflectionClient(env.channel()).call(svc, "ClassifyMatrix", bad, model=name)

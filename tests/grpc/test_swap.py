@@ -13,8 +13,8 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from runner.serving.admin import Admin
 from runner.contract import Contract
+from runner.serving.admin import Admin
 from tests.grpc.conftest import (
     IRIS_PROTO,
     SETOSA,
@@ -61,8 +61,15 @@ class Answer:
 class Load:
     """Clients calling one model continuously from several threads, recording every answer."""
 
-    def __init__(self, env: Env, model: str, path: str, request: bytes, decode: Callable[[bytes], str],
-                 threads: int = 4):
+    def __init__(
+        self,
+        env: Env,
+        model: str,
+        path: str,
+        request: bytes,
+        decode: Callable[[bytes], str],
+        threads: int = 4,
+    ):
         self.answers: list[Answer] = []
         self.failures: list[str] = []
         self._stop = threading.Event()
@@ -98,8 +105,14 @@ class Load:
             return len(self.answers)
 
 
-def _swap_under_load(env: Env, model: str, path: str, request: bytes, label: Callable[[bytes], str],
-                     versions: list[tuple[Path, str]]) -> None:
+def _swap_under_load(
+    env: Env,
+    model: str,
+    path: str,
+    request: bytes,
+    label: Callable[[bytes], str],
+    versions: list[tuple[Path, str]],
+) -> None:
     """Publish each (bundle, label it answers) in turn under load. Zero failed calls; after each
     swap's acknowledgement (every live serving process reports the new version) no call is
     answered by an older version, and each version answers with its own label."""
@@ -151,5 +164,9 @@ def test_swap_under_load_java(env: Env, sample_bundles: dict[str, Path]) -> None
         return out_cls.FromString(body).species
 
     iris_v2 = renamed_copy(sample_bundles["iris-v2"], env.scratch(), "iris")
-    versions = [(sample_bundles["iris"], "setosa"), (iris_v2, "Iris-setosa"), (sample_bundles["iris"], "setosa")]
+    versions = [
+        (sample_bundles["iris"], "setosa"),
+        (iris_v2, "Iris-setosa"),
+        (sample_bundles["iris"], "setosa"),
+    ]
     _swap_under_load(env, "iris", "/iris.IrisClassifier/Classify", request, label, versions)

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from runner.serving.admin import Admin
 from runner.http.app import create_app
+from runner.serving.admin import Admin
 from runner.serving.registry import Registry
-from runner.store import Repository
 from runner.settings import Settings
+from runner.store import Repository
 
 TOKEN = "s3cret-token"
 
@@ -52,7 +52,7 @@ class Env:
         return {"Authorization": f"Bearer {TOKEN}"}
 
 
-TOY_PROTO = textwrap.dedent('''
+TOY_PROTO = textwrap.dedent("""
     syntax = "proto3";
     package toy;
     message EchoRequest { string text = 1; }
@@ -63,7 +63,7 @@ TOY_PROTO = textwrap.dedent('''
       rpc Echo (EchoRequest) returns (EchoResponse);
       rpc Sleep (SleepRequest) returns (SleepResponse);
     }
-''')
+""")
 
 
 def write_toy_bundle(dest: Path) -> Path:
@@ -71,10 +71,17 @@ def write_toy_bundle(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "toy_model.py").write_text(TOY_MODEL)
     (dest / "model.proto").write_text(TOY_PROTO)
-    (dest / "metadata.json").write_text(json.dumps({
-        "name": "toy", "runtime": "python", "entry_point": "toy_model:Toy",
-        "description": "test model", "examples": {"Echo": [{"text": "hi"}], "Sleep": [{"seconds": 0}]},
-    }))
+    (dest / "metadata.json").write_text(
+        json.dumps(
+            {
+                "name": "toy",
+                "runtime": "python",
+                "entry_point": "toy_model:Toy",
+                "description": "test model",
+                "examples": {"Echo": [{"text": "hi"}], "Sleep": [{"seconds": 0}]},
+            }
+        )
+    )
     return dest
 
 
@@ -98,8 +105,9 @@ def make_env(root: Path, bundles: dict[str, Path], **settings_overrides: Any) ->
 
 
 @pytest.fixture(scope="module")
-def shared_env(sample_bundles: dict[str, Path], toy_bundle: Path,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def shared_env(
+    sample_bundles: dict[str, Path], toy_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Env]:
     """Read-only tests: iris (Java POJO), iris-proto (Java proto-native), iris-python, toy."""
     bundles = {n: sample_bundles[n] for n in ("iris", "iris-proto", "iris-python") if n in sample_bundles}
     bundles["toy"] = toy_bundle

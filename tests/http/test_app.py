@@ -49,10 +49,23 @@ def _iris_contract() -> Contract:
 
 def test_every_kind_has_its_status() -> None:
     expected = {
-        Kind.BAD_INPUT: 400, Kind.AMBIGUOUS: 400, Kind.NOT_FOUND: 404, Kind.METHOD_NOT_FOUND: 404, Kind.UNSUPPORTED_MEDIA: 415,
-        Kind.INVALID_BUNDLE: 422, Kind.INVALID_CONTRACT: 422, Kind.CONFLICT: 409, Kind.PRECONDITION_FAILED: 412,
-        Kind.UNAUTHENTICATED: 401, Kind.FORBIDDEN: 403, Kind.TOO_LARGE: 413, Kind.MODEL_ERROR: 500,
-        Kind.DEADLINE: 504, Kind.NOT_READY: 503, Kind.SWAP_TIMEOUT: 504, Kind.INTERNAL: 500,
+        Kind.BAD_INPUT: 400,
+        Kind.AMBIGUOUS: 400,
+        Kind.NOT_FOUND: 404,
+        Kind.METHOD_NOT_FOUND: 404,
+        Kind.UNSUPPORTED_MEDIA: 415,
+        Kind.INVALID_BUNDLE: 422,
+        Kind.INVALID_CONTRACT: 422,
+        Kind.CONFLICT: 409,
+        Kind.PRECONDITION_FAILED: 412,
+        Kind.UNAUTHENTICATED: 401,
+        Kind.FORBIDDEN: 403,
+        Kind.TOO_LARGE: 413,
+        Kind.MODEL_ERROR: 500,
+        Kind.DEADLINE: 504,
+        Kind.NOT_READY: 503,
+        Kind.SWAP_TIMEOUT: 504,
+        Kind.INTERNAL: 500,
     }
     assert HTTP_STATUS == expected
     assert set(HTTP_STATUS) == set(Kind)
@@ -76,8 +89,10 @@ def test_json_prediction(shared_env: Env, name: str) -> None:
     assert r.status_code == 200, r.get_data(as_text=True)
     assert [p["species"] for p in r.get_json()["predictions"]] == ["setosa", "virginica"]
 
-    r = shared_env.client.post(f"/models/{name}/methods/ClassifyMatrix",
-                               json={"rows": [{"values": list(FLOWER.values())}, {"values": list(VIRGINICA.values())}]})
+    r = shared_env.client.post(
+        f"/models/{name}/methods/ClassifyMatrix",
+        json={"rows": [{"values": list(FLOWER.values())}, {"values": list(VIRGINICA.values())}]},
+    )
     assert r.status_code == 200, r.get_data(as_text=True)
     assert r.get_json()["indices"] == [0, 2]
 
@@ -104,8 +119,12 @@ def test_content_negotiation(shared_env: Env) -> None:
     assert r.status_code == 200 and r.mimetype == PB
     assert contract.output_class("Classify").FromString(r.data).species == "setosa"
     # protobuf in, JSON out
-    r = c.post("/models/iris/methods/Classify", data=pb_in, content_type=PB_GOOGLE,
-               headers={"Accept": "application/json"})
+    r = c.post(
+        "/models/iris/methods/Classify",
+        data=pb_in,
+        content_type=PB_GOOGLE,
+        headers={"Accept": "application/json"},
+    )
     assert r.status_code == 200 and r.mimetype == "application/json"
     assert r.get_json()["species"] == "setosa"
     # */* and no Accept: the request's own format
@@ -114,18 +133,30 @@ def test_content_negotiation(shared_env: Env) -> None:
     r = c.post("/models/iris/methods/Classify", data=pb_in, content_type=PB)
     assert r.mimetype == PB
     # q-values decide
-    r = c.post("/models/iris/methods/Classify", json=FLOWER,
-               headers={"Accept": f"application/json;q=0.2, {PB};q=0.9"})
+    r = c.post(
+        "/models/iris/methods/Classify",
+        json=FLOWER,
+        headers={"Accept": f"application/json;q=0.2, {PB};q=0.9"},
+    )
     assert r.mimetype == PB
     # charset parameters are fine
-    r = c.post("/models/iris/methods/Classify", data=json.dumps(FLOWER),
-               content_type="application/json; charset=utf-8")
+    r = c.post(
+        "/models/iris/methods/Classify",
+        data=json.dumps(FLOWER),
+        content_type="application/json; charset=utf-8",
+    )
     assert r.status_code == 200
     # nothing acceptable / unreadable request
-    _error(c.post("/models/iris/methods/Classify", json=FLOWER, headers={"Accept": "text/html"}),
-           415, "unsupported_media")
-    _error(c.post("/models/iris/methods/Classify", data="a=1", content_type="application/x-www-form-urlencoded"),
-           415, "unsupported_media")
+    _error(
+        c.post("/models/iris/methods/Classify", json=FLOWER, headers={"Accept": "text/html"}),
+        415,
+        "unsupported_media",
+    )
+    _error(
+        c.post("/models/iris/methods/Classify", data="a=1", content_type="application/x-www-form-urlencoded"),
+        415,
+        "unsupported_media",
+    )
 
 
 def test_prediction_errors(shared_env: Env) -> None:
@@ -136,8 +167,11 @@ def test_prediction_errors(shared_env: Env) -> None:
     assert "Classify" in json.dumps(err)  # names the methods there are
     r = c.post("/models/iris/methods/Nope", json=FLOWER)
     assert r.headers["X-Model-Name"] == "iris" and r.headers["X-Model-Version"] == "1"
-    err = _error(c.post("/models/iris/methods/Classify", data="{not json", content_type="application/json"),
-                 400, "bad_input")
+    err = _error(
+        c.post("/models/iris/methods/Classify", data="{not json", content_type="application/json"),
+        400,
+        "bad_input",
+    )
     err = _error(c.post("/models/iris/methods/Classify", json={"sepal_length": "long"}), 400, "bad_input")
     assert "sepal_length" in json.dumps(err)
     err = _error(c.post("/models/iris/methods/Classify", json={"petal_colour": 1}), 400, "bad_input")
@@ -150,10 +184,16 @@ def test_prediction_errors(shared_env: Env) -> None:
     assert failed.headers["X-Model-Name"] == "toy" and failed.headers["X-Model-Version"] == "1"
     assert c.post("/models/toy/methods/Echo", json={"text": "hi"}).get_json() == {"value": "hi"}
     # the call overran its deadline: 504
-    err = _error(c.post("/models/toy/methods/Sleep", json={"seconds": 3}, headers={"X-Timeout-Seconds": "0.3"}),
-                 504, "deadline")
-    _error(c.post("/models/toy/methods/Sleep", json={"seconds": 0}, headers={"X-Timeout-Seconds": "soon"}),
-           400, "bad_input")
+    err = _error(
+        c.post("/models/toy/methods/Sleep", json={"seconds": 3}, headers={"X-Timeout-Seconds": "0.3"}),
+        504,
+        "deadline",
+    )
+    _error(
+        c.post("/models/toy/methods/Sleep", json={"seconds": 0}, headers={"X-Timeout-Seconds": "soon"}),
+        400,
+        "bad_input",
+    )
     # unknown endpoint and wrong verb: JSON errors too
     _error(c.get("/no/such/endpoint"), 404, "not_found")
     assert c.get("/models/iris/methods/Classify").status_code == 405
@@ -173,7 +213,9 @@ def test_single_model_paths_need_a_single_model(shared_env: Env, iris_env: Env) 
     r = c.get("/model/artifacts/protobuf")
     assert r.status_code == 200 and "service IrisClassifier" in r.get_data(as_text=True)
     r = c.get("/model/artifacts/metadata")
-    assert r.status_code == 200 and r.get_json()["entry_point"] == "org.modelrunner.samples.iris.IrisClassifier"
+    assert (
+        r.status_code == 200 and r.get_json()["entry_point"] == "org.modelrunner.samples.iris.IrisClassifier"
+    )
 
 
 # ------------------------------------------------------------------------------------ read-only endpoints
@@ -195,8 +237,13 @@ def test_listing_and_artifacts(shared_env: Env) -> None:
     assert r.status_code == 200 and r.mimetype == "text/plain" and "rpc Classify" in r.get_data(as_text=True)
     assert r.headers["X-Model-Version"] == "1"
     assert c.get("/models/iris/metadata").get_json()["runtime"] == "java"
-    for path in ("/models/nope", "/models/nope/versions", "/models/nope/history", "/models/nope/proto",
-                 "/models/nope/metadata"):
+    for path in (
+        "/models/nope",
+        "/models/nope/versions",
+        "/models/nope/history",
+        "/models/nope/proto",
+        "/models/nope/metadata",
+    ):
         _error(c.get(path), 404, "not_found")
     _error(c.get("/models/Bad..Name"), 400, "bad_input")
 
@@ -214,9 +261,9 @@ def test_health_openapi_metrics(shared_env: Env) -> None:
     assert "/models/toy/methods/Sleep" in doc["paths"]
     c.post("/models/iris/methods/Classify", json=FLOWER)
     text = c.get("/metrics").get_data(as_text=True)
-    assert 'model_runner_requests_total{' in text and 'model="iris",method="Classify",status="200"' in text
+    assert "model_runner_requests_total{" in text and 'model="iris",method="Classify",status="200"' in text
     assert "model_runner_request_seconds_bucket" in text
-    assert 'model_runner_model_version{' in text
+    assert "model_runner_model_version{" in text
     # errors are counted with their real status; names that matched nothing never become labels
     c.post("/models/iris/methods/Classify", json={"petal_colour": 1})
     c.post("/models/no-such-model-xyz/methods/Classify", json=FLOWER)
@@ -233,15 +280,19 @@ def test_health_openapi_metrics(shared_env: Env) -> None:
 def test_admin_auth(iris_env: Env, sample_bundles: dict[str, Path]) -> None:
     c = iris_env.client
     zipped = write_bundle_zip(sample_bundles["iris-v2"])
-    for headers, status, kind in (({}, 401, "unauthenticated"),
-                                  ({"Authorization": "Basic abc"}, 401, "unauthenticated"),
-                                  ({"Authorization": "Bearer wrong"}, 403, "forbidden")):
-        for call in (lambda h: c.put("/models/iris", data=zipped, content_type="application/zip", headers=h),
-                     lambda h: c.put("/models/iris/proto", data=IRIS_PROTO, headers=h),
-                     lambda h: c.post("/models/iris/rollback", headers=h),
-                     lambda h: c.delete("/models/iris", headers=h),
-                     lambda h: c.put("/model", data=zipped, content_type="application/zip", headers=h),
-                     lambda h: c.put("/proto", data=IRIS_PROTO, headers=h)):
+    for headers, status, kind in (
+        ({}, 401, "unauthenticated"),
+        ({"Authorization": "Basic abc"}, 401, "unauthenticated"),
+        ({"Authorization": "Bearer wrong"}, 403, "forbidden"),
+    ):
+        for call in (
+            lambda h: c.put("/models/iris", data=zipped, content_type="application/zip", headers=h),
+            lambda h: c.put("/models/iris/proto", data=IRIS_PROTO, headers=h),
+            lambda h: c.post("/models/iris/rollback", headers=h),
+            lambda h: c.delete("/models/iris", headers=h),
+            lambda h: c.put("/model", data=zipped, content_type="application/zip", headers=h),
+            lambda h: c.put("/proto", data=IRIS_PROTO, headers=h),
+        ):
             r = call(headers)
             _error(r, status, kind)
             if status == 401:
@@ -265,15 +316,19 @@ def test_default_deadline_and_bad_proto_native_input(shared_env: Env) -> None:
     _error(c.post("/models/toy/methods/Sleep", json={"seconds": 3}), 504, "deadline")
     if "iris-proto" in shared_env.registry.snapshot():
         # bytes that do not parse as the input message are the caller's fault, also for proto-native models
-        _error(c.post("/models/iris-proto/methods/Classify", data=b"\xff\xff\xff", content_type=PB),
-               400, "bad_input")
+        _error(
+            c.post("/models/iris-proto/methods/Classify", data=b"\xff\xff\xff", content_type=PB),
+            400,
+            "bad_input",
+        )
 
 
 def test_token_from_file(iris_env: Env, tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("from-a-file\n")
-    settings = type(iris_env.settings)(**{**iris_env.settings.__dict__, "admin_token": None,
-                                          "admin_token_file": token_file})
+    settings = type(iris_env.settings)(
+        **{**iris_env.settings.__dict__, "admin_token": None, "admin_token_file": token_file}
+    )
     c = create_app(settings, iris_env.registry, iris_env.repository, admin=iris_env.admin).test_client()
     _error(c.post("/models/iris/rollback", headers=iris_env.auth), 403, "forbidden")
     # the right token gets past auth (and rollback of a single version is then refused by the core)
@@ -281,10 +336,16 @@ def test_token_from_file(iris_env: Env, tmp_path: Path) -> None:
     assert r.status_code not in (401, 403)
 
 
-def test_upload_swaps_and_every_answer_says_its_version(iris_env: Env, sample_bundles: dict[str, Path]) -> None:
+def test_upload_swaps_and_every_answer_says_its_version(
+    iris_env: Env, sample_bundles: dict[str, Path]
+) -> None:
     c = iris_env.client
-    r = c.put("/models/iris", data=write_bundle_zip(sample_bundles["iris-v2"]), content_type="application/zip",
-              headers=iris_env.auth)
+    r = c.put(
+        "/models/iris",
+        data=write_bundle_zip(sample_bundles["iris-v2"]),
+        content_type="application/zip",
+        headers=iris_env.auth,
+    )
     assert r.status_code == 200, r.get_data(as_text=True)
     body = r.get_json()
     assert body["version"] == 2 and body["previous_version"] == 1
@@ -306,8 +367,12 @@ def test_upload_swaps_and_every_answer_says_its_version(iris_env: Env, sample_bu
 
     # multipart: only a JAR (Acumos PUT /model): proto, metadata and lib come from the current version
     jar = (sample_bundles["iris-v2"] / "model.jar").read_bytes()
-    r = c.put("/model", data={"model": (io.BytesIO(jar), "iris-v2.jar")}, content_type="multipart/form-data",
-              headers=iris_env.auth)
+    r = c.put(
+        "/model",
+        data={"model": (io.BytesIO(jar), "iris-v2.jar")},
+        content_type="multipart/form-data",
+        headers=iris_env.auth,
+    )
     assert r.status_code == 200, r.get_data(as_text=True)
     assert r.get_json()["version"] == 4
     r = c.post("/model/methods/Classify", json=FLOWER)
@@ -319,8 +384,16 @@ def test_new_model_from_parts(iris_env: Env, sample_bundles: dict[str, Path]) ->
     folder = sample_bundles["iris-v2"]
     jar = (folder / "model.jar").read_bytes()
     # a new model needs its metadata and proto
-    err = _error(c.put("/models/iris2", data={"model": (io.BytesIO(jar), "m.jar")},
-                       content_type="multipart/form-data", headers=iris_env.auth), 400, "bad_input")
+    err = _error(
+        c.put(
+            "/models/iris2",
+            data={"model": (io.BytesIO(jar), "m.jar")},
+            content_type="multipart/form-data",
+            headers=iris_env.auth,
+        ),
+        400,
+        "bad_input",
+    )
     assert "metadata" in err["message"]
     parts: dict[str, Any] = {
         "model": (io.BytesIO(jar), "model.jar"),
@@ -334,12 +407,26 @@ def test_new_model_from_parts(iris_env: Env, sample_bundles: dict[str, Path]) ->
     assert r.status_code == 200, r.get_data(as_text=True)
     r = c.post("/models/iris2/methods/Classify", json=FLOWER)
     assert r.status_code == 200 and r.get_json()["species"] == "Iris-setosa"
-    _error(c.put("/models/iris3", data={"other": (io.BytesIO(b"x"), "x")}, content_type="multipart/form-data",
-                 headers=iris_env.auth), 400, "bad_input")
-    _error(c.put("/models/iris3", data="text", content_type="text/plain", headers=iris_env.auth),
-           415, "unsupported_media")
-    _error(c.put("/models/iris3", data=b"", content_type="application/zip", headers=iris_env.auth),
-           400, "bad_input")
+    _error(
+        c.put(
+            "/models/iris3",
+            data={"other": (io.BytesIO(b"x"), "x")},
+            content_type="multipart/form-data",
+            headers=iris_env.auth,
+        ),
+        400,
+        "bad_input",
+    )
+    _error(
+        c.put("/models/iris3", data="text", content_type="text/plain", headers=iris_env.auth),
+        415,
+        "unsupported_media",
+    )
+    _error(
+        c.put("/models/iris3", data=b"", content_type="application/zip", headers=iris_env.auth),
+        400,
+        "bad_input",
+    )
 
 
 def _bundle_copy(folder: Path, tmp: Path) -> Path:
@@ -348,31 +435,57 @@ def _bundle_copy(folder: Path, tmp: Path) -> Path:
     return dest
 
 
-def test_broken_uploads_are_refused_and_nothing_changes(iris_env: Env, sample_bundles: dict[str, Path],
-                                                        tmp_path: Path) -> None:
+def test_broken_uploads_are_refused_and_nothing_changes(
+    iris_env: Env, sample_bundles: dict[str, Path], tmp_path: Path
+) -> None:
     c, repo = iris_env.client, iris_env.repository
     work = tmp_path / "work"
     work.mkdir()
     bad_jar = _bundle_copy(sample_bundles["iris"], work)
     (bad_jar / "model.jar").write_bytes(b"not a jar")
     bad_proto = _bundle_copy(sample_bundles["iris"], work)
-    (bad_proto / "model.proto").write_text(IRIS_PROTO.replace("double sepal_width = 2;", "double sepal_width = ;"))
+    (bad_proto / "model.proto").write_text(
+        IRIS_PROTO.replace("double sepal_width = 2;", "double sepal_width = ;")
+    )
     unbound = _bundle_copy(sample_bundles["iris"], work)
-    (unbound / "model.proto").write_text(IRIS_PROTO.replace(
-        "rpc Classify (IrisInput)", "rpc Categorize (IrisInput) returns (IrisPrediction);\n  rpc Classify (IrisInput)"))
-    cases = [(bad_jar, "invalid_bundle", "jar"), (bad_proto, "invalid_contract", "line"),
-             (unbound, "invalid_bundle", "Categorize")]
+    (unbound / "model.proto").write_text(
+        IRIS_PROTO.replace(
+            "rpc Classify (IrisInput)",
+            "rpc Categorize (IrisInput) returns (IrisPrediction);\n  rpc Classify (IrisInput)",
+        )
+    )
+    cases = [
+        (bad_jar, "invalid_bundle", "jar"),
+        (bad_proto, "invalid_contract", "line"),
+        (unbound, "invalid_bundle", "Categorize"),
+    ]
     for folder, kind, word in cases:
-        r = c.put("/models/iris", data=write_bundle_zip(folder), content_type="application/zip", headers=iris_env.auth)
+        r = c.put(
+            "/models/iris",
+            data=write_bundle_zip(folder),
+            content_type="application/zip",
+            headers=iris_env.auth,
+        )
         err = _error(r, 422, kind)
         assert word.lower() in json.dumps(err).lower(), err
-    err = _error(c.put("/models/iris", data=b"PK\x03\x04 broken zip", content_type="application/zip",
-                       headers=iris_env.auth), 422, "invalid_bundle")
+    err = _error(
+        c.put(
+            "/models/iris",
+            data=b"PK\x03\x04 broken zip",
+            content_type="application/zip",
+            headers=iris_env.auth,
+        ),
+        422,
+        "invalid_bundle",
+    )
     evil = io.BytesIO()
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("../escape.txt", "x")
-    err = _error(c.put("/models/iris", data=evil.getvalue(), content_type="application/zip", headers=iris_env.auth),
-                 422, "invalid_bundle")
+    err = _error(
+        c.put("/models/iris", data=evil.getvalue(), content_type="application/zip", headers=iris_env.auth),
+        422,
+        "invalid_bundle",
+    )
     assert repo.versions("iris") == [1] and repo.current_version("iris") == 1
     assert len(repo.history("iris")) == 1
     assert [e for e in (repo.root / "staging").iterdir() if not e.name.endswith(".lock")] == []
@@ -383,25 +496,57 @@ def test_broken_uploads_are_refused_and_nothing_changes(iris_env: Env, sample_bu
 def test_if_match(iris_env: Env, sample_bundles: dict[str, Path]) -> None:
     c = iris_env.client
     zipped = write_bundle_zip(sample_bundles["iris-v2"])
-    err = _error(c.put("/models/iris", data=zipped, content_type="application/zip",
-                       headers={**iris_env.auth, "If-Match": "7"}), 412, "precondition_failed")
+    err = _error(
+        c.put(
+            "/models/iris",
+            data=zipped,
+            content_type="application/zip",
+            headers={**iris_env.auth, "If-Match": "7"},
+        ),
+        412,
+        "precondition_failed",
+    )
     assert "1" in json.dumps(err)
-    _error(c.put("/models/iris", data=zipped, content_type="application/zip",
-                 headers={**iris_env.auth, "If-Match": "latest"}), 400, "bad_input")
-    r = c.put("/models/iris", data=zipped, content_type="application/zip", headers={**iris_env.auth, "If-Match": '"1"'})
+    _error(
+        c.put(
+            "/models/iris",
+            data=zipped,
+            content_type="application/zip",
+            headers={**iris_env.auth, "If-Match": "latest"},
+        ),
+        400,
+        "bad_input",
+    )
+    r = c.put(
+        "/models/iris",
+        data=zipped,
+        content_type="application/zip",
+        headers={**iris_env.auth, "If-Match": '"1"'},
+    )
     assert r.status_code == 200 and r.get_json()["version"] == 2
     # a second client that still believes in version 1 loses
-    _error(c.put("/models/iris/proto", data=IRIS_PROTO, headers={**iris_env.auth, "If-Match": "1"}),
-           412, "precondition_failed")
-    _error(c.post("/models/iris/rollback", headers={**iris_env.auth, "If-Match": "1"}), 412, "precondition_failed")
+    _error(
+        c.put("/models/iris/proto", data=IRIS_PROTO, headers={**iris_env.auth, "If-Match": "1"}),
+        412,
+        "precondition_failed",
+    )
+    _error(
+        c.post("/models/iris/rollback", headers={**iris_env.auth, "If-Match": "1"}),
+        412,
+        "precondition_failed",
+    )
     assert iris_env.repository.current_version("iris") == 2
 
 
 def test_rollback_and_delete(iris_env: Env, sample_bundles: dict[str, Path]) -> None:
     c = iris_env.client
     for family in ("iris-v2", "iris"):
-        r = c.put("/models/iris", data=write_bundle_zip(sample_bundles[family]), content_type="application/zip",
-                  headers=iris_env.auth)
+        r = c.put(
+            "/models/iris",
+            data=write_bundle_zip(sample_bundles[family]),
+            content_type="application/zip",
+            headers=iris_env.auth,
+        )
         assert r.status_code == 200
     assert iris_env.repository.current_version("iris") == 3
     r = c.post("/models/iris/rollback", headers=iris_env.auth)
@@ -427,7 +572,9 @@ def narrowed_bundle(iris: Path, dest: Path) -> Path:
     """The iris bundle without the ClassifyMatrix rpc (contract and examples)."""
     shutil.copytree(iris, dest)
     proto = (dest / "model.proto").read_text()
-    (dest / "model.proto").write_text("\n".join(line for line in proto.splitlines() if "rpc ClassifyMatrix" not in line))
+    (dest / "model.proto").write_text(
+        "\n".join(line for line in proto.splitlines() if "rpc ClassifyMatrix" not in line)
+    )
     meta = json.loads((dest / "metadata.json").read_text())
     meta.get("examples", {}).pop("ClassifyMatrix", None)
     (dest / "metadata.json").write_text(json.dumps(meta))
@@ -438,12 +585,19 @@ def test_proto_swap(iris_env: Env, sample_bundles: dict[str, Path], tmp_path: Pa
     c = iris_env.client
     # renumbering a field breaks binary clients: refused without the flag, with the report
     renumbered = IRIS_PROTO.replace("double sepal_width = 2;", "double sepal_width = 5;")
-    err = _error(c.put("/models/iris/proto", data=renumbered, content_type="text/plain", headers=iris_env.auth),
-                 409, "conflict")
+    err = _error(
+        c.put("/models/iris/proto", data=renumbered, content_type="text/plain", headers=iris_env.auth),
+        409,
+        "conflict",
+    )
     assert "sepal_width" in json.dumps(err["detail"])
     assert iris_env.repository.current_version("iris") == 1
-    r = c.put("/models/iris/proto?allow_breaking=true", data=renumbered, content_type="text/plain",
-              headers=iris_env.auth)
+    r = c.put(
+        "/models/iris/proto?allow_breaking=true",
+        data=renumbered,
+        content_type="text/plain",
+        headers=iris_env.auth,
+    )
     assert r.status_code == 200, r.get_data(as_text=True)
     assert r.get_json()["version"] == 2 and r.get_json()["breaking_changes"]
     r = c.post("/models/iris/methods/Classify", json=FLOWER)
@@ -452,42 +606,71 @@ def test_proto_swap(iris_env: Env, sample_bundles: dict[str, Path], tmp_path: Pa
     # a version without ClassifyMatrix, then a proto-only swap that adds it (not breaking: no flag)
     narrow = narrowed_bundle(sample_bundles["iris"], tmp_path / "narrow")
     # a whole bundle whose contract drops a method breaks clients too: refused without the flag
-    err = _error(c.put("/models/iris", data=write_bundle_zip(narrow), content_type="application/zip",
-                       headers=iris_env.auth), 409, "conflict")
+    err = _error(
+        c.put(
+            "/models/iris",
+            data=write_bundle_zip(narrow),
+            content_type="application/zip",
+            headers=iris_env.auth,
+        ),
+        409,
+        "conflict",
+    )
     assert "ClassifyMatrix" in json.dumps(err["detail"]) and iris_env.repository.current_version("iris") == 2
-    r = c.put("/models/iris?allow_breaking=true", data=write_bundle_zip(narrow), content_type="application/zip",
-              headers=iris_env.auth)
+    r = c.put(
+        "/models/iris?allow_breaking=true",
+        data=write_bundle_zip(narrow),
+        content_type="application/zip",
+        headers=iris_env.auth,
+    )
     assert r.status_code == 200, r.get_data(as_text=True)
     _error(c.post("/models/iris/methods/ClassifyMatrix", json={"rows": []}), 404, "method_not_found")
-    r = c.put("/proto", data={"proto": (io.BytesIO(IRIS_PROTO.encode()), "model.proto")},
-              content_type="multipart/form-data", headers=iris_env.auth)
+    r = c.put(
+        "/proto",
+        data={"proto": (io.BytesIO(IRIS_PROTO.encode()), "model.proto")},
+        content_type="multipart/form-data",
+        headers=iris_env.auth,
+    )
     assert r.status_code == 200, r.get_data(as_text=True)
     assert r.get_json()["version"] == 4
     r = c.post("/models/iris/methods/ClassifyMatrix", json={"rows": [{"values": list(FLOWER.values())}]})
     assert r.status_code == 200 and r.get_json()["indices"] == [0] and r.headers["X-Model-Version"] == "4"
     assert "ClassifyMatrix" in c.get("/models/iris/proto").get_data(as_text=True)
 
-    err = _error(c.put("/models/iris/proto", data="syntax = \"proto3\";\nmessage {", headers=iris_env.auth),
-                 422, "invalid_contract")
+    err = _error(
+        c.put("/models/iris/proto", data='syntax = "proto3";\nmessage {', headers=iris_env.auth),
+        422,
+        "invalid_contract",
+    )
     assert "line" in json.dumps(err).lower()
     # an rpc no Java method serves
-    unbound = IRIS_PROTO.replace("rpc Classify (IrisInput)",
-                                 "rpc Categorize (IrisInput) returns (IrisPrediction);\n  rpc Classify (IrisInput)")
+    unbound = IRIS_PROTO.replace(
+        "rpc Classify (IrisInput)",
+        "rpc Categorize (IrisInput) returns (IrisPrediction);\n  rpc Classify (IrisInput)",
+    )
     err = _error(c.put("/models/iris/proto", data=unbound, headers=iris_env.auth), 422, "invalid_bundle")
     assert "Categorize" in json.dumps(err)
     _error(c.put("/models/iris/proto", data="", headers=iris_env.auth), 400, "bad_input")
-    _error(c.put("/models/iris/proto?allow_breaking=maybe", data=IRIS_PROTO, headers=iris_env.auth),
-           400, "bad_input")
+    _error(
+        c.put("/models/iris/proto?allow_breaking=maybe", data=IRIS_PROTO, headers=iris_env.auth),
+        400,
+        "bad_input",
+    )
     _error(c.put("/models/nope/proto", data=IRIS_PROTO, headers=iris_env.auth), 404, "not_found")
     assert iris_env.repository.current_version("iris") == 4
 
 
 def test_body_limits(sample_bundles: dict[str, Path], tmp_path: Path) -> None:
-    env = make_env(tmp_path / "repo", {"iris": sample_bundles["iris"]}, max_body_bytes=4096, max_message_bytes=512)
+    env = make_env(
+        tmp_path / "repo", {"iris": sample_bundles["iris"]}, max_body_bytes=4096, max_message_bytes=512
+    )
     try:
         c = env.client
-        err = _error(c.put("/models/iris", data=b"x" * 5000, content_type="application/zip", headers=env.auth),
-                     413, "too_large")
+        err = _error(
+            c.put("/models/iris", data=b"x" * 5000, content_type="application/zip", headers=env.auth),
+            413,
+            "too_large",
+        )
         assert "4096" in err["message"]
         rows = {"rows": [FLOWER] * 20}
         _error(c.post("/models/iris/methods/ClassifyBatch", json=rows), 413, "too_large")
@@ -516,8 +699,12 @@ def test_not_ready_and_swap_timeout(iris_env: Env, sample_bundles: dict[str, Pat
     from runner.serving.admin import Admin
 
     app = create_app(settings, iris_env.registry, repo, admin=Admin(repo, swap_timeout=0.5))
-    r = app.test_client().put("/models/iris", data=write_bundle_zip(sample_bundles["iris-v2"]),
-                              content_type="application/zip", headers={"Authorization": f"Bearer {TOKEN}"})
+    r = app.test_client().put(
+        "/models/iris",
+        data=write_bundle_zip(sample_bundles["iris-v2"]),
+        content_type="application/zip",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     err = _error(r, 504, "swap_timeout")
     assert "laggard-process" in json.dumps(err)
     repo.remove_serving("laggard-process")

@@ -24,8 +24,10 @@ def test_server_health_and_model_metadata(shared_env: Env) -> None:
     assert meta["name"] == "iris" and meta["versions"] == ["1"] and meta["platform"] == "model-runner-java"
     assert [t["name"] for t in meta["inputs"]] == list(FEATURES)
     assert {t["datatype"] for t in meta["inputs"]} == {"FP64"}
-    assert meta["outputs"] == [{"name": "species", "datatype": "BYTES", "shape": [1]},
-                               {"name": "probabilities", "datatype": "FP64", "shape": [-1]}]
+    assert meta["outputs"] == [
+        {"name": "species", "datatype": "BYTES", "shape": [1]},
+        {"name": "probabilities", "datatype": "FP64", "shape": [-1]},
+    ]
     assert c.get("/v2/models/iris/ready").get_json() == {"name": "iris", "ready": True}
     assert c.get("/v2/models/iris/versions/1/ready").status_code == 200
     assert c.get("/v2/models/iris/versions/7/ready").status_code == 404
@@ -40,7 +42,12 @@ def test_infer_on_java_and_python_models(shared_env: Env) -> None:
         answer = r.get_json()
         assert answer["model_name"] == model and answer["model_version"] == "1" and answer["id"] == "req-1"
         outputs = {t["name"]: t for t in answer["outputs"]}
-        assert outputs["species"] == {"name": "species", "datatype": "BYTES", "shape": [1], "data": ["virginica"]}
+        assert outputs["species"] == {
+            "name": "species",
+            "datatype": "BYTES",
+            "shape": [1],
+            "data": ["virginica"],
+        }
         probabilities = outputs["probabilities"]
         assert probabilities["shape"] == [3] and max(probabilities["data"]) == probabilities["data"][2]
         assert r.headers["X-Model-Name"] == model and r.headers["X-Model-Version"] == "1"

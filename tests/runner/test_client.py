@@ -25,8 +25,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     from runner.http.app import create_app
     from runner.serving.registry import Registry
-    from runner.store import Repository
     from runner.settings import Settings
+    from runner.store import Repository
 
     root = tmp_path_factory.mktemp("repo")
     settings = Settings(repo=root, admin_token=TOKEN, swap_timeout=30.0)
@@ -60,8 +60,9 @@ def test_predict_json_and_protobuf(admin: Client) -> None:
 
     contract = Contract.compile(admin.proto("iris-py"))
     request = contract.input_class("Classify")(**ROW)
-    answer = admin.predict("iris-py", "Classify", request, protobuf=True,
-                           output_class=contract.output_class("Classify"))
+    answer = admin.predict(
+        "iris-py", "Classify", request, protobuf=True, output_class=contract.output_class("Classify")
+    )
     assert answer.species == "setosa"
     # a Message over JSON, parsed back into the output class
     answer = admin.predict("iris-py", "Classify", request, output_class=contract.output_class("Classify"))
@@ -149,5 +150,7 @@ def test_error_from_response_without_json_body() -> None:
     assert "502" in err.message and err.detail["http_status"] == 502
     err = error_from_response(413, b"")
     assert isinstance(err, errors.TooLarge)
-    err = error_from_response(500, b'{"error": {"kind": "model_error", "message": "boom", "detail": {"java_class": "X"}}}')
+    err = error_from_response(
+        500, b'{"error": {"kind": "model_error", "message": "boom", "detail": {"java_class": "X"}}}'
+    )
     assert isinstance(err, errors.ModelError) and err.message == "boom" and err.detail["java_class"] == "X"

@@ -25,7 +25,11 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
     # a child process gets every resolved value through its environment
     child = Settings.from_env(settings.to_env())
     assert (child.repo, child.workers, child.threads, child.jvm_options) == (
-        settings.repo, 5, 6, ("-Xss2m", "-Dmode=prod"))
+        settings.repo,
+        5,
+        6,
+        ("-Xss2m", "-Dmode=prod"),
+    )
 
 
 def test_a_bad_settings_file_says_what_is_wrong(tmp_path: Path) -> None:

@@ -180,9 +180,45 @@ message All {
 }
 service S { rpc M (All) returns (All); }
 """
-ODD_VALUES = [0, 1, -1, 2**31, 2**31 - 1, -(2**31) - 1, 2**32, 2**63, 2**64, -(2**63), 2**53 + 1, 1.5, -0.0, 0.1,
-              1e39, -1e39, 3.4e38, 1e308, float("inf"), float("nan"), True, False, None, "1", "abc", "NaN",
-              "Infinity", "a\ud800", "é", "", [], [1, 2], [1.5, None], ["x"], [True], {}, 7.0]
+ODD_VALUES = [
+    0,
+    1,
+    -1,
+    2**31,
+    2**31 - 1,
+    -(2**31) - 1,
+    2**32,
+    2**63,
+    2**64,
+    -(2**63),
+    2**53 + 1,
+    1.5,
+    -0.0,
+    0.1,
+    1e39,
+    -1e39,
+    3.4e38,
+    1e308,
+    float("inf"),
+    float("nan"),
+    True,
+    False,
+    None,
+    "1",
+    "abc",
+    "NaN",
+    "Infinity",
+    "a\ud800",
+    "é",
+    "",
+    [],
+    [1, 2],
+    [1.5, None],
+    ["x"],
+    [True],
+    {},
+    7.0,
+]
 
 
 def test_json_shortcut_for_flat_messages_matches_json_format() -> None:
@@ -217,16 +253,24 @@ def test_json_shortcut_for_flat_messages_matches_json_format() -> None:
         assert outcome(lambda obj=obj: contract.parse_dict(cls, obj)) == expected, obj
         if expected[0] == "ok":
             msg = cls.FromString(expected[1])
-            printed = _in_field_order(msg.DESCRIPTOR, json_format.MessageToDict(
-                msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
-                descriptor_pool=contract.pool))
+            printed = _in_field_order(
+                msg.DESCRIPTOR,
+                json_format.MessageToDict(
+                    msg,
+                    preserving_proto_field_name=True,
+                    always_print_fields_with_no_presence=True,
+                    descriptor_pool=contract.pool,
+                ),
+            )
             assert json.dumps(contract.to_dict(msg)) == json.dumps(printed), obj
 
 
 def test_json_shortcut_leaves_other_messages_to_json_format(iris: Contract) -> None:
     assert iris._flat_plan(iris.input_class("Classify").DESCRIPTOR) is not None
     assert iris._flat_plan(iris.input_class("ClassifyBatch").DESCRIPTOR) is None  # nested messages
-    other = Contract.compile('syntax = "proto3"; package o; enum E { A = 0; } '
-                             "message M { optional double x = 1; oneof k { string s = 2; int32 i = 3; } E e = 4; "
-                             "bytes raw = 5; map<string, int32> m = 6; } service S { rpc R (M) returns (M); }")
+    other = Contract.compile(
+        'syntax = "proto3"; package o; enum E { A = 0; } '
+        "message M { optional double x = 1; oneof k { string s = 2; int32 i = 3; } E e = 4; "
+        "bytes raw = 5; map<string, int32> m = 6; } service S { rpc R (M) returns (M); }"
+    )
     assert other._flat_plan(other.input_class("R").DESCRIPTOR) is None

@@ -17,8 +17,8 @@ from bridge import errors as be  # noqa: E402
 from runner.bundle import open_bundle  # noqa: E402
 from runner.contract import MEDIA_JSON, Contract  # noqa: E402
 from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, ModelError, NotReady  # noqa: E402
-from runner.runtimes.java import JavaModelAdapter, map_bridge_error  # noqa: E402
 from runner.runtimes import Model, load_model  # noqa: E402
+from runner.runtimes.java import JavaModelAdapter, map_bridge_error  # noqa: E402
 from runner.serving.validate import validate_bundle  # noqa: E402
 
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -58,7 +58,11 @@ def test_error_map() -> None:
     bind = map_bridge_error(
         be.BindError(
             "rpc Classify: no public method classify",
-            {"problems": [{"rpc": "Classify", "message": "", "field": "", "reason": "no public method classify"}]},
+            {
+                "problems": [
+                    {"rpc": "Classify", "message": "", "field": "", "reason": "no public method classify"}
+                ]
+            },
         ),
         name="m",
     )

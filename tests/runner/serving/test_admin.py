@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.serving.admin import Admin, UploadParts
 from runner.bundle import write_bundle_zip
-from runner.serving.dataplane import DataPlane
 from runner.errors import (
     BadInput,
     Conflict,
@@ -25,6 +23,8 @@ from runner.errors import (
     SwapTimeout,
     TooLarge,
 )
+from runner.serving.admin import Admin, UploadParts
+from runner.serving.dataplane import DataPlane
 from runner.serving.registry import Registry
 from runner.store import Repository
 from tests.runner.repo_helpers import ECHO_PROTO, FAIL_PROTO, MODEL_PY, write_echo_bundle

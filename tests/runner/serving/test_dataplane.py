@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from runner.contract import Contract
-from runner.serving.dataplane import DataPlane, response_media
 from runner.errors import (
     BadInput,
     MethodNotFound,
@@ -18,6 +17,7 @@ from runner.errors import (
     NotReady,
     UnsupportedMedia,
 )
+from runner.serving.dataplane import DataPlane, response_media
 from runner.serving.registry import Registry
 from runner.store import Repository
 from tests.runner.repo_helpers import ECHO_PROTO, FAIL_PROTO, write_echo_bundle

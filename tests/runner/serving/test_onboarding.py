@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.serving import onboarding
 from runner.errors import BadInput, InvalidBundle, ModelRunnerError, NotFound
+from runner.serving import onboarding
 
 IRIS_CLASS = "org.modelrunner.samples.iris.IrisClassifier"
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -57,7 +57,8 @@ def test_jar_without_class_lists_candidates(iris_jar: Path, tmp_path: Path) -> N
 
 def test_jar_to_validated_bundle(iris_jar: Path, tmp_path: Path) -> None:
     dest = onboarding.bundle_from_jar(
-        iris_jar, class_name=IRIS_CLASS, examples=["Classify=" + json.dumps(ROW)], dest=tmp_path / "b")
+        iris_jar, class_name=IRIS_CLASS, examples=["Classify=" + json.dumps(ROW)], dest=tmp_path / "b"
+    )
     meta = json.loads((dest / "metadata.json").read_text())
     assert meta["name"] == "iris-classifier"  # model.jar is a generic name: the class names it
     assert meta["runtime"] == "java" and meta["entry_point"] == IRIS_CLASS
@@ -72,8 +73,13 @@ def test_jar_to_validated_bundle(iris_jar: Path, tmp_path: Path) -> None:
 
 def test_jar_with_given_proto_and_bare_example(iris_jar: Path, tmp_path: Path) -> None:
     dest = onboarding.bundle_from_jar(
-        iris_jar, class_name=IRIS_CLASS, proto=REPO_ROOT / "protos" / "iris.proto", name="iris",
-        examples=[json.dumps(ROW), json.dumps({"rows": [ROW]})], dest=tmp_path / "b")
+        iris_jar,
+        class_name=IRIS_CLASS,
+        proto=REPO_ROOT / "protos" / "iris.proto",
+        name="iris",
+        examples=[json.dumps(ROW), json.dumps({"rows": [ROW]})],
+        dest=tmp_path / "b",
+    )
     meta = json.loads((dest / "metadata.json").read_text())
     assert meta["name"] == "iris"
     # a bare example goes to the first rpc whose input it fits
@@ -84,8 +90,13 @@ def test_jar_with_given_proto_and_bare_example(iris_jar: Path, tmp_path: Path) -
 
 def test_example_that_does_not_fit(iris_jar: Path, tmp_path: Path) -> None:
     with pytest.raises(BadInput) as info:
-        onboarding.bundle_from_jar(iris_jar, class_name=IRIS_CLASS, proto=REPO_ROOT / "protos" / "iris.proto",
-                                   examples=['Classify={"sepal_lenght": 5.1}'], dest=tmp_path / "b")
+        onboarding.bundle_from_jar(
+            iris_jar,
+            class_name=IRIS_CLASS,
+            proto=REPO_ROOT / "protos" / "iris.proto",
+            examples=['Classify={"sepal_lenght": 5.1}'],
+            dest=tmp_path / "b",
+        )
     assert "example 1" in info.value.message
     assert "sepal_lenght" in json.dumps(info.value.detail)
     assert not (tmp_path / "b").exists()
@@ -111,9 +122,12 @@ def test_not_a_jar(tmp_path: Path) -> None:
 
 def test_python_class_to_bundle(python_module: Path, tmp_path: Path) -> None:
     dest = onboarding.bundle_from_python(
-        f"{python_module}:IrisClassifier", name="iris-py", examples=["Classify=" + json.dumps(ROW)],
+        f"{python_module}:IrisClassifier",
+        name="iris-py",
+        examples=["Classify=" + json.dumps(ROW)],
         proto=python_module.parent / "model.proto",  # the sample takes messages: no hints to read
-        dest=tmp_path / "b")
+        dest=tmp_path / "b",
+    )
     meta = json.loads((dest / "metadata.json").read_text())
     assert meta["runtime"] == "python"
     assert meta["entry_point"] == f"{python_module.stem}:IrisClassifier"
@@ -132,7 +146,8 @@ def test_python_package_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     pkg = tmp_path / "src" / "acme_models"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "scoring.py").write_text(textwrap.dedent("""
+    (pkg / "scoring.py").write_text(
+        textwrap.dedent("""
         from dataclasses import dataclass
 
         @dataclass
@@ -143,12 +158,15 @@ def test_python_package_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         class Scorer:
             def score(self, a: Applicant) -> float:
                 return a.age / 100.0
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path / "src"))
     dest = onboarding.bundle_from_python("acme_models.scoring:Scorer", dest=tmp_path / "b")
     meta = json.loads((dest / "metadata.json").read_text())
     assert meta["name"] == "scorer" and meta["entry_point"] == "acme_models.scoring:Scorer"
-    assert (dest / "acme_models" / "scoring.py").is_file() and (dest / "acme_models" / "__init__.py").is_file()
+    assert (dest / "acme_models" / "scoring.py").is_file() and (
+        dest / "acme_models" / "__init__.py"
+    ).is_file()
     assert "rpc Score" in (dest / "model.proto").read_text()
 
 

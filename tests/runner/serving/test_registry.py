@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.serving.dataplane import DataPlane
 from runner.errors import NotFound, NotReady
+from runner.serving.dataplane import DataPlane
 from runner.serving.registry import Registry
 from runner.store import Repository
 from tests.runner.repo_helpers import tracking_loader, wait_for, write_echo_bundle

@@ -219,7 +219,9 @@ def test_serving_records_and_wait_until_served(repo: Repository) -> None:
 
 def test_stale_and_dead_serving_records_are_not_live(repo: Repository) -> None:
     # a process on another host that stopped beating: not live, but its record is kept a while
-    repo.record_serving("old", {"kind": "http", "models": {}, "heartbeat": time.time() - 10, "host": "elsewhere"})
+    repo.record_serving(
+        "old", {"kind": "http", "models": {}, "heartbeat": time.time() - 10, "host": "elsewhere"}
+    )
     proc = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
     proc.start()
     proc.join()
