@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import jpype  # type: ignore[import-untyped]
+import jpype
 
 from bridge import jvm
 from bridge.errors import JavaLoadError
@@ -20,12 +21,13 @@ def _jars(jar: Path, libs: Sequence[Path]) -> list[str]:
     return [str(jar), *[str(p) for p in libs]]
 
 
-def list_candidates(jar: Path, libs: Sequence[Path] = ()) -> list[dict]:
+def list_candidates(jar: Path, libs: Sequence[Path] = ()) -> list[dict[str, Any]]:
     """Public concrete classes of ``jar`` with their public model methods:
     [{"class": name, "methods": [{"name", "signature", "static"}]}]."""
     host = jvm.host()
     try:
-        return json.loads(str(host.listCandidates(_jars(jar, libs))))
+        candidates: list[dict[str, Any]] = json.loads(str(host.listCandidates(_jars(jar, libs))))
+        return candidates
     except jpype.JClass("org.modelrunner.host.HostException") as e:
         raise host_error(e) from None
 

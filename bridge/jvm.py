@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jpype  # type: ignore[import-untyped]
+import jpype
 
 from bridge.build import host_classes
 from bridge.errors import BridgeError, JvmNotFoundError, JvmOptionsError

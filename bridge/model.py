@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jpype  # type: ignore[import-untyped]
+import jpype
 
 from bridge import jvm
 from bridge.errors import (
@@ -69,7 +69,9 @@ def host_error(e: Any) -> BridgeError:
 class JavaModel:
     """One loaded version of a Java model, bound to the rpcs of a contract service."""
 
-    def __init__(self, slot: Any, index: dict[str, int], bindings: dict[str, dict], class_name: str):
+    def __init__(
+        self, slot: Any, index: dict[str, int], bindings: dict[str, dict[str, Any]], class_name: str
+    ):
         self._slot = slot
         self._index = index
         self.bindings = bindings
@@ -86,7 +88,7 @@ class JavaModel:
         artifact_dir: Path,
         class_name: str,
         service: Any,
-        overrides: dict[str, dict] | None = None,
+        overrides: dict[str, dict[str, Any]] | None = None,
         jvm_options: Sequence[str] = (),
     ) -> JavaModel:
         """Load ``artifact_dir``/model.jar + lib/*.jar in a new class loader and bind every rpc of ``service``.
@@ -107,7 +109,7 @@ class JavaModel:
             )
         except host_error_cls as e:
             raise host_error(e) from None
-        problems: list[dict] = [
+        problems: list[dict[str, Any]] = [
             {
                 "rpc": name,
                 "message": "",
@@ -118,7 +120,7 @@ class JavaModel:
             if name not in {m.name for m in service.methods}
         ]
         index: dict[str, int] = {}
-        bindings: dict[str, dict] = {}
+        bindings: dict[str, dict[str, Any]] = {}
         try:
             for m in service.methods:
                 ov = (overrides or {}).get(m.name) or {}
@@ -191,7 +193,7 @@ class JavaModel:
         self.close()
 
 
-def _describe(p: dict) -> str:
+def _describe(p: dict[str, Any]) -> str:
     where = ", ".join(
         x
         for x in (

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor  # type: ignore[import-untyped]
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, ServiceDescriptor
 
 
 def _repeated(f: FieldDescriptor) -> bool:
-    rep = getattr(f, "is_repeated", None)
-    return bool(rep) if rep is not None else f.label == FieldDescriptor.LABEL_REPEATED
+    return bool(f.is_repeated)
 
 
-def service_schema(service: Any) -> str:
+def service_schema(service: ServiceDescriptor) -> str:
     """Schema text of every message and enum reachable from the rpcs of ``service`` (a ServiceDescriptor)."""
     messages: dict[str, Descriptor] = {}
     enums: dict[str, EnumDescriptor] = {}

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import requests
@@ -36,6 +36,9 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 MEDIA_JSON = "application/json"
 MEDIA_PROTOBUF = "application/x-protobuf"
 MEDIA_ZIP = "application/zip"
+
+JsonObject = dict[str, Any]
+"""A JSON object as the service answers it (its values are whatever JSON holds)."""
 
 # The one table: the service's error kind -> the core error class raised here.
 ERRORS_BY_KIND: dict[str, type[ModelRunnerError]] = {
@@ -200,6 +203,10 @@ class Client:
         except ValueError:
             return {"text": resp.text}
 
+    def _object(self, method: str, path: str, **kwargs: Any) -> JsonObject:
+        """``_json`` for the endpoints that answer a JSON object."""
+        return cast(JsonObject, self._json(method, path, **kwargs))
+
     @staticmethod
     def _name(name: str) -> str:
         return quote(name, safe="")
@@ -213,7 +220,7 @@ class Client:
         self,
         name: str,
         method: str,
-        payload: dict | Message | bytes | str,
+        payload: JsonObject | Message | bytes | str,
         *,
         protobuf: bool = False,
         timeout: float | None = None,
@@ -257,7 +264,7 @@ class Client:
         self,
         name: str,
         method: str,
-        payload: dict | Message | bytes | str,
+        payload: JsonObject | Message | bytes | str,
         *,
         protobuf: bool = False,
         output_class: type[Message] | None = None,
@@ -274,7 +281,7 @@ class Client:
         return doc
 
     # ------------------------------------------------------------------ reading
-    def models(self) -> list[dict]:
+    def models(self) -> list[JsonObject]:
         """Every model with its current version (``GET /models``)."""
         doc = self._json("GET", "/models")
         if isinstance(doc, dict) and "models" in doc:
@@ -283,23 +290,23 @@ class Client:
             doc = [{"name": k, **(v if isinstance(v, dict) else {"version": v})} for k, v in doc.items()]
         return list(doc)
 
-    def model(self, name: str) -> dict:
-        return self._json("GET", f"/models/{self._name(name)}")
+    def model(self, name: str) -> JsonObject:
+        return self._object("GET", f"/models/{self._name(name)}")
 
-    def versions(self, name: str) -> list:
+    def versions(self, name: str) -> list[int]:
         doc = self._json("GET", f"/models/{self._name(name)}/versions")
-        return doc.get("versions", doc) if isinstance(doc, dict) else doc
+        return cast(list[int], doc.get("versions", doc) if isinstance(doc, dict) else doc)
 
-    def history(self, name: str) -> list[dict]:
+    def history(self, name: str) -> list[JsonObject]:
         """The model's swap history, oldest first (``GET /models/{name}/history``)."""
         doc = self._json("GET", f"/models/{self._name(name)}/history")
-        return doc.get("history", doc) if isinstance(doc, dict) else doc
+        return cast(list[JsonObject], doc.get("history", doc) if isinstance(doc, dict) else doc)
 
     def proto(self, name: str) -> str:
         return self._request("GET", f"/models/{self._name(name)}/proto").text
 
-    def metadata(self, name: str) -> dict:
-        return self._json("GET", f"/models/{self._name(name)}/metadata")
+    def metadata(self, name: str) -> JsonObject:
+        return self._object("GET", f"/models/{self._name(name)}/metadata")
 
     def healthy(self) -> bool:
         try:
@@ -334,15 +341,15 @@ class Client:
         allow_breaking: bool = False,
         progress: Callable[[int, int], None] | None = None,
         timeout: float | None = None,
-    ) -> dict:
+    ) -> JsonObject:
         """Upload a bundle (zip file, bundle folder, or zip bytes) as a new version of ``name`` and swap
         to it; answers once every serving process serves it. A contract that breaks the current one's
         clients is refused (Conflict) unless ``allow_breaking``. Returns the service's answer
         (``version`` among others)."""
         data = bundle_bytes(bundle)
-        body: Any = _ProgressReader(data, progress) if progress else data
+        body: _ProgressReader | bytes = _ProgressReader(data, progress) if progress else data
         params = {"allow_breaking": "true"} if allow_breaking else {}
-        return self._json(
+        return self._object(
             "PUT",
             f"/models/{self._name(name)}",
             admin=True,
@@ -359,11 +366,11 @@ class Client:
         *,
         allow_breaking: bool = False,
         expected_version: int | None = None,
-    ) -> dict:
+    ) -> JsonObject:
         """Replace only the contract of ``name`` (a new version with the same artifacts)."""
         text = proto.read_text("utf-8") if isinstance(proto, Path) else proto
         params = {"allow_breaking": "true"} if allow_breaking else {}
-        return self._json(
+        return self._object(
             "PUT",
             f"/models/{self._name(name)}/proto",
             admin=True,
@@ -372,10 +379,10 @@ class Client:
             headers={"Content-Type": "text/plain; charset=utf-8", **self._if_match(expected_version)},
         )
 
-    def rollback(self, name: str, *, version: int | None = None, expected_version: int | None = None) -> dict:
+    def rollback(self, name: str, *, version: int | None = None, expected_version: int | None = None) -> JsonObject:
         """Make the previous version (or ``version``) current again."""
         params = {"version": str(version)} if version is not None else {}
-        return self._json(
+        return self._object(
             "POST",
             f"/models/{self._name(name)}/rollback",
             admin=True,
@@ -383,10 +390,10 @@ class Client:
             headers=self._if_match(expected_version),
         )
 
-    def delete(self, name: str, *, expected_version: int | None = None) -> dict:
+    def delete(self, name: str, *, expected_version: int | None = None) -> JsonObject:
         """Stop serving ``name`` (its versions stay in the repository until cleanup); with
         ``expected_version``, only if that version is still current (PreconditionFailed otherwise)."""
-        return self._json(
+        return self._object(
             "DELETE", f"/models/{self._name(name)}", admin=True, headers=self._if_match(expected_version)
         )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runner.samples import build as samples
+from runner.settings import Settings
 
 JAVA_CLASSES = {
     "iris": [
@@ -236,7 +237,7 @@ def test_bundle_passes_validation_and_its_examples_are_right(
     from runner.bundle import open_bundle
     from runner.serving.validate import validate_bundle
 
-    report = validate_bundle(open_bundle(sample_bundles[sample]))
+    report = validate_bundle(open_bundle(sample_bundles[sample]), settings=Settings())
     assert sorted(report.methods) == ["Classify", "ClassifyBatch", "ClassifyMatrix"]
     if sample != "iris-python":
         prefix = "Iris-" if sample == "iris-v2" else ""

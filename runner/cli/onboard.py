@@ -10,9 +10,15 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import BadInput, ModelRunnerError
+
+if TYPE_CHECKING:
+    from google.protobuf.descriptor import Descriptor
+
+    from runner.contract import Contract
+    from runner.serving.validate import ValidationReport
 
 EPILOG = """\
 examples:
@@ -29,7 +35,7 @@ then: model-runner serve iris.zip   or   model-runner push iris iris.zip
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "onboard",
         help="turn a JAR + class (or a Python class) into a validated bundle zip",
@@ -172,7 +178,12 @@ def explain(err: ModelRunnerError, limit: int = 12) -> str:
 
 
 def build_bundle(
-    args: argparse.Namespace, target: str, dest: Path, *, validate: bool = True, on_report: Any = None
+    args: argparse.Namespace,
+    target: str,
+    dest: Path,
+    *,
+    validate: bool = True,
+    on_report: Callable[[ValidationReport], None] | None = None,
 ) -> Path:
     """Run onboarding for the parsed options into ``dest`` (a new folder); returns it."""
     from runner.serving import onboarding  # noqa: PLC0415
@@ -217,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     if not onboarding.is_python_spec(target) and not args.class_name:
         return list_classes(Path(target), args.libs, as_json=args.json)
 
-    reports: list[Any] = []
+    reports: list[ValidationReport] = []
     with tempfile.TemporaryDirectory(prefix="mr-onboard-") as tmp:
         folder = build_bundle(args, target, Path(tmp) / "bundle", on_report=reports.append)
         meta = json.loads((folder / "metadata.json").read_text("utf-8"))
@@ -353,13 +364,13 @@ def short_signature(sig: str) -> str:
     return re.sub(r"(?<![\w$])[A-Z][\w$]*\.(?=[a-z_$][\w$]*\()", "", sig)  # the declaring class
 
 
-def _compile(proto_text: str) -> Any:
+def _compile(proto_text: str) -> Contract:
     from runner.contract import Contract  # noqa: PLC0415
 
     return Contract.compile(proto_text)
 
 
-def _first_example(meta: dict, contract: Any) -> tuple[str, Any]:
+def _first_example(meta: dict[str, Any], contract: Contract) -> tuple[str, Any]:
     """The rpc and input of the curl line: the first example, else a sample built from the contract."""
     rpcs = contract.method_names()
     examples = meta.get("examples") or {}
@@ -368,10 +379,12 @@ def _first_example(meta: dict, contract: Any) -> tuple[str, Any]:
             return rpc, examples[rpc][0]
     if not rpcs:
         return "Method", {}
-    return rpcs[0], sample_json(contract.input_class(rpcs[0]).DESCRIPTOR)
+    from runner.contract import descriptor_of  # noqa: PLC0415
+
+    return rpcs[0], sample_json(descriptor_of(contract.input_class(rpcs[0])))
 
 
-def sample_json(desc: Any, depth: int = 0) -> dict[str, Any]:
+def sample_json(desc: Descriptor, depth: int = 0) -> dict[str, Any]:
     """A plausible proto3-JSON value of a message (for a curl line to edit): 1.0 for numbers, "text",
     true, one element per repeated field, nested messages up to three levels."""
     from google.protobuf.descriptor import FieldDescriptor as F  # noqa: PLC0415, N817
@@ -386,7 +399,7 @@ def sample_json(desc: Any, depth: int = 0) -> dict[str, Any]:
             else:
                 value = sample_json(f.message_type, depth + 1)
         elif f.type == F.TYPE_ENUM:
-            value = f.enum_type.values[-1].name if f.enum_type.values else 0
+            value = f.enum_type.values[-1].name if f.enum_type is not None and f.enum_type.values else 0
         elif f.type == F.TYPE_STRING:
             value = "text"
         elif f.type == F.TYPE_BOOL:
@@ -398,7 +411,8 @@ def sample_json(desc: Any, depth: int = 0) -> dict[str, Any]:
         else:
             value = 1
         is_repeated = getattr(f, "is_repeated", None)
-        repeated = is_repeated if isinstance(is_repeated, bool) else f.label == F.LABEL_REPEATED
+        # protobuf < 5.28 has only ``label`` (which the stubs of newer releases no longer declare)
+        repeated = is_repeated if isinstance(is_repeated, bool) else getattr(f, "label") == F.LABEL_REPEATED
         if repeated and not (f.message_type is not None and f.message_type.GetOptions().map_entry):
             value = [value]
         out[f.name] = value

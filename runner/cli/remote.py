@@ -14,15 +14,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import BadInput
+
+if TYPE_CHECKING:
+    from runner.client import Client, JsonObject
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 PROGRESS_MIN_BYTES = 1024 * 1024  # show upload progress from this size on
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from runner.cli.onboard import add_model_options, with_explained_errors  # noqa: PLC0415
 
     def verb(name: str, help_: str, epilog: str, json_flag: bool = True) -> argparse.ArgumentParser:
@@ -148,9 +151,12 @@ def resolve_token(args: argparse.Namespace) -> str | None:
     for var in ("MODEL_RUNNER_TOKEN", "MODEL_RUNNER_ADMIN_TOKEN"):
         if os.environ.get(var):
             return os.environ[var].strip()
-    from runner.settings import Settings  # noqa: PLC0415
+    from runner.settings import Flag, Settings  # noqa: PLC0415
 
-    settings = Settings.from_env(repo=getattr(args, "repo", None))
+    # only the two settings that locate the token: a bad serving setting must not block a client verb
+    repo = getattr(args, "repo", None)
+    flags = [Flag("repo", "--repo", str(repo))] if repo is not None else []
+    settings = Settings.from_env(flags=flags, only=("repo", "admin_token_file"))
     for path in (settings.admin_token_file, Path(settings.repo) / "admin-token"):
         if path is None:
             continue
@@ -163,7 +169,7 @@ def resolve_token(args: argparse.Namespace) -> str | None:
     return None
 
 
-def client_for(args: argparse.Namespace) -> Any:
+def client_for(args: argparse.Namespace) -> Client:
     from runner.client import Client  # noqa: PLC0415
 
     url = args.url or os.environ.get("MODEL_RUNNER_URL") or DEFAULT_URL
@@ -174,7 +180,7 @@ def _out(args: argparse.Namespace, doc: Any, text: str) -> None:
     print(json.dumps(doc, indent=2) if args.json else text)
 
 
-def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+def table(rows: list[JsonObject], columns: list[tuple[str, str]]) -> str:
     """A plain-text table of ``rows``; ``columns`` are (key, header)."""
     cells = [[_cell(r.get(k)) for k, _ in columns] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h) in enumerate(columns)]
@@ -389,7 +395,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_protobuf(client: Any, name: str, method: str, payload: Any) -> Any:
+def _predict_protobuf(client: Client, name: str, method: str, payload: Any) -> JsonObject:
     """Fetch the model's contract, send the request as binary protobuf, decode the answer to JSON."""
     from google.protobuf import json_format  # noqa: PLC0415
 

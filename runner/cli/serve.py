@@ -21,15 +21,37 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from runner.cli import EXIT_FAILURE
 from runner.errors import BadInput, ModelRunnerError
-from runner.settings import Settings
+from runner.settings import Flag, Settings
+
+if TYPE_CHECKING:
+    from runner.store import Repository
+
+# The flags that set a setting: flag -> (setting, metavar, help). Their text goes through the same
+# checks as the settings file and the environment (runner.settings), so a refusal names the flag.
+SETTING_FLAGS: dict[str, tuple[str, str, str]] = {
+    "--repo": (
+        "repo",
+        "DIR",
+        "repository folder (default: MODEL_RUNNER_REPO or ~/.local/share/model-runner/repo)",
+    ),
+    "--host": ("http_host", "HOST", "address to bind (default 127.0.0.1)"),
+    "--http-port": ("http_port", "PORT", "HTTP port (default 8080; 0 = a free one)"),
+    "--grpc-port": ("grpc_port", "PORT", "gRPC port (default 50051; 0 = a free one; -1 = no gRPC)"),
+    "--workers": ("workers", "N", "HTTP worker processes, one JVM each (default 2)"),
+    "--threads": ("threads", "N", "threads per HTTP worker (default 8)"),
+    "--grpc-processes": ("grpc_processes", "N", "gRPC serving processes sharing the port (default 2)"),
+    "--admin-token-file": ("admin_token_file", "FILE", "file holding the admin bearer token"),
+    "--max-body-bytes": ("max_body_bytes", "BYTES", "largest accepted request body (413 above)"),
+}
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "serve",
         help="serve models over HTTP and gRPC (no arguments: the sample models)",
@@ -61,18 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="settings file (TOML, keys as in docs/configuration.md; default: MODEL_RUNNER_CONFIG); "
         "environment variables and flags override it",
     )
-    p.add_argument(
-        "--repo",
-        type=Path,
-        help="repository folder (default: MODEL_RUNNER_REPO or ~/.local/share/model-runner/repo)",
-    )
-    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 = a free one)")
-    p.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 = a free one; -1 = no gRPC)")
-    p.add_argument("--workers", type=int, help="HTTP worker processes, one JVM each (default 2)")
-    p.add_argument("--threads", type=int, help="threads per HTTP worker (default 8)")
-    p.add_argument("--grpc-processes", type=int, help="gRPC serving processes sharing the port (default 2)")
-    p.add_argument("--admin-token-file", type=Path, help="file holding the admin bearer token")
+    for flag, (setting, metavar, text) in SETTING_FLAGS.items():
+        # read as text: the settings' own rules check it (BadInput naming the flag, e.g. --workers 0)
+        p.add_argument(flag, metavar=metavar, help=f"{text}; {Settings.accepted(setting)}")
     p.add_argument("--class", dest="class_name", help="model class of a JAR argument (fully qualified)")
     p.add_argument("--name", help="model name for a single JAR/bundle/Python argument")
     p.add_argument(
@@ -80,9 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="append",
         default=[],
         metavar="OPT",
-        help="extra JVM option for every serving process (repeatable)",
+        help="extra JVM option for every serving process, added to jvm_options (repeatable; write "
+        "--jvm-option=-Xss2m, since a value starting with '-' would be read as a flag)",
     )
-    p.add_argument("--max-body-bytes", type=int, help="largest accepted request body (413 above)")
     p.add_argument(
         "--ready-file",
         type=Path,
@@ -93,22 +106,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, overridden by the flags given."""
-    jvm = tuple(args.jvm_option) if args.jvm_option else None
-    settings = Settings.from_env(
-        config_file=args.config,
-        repo=args.repo,
-        http_host=args.host,
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        workers=args.workers,
-        threads=args.threads,
-        grpc_processes=args.grpc_processes,
-        admin_token_file=args.admin_token_file,
-        max_body_bytes=args.max_body_bytes,
-    )
-    if jvm:
-        settings.jvm_options = tuple(settings.jvm_options) + jvm
+    """Settings from the settings file, the environment and the flags given (each value checked)."""
+    flags = [
+        Flag(setting, flag, value)
+        for flag, (setting, _, _) in SETTING_FLAGS.items()
+        if (value := getattr(args, flag[2:].replace("-", "_"))) is not None
+    ]
+    flags += [Flag("jvm_options", "--jvm-option", option) for option in args.jvm_option]
+    settings = Settings.from_env(config_file=args.config, flags=flags)
     settings.repo = Path(settings.repo).expanduser().resolve()
     return settings
 
@@ -295,10 +300,7 @@ def _unzip(path: Path, dest: Path) -> Path:
     from runner.bundle import extract_bundle
 
     dest.mkdir(parents=True)
-    try:
-        bundle = extract_bundle(path, dest)  # type: ignore[call-arg]
-    except TypeError:
-        bundle = extract_bundle(path, dest, None)
+    bundle = extract_bundle(path, dest)
     return Path(bundle.root)
 
 
@@ -309,7 +311,7 @@ def _bundle_name(folder: Path) -> str:
     return str(meta["name"])
 
 
-def _same_as_current(repository: Any, name: str, folder: Path) -> bool:
+def _same_as_current(repository: Repository, name: str, folder: Path) -> bool:
     current = repository.current_version(name)
     if current is None:
         return False
@@ -361,7 +363,7 @@ def free_port(host: str) -> int:
 
 def _announce_when_serving(
     settings: Settings,
-    repository: Any,
+    repository: Repository,
     token_file: Path | None,
     ready_file: Path | None,
     grpc_procs: list[subprocess.Popen[bytes]],
@@ -417,12 +419,12 @@ def _announce_when_serving(
         os.replace(tmp, ready_file)
 
 
-def _all_serving(repository: Any, expected_http: int, expected_grpc: int) -> bool:
+def _all_serving(repository: Repository, expected_http: int, expected_grpc: int) -> bool:
     current = {name: repository.current_version(name) for name in repository.models()}
     counts = {"http": 0, "grpc": 0}
-    for record in repository.live_processes().values():
+    for record in repository.fleet.live_processes().values():
         models = record.get("models") or {}
-        errors = record.get("errors") or {}
+        errors: Mapping[str, Mapping[str, object]] = record.get("errors") or {}
         # a model that failed to load in a process counts as settled there (it is reported, not awaited)
         if all(
             models.get(name) == version or (errors.get(name) or {}).get("version") == version
@@ -433,7 +435,7 @@ def _all_serving(repository: Any, expected_http: int, expected_grpc: int) -> boo
     return counts["http"] >= expected_http and counts["grpc"] >= expected_grpc
 
 
-def banner(settings: Settings, token_file: Path | None, repository: Any) -> str:
+def banner(settings: Settings, token_file: Path | None, repository: Repository) -> str:
     """What `serve` prints once ready: repository, token, URLs and a curl example."""
     host = settings.http_host
     url_host = f"[{host}]" if ":" in host else host
@@ -465,14 +467,15 @@ def banner(settings: Settings, token_file: Path | None, repository: Any) -> str:
 _IRIS_EXAMPLE = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
-def _curl_example(base: str, repository: Any, models: list[str]) -> str | None:
+def _curl_example(base: str, repository: Repository, models: list[str]) -> str | None:
     if not models:
         return None
     name = "iris" if "iris" in models else models[0]
     try:
-        meta = json.loads(
-            (repository.version_dir(name, repository.current_version(name)) / "metadata.json").read_text()
-        )
+        current = repository.current_version(name)
+        if current is None:  # deleted since it was listed: the iris example below
+            raise LookupError(name)
+        meta = json.loads((repository.version_dir(name, current) / "metadata.json").read_text())
         examples = meta.get("examples") or {}
         method, inputs = next(iter(examples.items())) if examples else ("Classify", [_IRIS_EXAMPLE])
         body = json.dumps(inputs[0] if isinstance(inputs, list) else inputs)

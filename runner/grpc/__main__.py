@@ -19,17 +19,18 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from types import FrameType
 
 from runner.grpc.server import DEFAULT_THREADS, create_server
+from runner.serving.loading import BundleLoader
+from runner.serving.registry import Registry
 from runner.settings import Settings
+from runner.store import Repository
 
 log = logging.getLogger("runner.grpc")
 
 
-def _open_repository(settings: Settings) -> Any:
-    from runner.store import Repository
-
+def _open_repository(settings: Settings) -> Repository:
     # Opening wipes only staging folders of dead processes: an upload in progress elsewhere is safe.
     return Repository(settings.repo)
 
@@ -61,18 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()  # the bridge starts every JVM with -Xrs: SIGTERM stays ours
     stop = threading.Event()
 
-    def on_signal(signum: int, _frame: Any) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping", signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    from runner.serving.registry import Registry
 
     parent = os.getppid()
     repository = _open_repository(settings)
     registry = Registry(
-        repository, process_kind="grpc", poll_interval=settings.poll_interval, settings=settings
+        repository, BundleLoader(settings), process_kind="grpc", poll_interval=settings.poll_interval
     )
     registry.start()
     try:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from grpc_health.v1 import health, health_pb2
+
+from runner.serving.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class HealthSync:
     the registry snapshot is a cheap dict copy.
     """
 
-    def __init__(self, registry: Any, interval: float = 0.1):
+    def __init__(self, registry: Registry, interval: float = 0.1):
         self.registry = registry
         self.interval = interval
         self.servicer = health.HealthServicer()

@@ -21,15 +21,24 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FieldDescriptor, FileDescriptor
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2 as rpb
 from grpc_reflection.v1alpha import reflection_pb2_grpc
+
+from runner.serving.registry import LoadedVersion
+
+if TYPE_CHECKING:
+    # grpc_reflection ships no types (its classes are Any to mypy); the base adds nothing typed
+    _ServicerBase = object
+else:
+    _ServicerBase = reflection_pb2_grpc.ServerReflectionServicer
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +68,13 @@ def _v1_reflection_file() -> descriptor_pb2.FileDescriptorProto:
     return fdp
 
 
-def _file_proto(file_descriptor: Any) -> descriptor_pb2.FileDescriptorProto:
+def _file_proto(file_descriptor: FileDescriptor) -> descriptor_pb2.FileDescriptorProto:
     fdp = descriptor_pb2.FileDescriptorProto()
     file_descriptor.CopyToProto(fdp)
     return fdp
 
 
-def _find_file(pool: descriptor_pool.DescriptorPool, symbol: str) -> Any:
+def _find_file(pool: descriptor_pool.DescriptorPool, symbol: str) -> FileDescriptor | None:
     """The file defining ``symbol`` (message, enum, field, service, or method) or None."""
     try:
         return pool.FindFileContainingSymbol(symbol)
@@ -78,6 +87,13 @@ def _find_file(pool: descriptor_pool.DescriptorPool, symbol: str) -> Any:
     except KeyError:
         return None
     return svc.file if method in svc.methods_by_name else None
+
+
+def _extension_file(extension: FieldDescriptor) -> FileDescriptor:
+    """The file declaring ``extension`` (both protobuf implementations have ``FieldDescriptor.file``;
+    types-protobuf does not declare it)."""
+    file: FileDescriptor = getattr(extension, "file")  # noqa: B009
+    return file
 
 
 @dataclass
@@ -147,17 +163,17 @@ def _contract_source(model: str, fds_bytes: bytes) -> _Source:
     return src
 
 
-class LiveReflection(reflection_pb2_grpc.ServerReflectionServicer):
+class LiveReflection(_ServicerBase):
     """A reflection servicer whose answers follow the registry's current contracts.
 
     ``snapshot`` returns the registry's current ``{name: LoadedVersion}``.
     """
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]]):
+    def __init__(self, snapshot: Callable[[], Mapping[str, LoadedVersion]]):
         self._snapshot = snapshot
         self._static = _static_source()
         self._lock = threading.Lock()
-        self._key: tuple = ()
+        self._key: tuple[tuple[str, int], ...] = ()
         self._index: _Index | None = None
         self._seq = itertools.count()
         self._order: dict[str, tuple[int, int]] = {}  # model -> (version, seq of its (re)load)
@@ -286,7 +302,7 @@ class LiveReflection(reflection_pb2_grpc.ServerReflectionServicer):
             for src in idx.sources:
                 try:
                     msg = src.pool.FindMessageTypeByName(ext.containing_type)
-                    fd = src.pool.FindExtensionByNumber(msg, ext.extension_number).file
+                    fd = _extension_file(src.pool.FindExtensionByNumber(msg, ext.extension_number))
                 except KeyError:
                     continue
                 return self._files_response(src, fd.name, request)
@@ -312,7 +328,9 @@ class LiveReflection(reflection_pb2_grpc.ServerReflectionServicer):
             return self._error(request, grpc.StatusCode.NOT_FOUND, f"no message type {type_name!r}")
         return self._error(request, grpc.StatusCode.INVALID_ARGUMENT, "empty reflection request")
 
-    def ServerReflectionInfo(self, request_iterator: Iterable[Any], context: Any) -> Iterator[Any]:
+    def ServerReflectionInfo(
+        self, request_iterator: Iterable[Any], context: grpc.ServicerContext
+    ) -> Iterator[Any]:
         for request in request_iterator:
             yield self.answer(request)
 

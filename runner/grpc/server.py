@@ -27,6 +27,7 @@ from runner import errors
 from runner.errors import Kind, ModelRunnerError
 from runner.grpc.health import HealthSync
 from runner.grpc.reflection import LiveReflection, add_reflection
+from runner.serving.registry import LoadedVersion, Registry
 from runner.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,13 +100,15 @@ def _error_message(error: BaseException) -> str:
 class _ModelHandler(grpc.GenericRpcHandler):
     """Routes every call not answered by a registered service to the current model contracts."""
 
-    def __init__(self, registry: Any, settings: Settings):
+    def __init__(self, registry: Registry, settings: Settings):
         self.registry = registry
         self.settings = settings
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._handlers: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {}
         self._lock = threading.Lock()
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
         path = handler_call_details.method
         handler = self._handlers.get(path)
         if handler is not None:
@@ -158,7 +161,7 @@ class _ModelHandler(grpc.GenericRpcHandler):
         )
 
     @staticmethod
-    def _check(lv: Any, service: str, method: str) -> None:
+    def _check(lv: LoadedVersion, service: str, method: str) -> None:
         contract = lv.contract
         if contract.full_service_name != service:
             raise errors.MethodNotFound(
@@ -272,7 +275,7 @@ class ModelServer:
 
 def create_server(
     settings: Settings,
-    registry: Any,
+    registry: Registry,
     *,
     port: int | None = None,
     reuse_port: bool = False,

@@ -29,17 +29,14 @@ def build_worker_app(settings: Settings) -> Any:
     """Repository + Registry + Flask app of one serving process; call it after the fork."""
     global _worker_registry
     from runner.http.app import create_app
+    from runner.serving.loading import BundleLoader
     from runner.serving.registry import Registry
     from runner.store import Repository
 
     # Opening is safe while other processes work: staging entries in use are locked and kept.
     repository = Repository(settings.repo)
     registry = Registry(
-        repository,
-        process_kind="http",
-        poll_interval=settings.poll_interval,
-        jvm_options=tuple(settings.jvm_options),
-        jvm_max_heap=settings.jvm_max_heap,
+        repository, BundleLoader(settings), process_kind="http", poll_interval=settings.poll_interval
     )
     registry.start()
     _worker_registry = registry

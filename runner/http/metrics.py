@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_left
-from typing import Any
+from collections.abc import Mapping
+
+from runner.serving.registry import LoadedVersion
 
 #: Latency histogram bucket bounds (seconds).
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -38,7 +40,8 @@ class Metrics:
         with self._lock:
             self._swaps[(model, action)] = self._swaps.get((model, action), 0) + 1
 
-    def render(self, snapshot: dict[str, Any]) -> str:
+    def render(self, snapshot: Mapping[str, LoadedVersion]) -> str:
+        """The Prometheus text exposition of this process's counts and of the versions it serves."""
         pid = os.getpid()
         lines = [
             "# HELP model_runner_requests_total Predictions answered by this process.",

@@ -5,27 +5,46 @@ the same data plane as every other call (deadlines, metrics of the model, errors
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from runner.contract import MEDIA_JSON
+from runner.contract import MEDIA_JSON, Contract
 from runner.errors import BadInput, NotFound, NotReady
 from runner.serving import oip
+from runner.serving.dataplane import DataPlane
+from runner.serving.registry import LoadedVersion, Registry
 
 SERVER_NAME = "model-runner"
 SERVER_VERSION = "0.1.0"
 
 
-def add_oip_routes(app: Flask, registry: Any, dataplane: Any, timeout: float) -> None:
-    """Register the V2 routes on ``app`` (errors are raised as core errors: the app's handlers map them)."""
+class OipRoutes:
+    """The V2 routes over a registry and its data plane (errors are raised as core errors: the app's
+    handlers map them)."""
 
-    def loaded(name: str, version: str | None = None) -> Any:
-        current = registry.snapshot().get(name)
+    def __init__(self, registry: Registry, dataplane: DataPlane, timeout: float) -> None:
+        self.registry = registry
+        self.dataplane = dataplane
+        self.timeout = timeout
+
+    def blueprint(self) -> Blueprint:
+        routes = Blueprint("oip", __name__)
+        routes.add_url_rule("/v2", view_func=self.v2_server, methods=["GET"])
+        routes.add_url_rule("/v2/health/live", view_func=self.v2_live, methods=["GET"])
+        routes.add_url_rule("/v2/health/ready", view_func=self.v2_ready, methods=["GET"])
+        for prefix in ("/v2/models/<name>", "/v2/models/<name>/versions/<version>"):
+            routes.add_url_rule(prefix, view_func=self.v2_model, methods=["GET"])
+            routes.add_url_rule(f"{prefix}/ready", view_func=self.v2_model_ready, methods=["GET"])
+            routes.add_url_rule(f"{prefix}/infer", view_func=self.v2_infer, methods=["POST"])
+        return routes
+
+    def loaded(self, name: str, version: str | None = None) -> LoadedVersion:
+        """The live version of ``name``; NotFound when ``version`` is given and is not that one."""
+        current = self.registry.snapshot().get(name)
         if current is None:
-            if name in registry.load_errors():
+            if name in self.registry.load_errors():
                 raise NotReady(
-                    f"model {name!r} is not loaded: {registry.load_errors()[name]}", {"model": name}
+                    f"model {name!r} is not loaded: {self.registry.load_errors()[name]}", {"model": name}
                 )
             raise NotFound(f"no model {name!r}", {"model": name})
         if version is not None and version != str(current.version):
@@ -35,44 +54,35 @@ def add_oip_routes(app: Flask, registry: Any, dataplane: Any, timeout: float) ->
             )
         return current
 
-    @app.get("/v2")
-    def v2_server() -> Response:
+    def v2_server(self) -> Response:
         return jsonify({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": []})
 
-    @app.get("/v2/health/live")
-    def v2_live() -> Response:
+    def v2_live(self) -> Response:
         return jsonify({"live": True})
 
-    @app.get("/v2/health/ready")
-    def v2_ready() -> Response:
-        ready = bool(registry.ready())
+    def v2_ready(self) -> Response:
+        ready = bool(self.registry.ready())
         response = jsonify({"ready": ready})
         response.status_code = 200 if ready else 503
         return response
 
-    @app.get("/v2/models/<name>")
-    @app.get("/v2/models/<name>/versions/<version>")
-    def v2_model(name: str, version: str | None = None) -> Response:
-        lv = loaded(name, version)
+    def v2_model(self, name: str, version: str | None = None) -> Response:
+        lv = self.loaded(name, version)
         return jsonify(oip.model_metadata(name, lv.version, lv.metadata.runtime, lv.contract))
 
-    @app.get("/v2/models/<name>/ready")
-    @app.get("/v2/models/<name>/versions/<version>/ready")
-    def v2_model_ready(name: str, version: str | None = None) -> Response:
-        loaded(name, version)
+    def v2_model_ready(self, name: str, version: str | None = None) -> Response:
+        self.loaded(name, version)
         return jsonify({"name": name, "ready": True})
 
-    @app.post("/v2/models/<name>/infer")
-    @app.post("/v2/models/<name>/versions/<version>/infer")
-    def v2_infer(name: str, version: str | None = None) -> Response:
+    def v2_infer(self, name: str, version: str | None = None) -> Response:
         try:
             body = json.loads(request.get_data() or b"null")
         except ValueError as err:
             raise BadInput(f"the body is not JSON: {err}") from None
-        contract = loaded(name, version).contract
+        contract: Contract = self.loaded(name, version).contract
         method = oip.method_of(contract, body.get("parameters") if isinstance(body, dict) else None)
         payload = json.dumps(oip.request_to_json(contract, method, body)).encode()
-        result = dataplane.predict(name, method, payload, MEDIA_JSON, MEDIA_JSON, timeout=timeout)
+        result = self.dataplane.predict(name, method, payload, MEDIA_JSON, MEDIA_JSON, timeout=self.timeout)
         answer = oip.response_from_json(
             contract,
             method,

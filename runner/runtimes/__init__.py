@@ -7,6 +7,7 @@ runner.runtimes.java.JavaModelAdapter (over bridge.model.JavaModel).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -35,19 +36,39 @@ class Model(Protocol):
         ...
 
 
-def load_model(
-    version_dir: Path, metadata: Metadata, contract: Contract, settings: Settings | None = None
-) -> Model:
+def load_model(version_dir: Path, metadata: Metadata, contract: Contract, settings: Settings) -> Model:
     """Load a bundle's model in this process and bind every rpc of ``contract``.
 
-    ``settings`` (optional) supplies the JVM options and heap used when this call starts the JVM;
-    by default they come from the MODEL_RUNNER_* environment."""
+    ``settings`` supplies the JVM options and heap used when this call starts the JVM."""
     if metadata.runtime == "python":
-        from runner.runtimes.python.model import PythonModel  # noqa: PLC0415
+        from runner.runtimes.python.model import PythonModel  # noqa: PLC0415 (Java-only services never import it)
 
         return PythonModel(Path(version_dir), metadata, contract)
     if metadata.runtime == "java":
-        from runner.runtimes.java import JavaModelAdapter  # noqa: PLC0415 (imports the bridge lazily)
+        from runner.runtimes.java import JavaModelAdapter  # noqa: PLC0415 (the bridge, only when needed)
 
         return JavaModelAdapter(Path(version_dir), metadata, contract, settings=settings)
     raise InvalidBundle(f"runtime {metadata.runtime!r} is not supported (use 'java' or 'python')")
+
+
+def prepare_runtimes(metadata: Iterable[Metadata], settings: Settings) -> None:
+    """Start what the given models need before the first of them loads: the JVM, once, with the union of
+    the options every Java bundle declares (options are fixed at JVM start). No Java model, no JVM."""
+    options: list[str] = []
+    java = False
+    for meta in metadata:
+        if meta.runtime == "java":
+            java = True
+            options.extend(o for o in meta.jvm_options if o not in options)
+    if java:
+        from runner.runtimes.java import ensure_jvm  # noqa: PLC0415 (the bridge, only when needed)
+
+        ensure_jvm(options, settings, name="registry")
+
+
+def process_facts() -> dict[str, object]:
+    """What this process's runtimes are, for its serving record: the options its JVM runs with (None:
+    no JVM yet), which lets a publisher refuse a bundle whose JVM options this process lacks."""
+    from runner.runtimes.java import running_jvm_options  # noqa: PLC0415 (never imports the bridge itself)
+
+    return {"jvm_options": running_jvm_options()}

@@ -16,6 +16,7 @@ JvmNotFoundError                       NotReady (detail: tried paths, hint)
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from runner.errors import (
     BadInput,
     DeadlineExceeded,
     InvalidBundle,
+    InvalidContract,
     ModelError,
     ModelRunnerError,
     NotReady,
@@ -90,17 +92,11 @@ def map_bridge_error(
     )
 
 
-def ensure_jvm(
-    jvm_options: Sequence[str] = (), settings: Settings | None = None, *, name: str = "model"
-) -> None:
+def ensure_jvm(jvm_options: Sequence[str], settings: Settings, *, name: str = "model") -> None:
     """Start this process's JVM (with the settings' options and heap plus ``jvm_options``) or, if it
     runs already, check it has ``jvm_options`` (InvalidBundle naming the missing ones)."""
-    from bridge import jvm  # noqa: PLC0415
+    from bridge import jvm  # noqa: PLC0415 (the bridge, only when needed)
 
-    if settings is None:
-        from runner.settings import Settings  # noqa: PLC0415
-
-        settings = Settings.from_env()
     try:
         with _start_lock:
             if not jvm.jvm_started():
@@ -108,7 +104,7 @@ def ensure_jvm(
                 jvm.start_jvm(options, max_heap=settings.jvm_max_heap)
                 return
         jvm.require_jvm_options(list(jvm_options))
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:  # noqa: BLE001 (mapped to a core error)
         raise map_bridge_error(err, name=name, loading=True) from err
 
 
@@ -124,9 +120,7 @@ def running_jvm_options() -> list[str] | None:
 class JavaModelAdapter:
     """A Java bundle loaded in a fresh class loader of this process's JVM (implements Model)."""
 
-    def __init__(
-        self, version_dir: Path, metadata: Metadata, contract: Contract, *, settings: Settings | None = None
-    ):
+    def __init__(self, version_dir: Path, metadata: Metadata, contract: Contract, *, settings: Settings):
         from bridge.model import JavaModel  # noqa: PLC0415
 
         self.version_dir = Path(version_dir)
@@ -166,3 +160,73 @@ class JavaModelAdapter:
 
     def __repr__(self) -> str:
         return f"<JavaModelAdapter {self.name} {self.metadata.entry_point} from {self.version_dir}>"
+
+
+def java_candidates(jar: Path, libs: Sequence[Path], *, settings: Settings) -> list[dict[str, Any]]:
+    """Classes in ``jar`` that could be a model, with their public methods (core errors with a hint)."""
+    from bridge import inspect as bridge_inspect  # noqa: PLC0415 (the bridge, only when needed)
+
+    ensure_jvm((), settings, name=jar.name)
+    try:
+        return list(bridge_inspect.list_candidates(jar, list(libs)))
+    except Exception as exc:  # noqa: BLE001 (bridge errors are mapped to core errors here)
+        raise _inspect_error(exc, jar=jar, class_name=None) from None
+
+
+def generate_java_contract(
+    jar: Path, class_name: str, libs: Sequence[Path], *, methods: Sequence[str] | None, settings: Settings
+) -> str:
+    """A .proto generated from the signatures of ``class_name``'s methods (core errors with a hint)."""
+    from bridge import inspect as bridge_inspect  # noqa: PLC0415 (the bridge, only when needed)
+
+    ensure_jvm((), settings, name=jar.name)
+    try:
+        return bridge_inspect.generate_proto(jar, class_name, list(libs), methods=methods)
+    except Exception as exc:  # noqa: BLE001 (bridge errors are mapped to core errors here)
+        raise _inspect_error(exc, jar=jar, class_name=class_name) from None
+
+
+def _inspect_error(exc: Exception, *, jar: Path, class_name: str | None) -> ModelRunnerError:
+    """A bridge error (or any failure while inspecting) as a core error with a hint."""
+    if isinstance(exc, ModelRunnerError):
+        return exc
+    kind = type(exc).__name__
+    message = getattr(exc, "message", None) or str(exc) or kind
+    detail = dict(getattr(exc, "detail", None) or {})
+    detail.setdefault("jar", str(jar))
+    missing = re.search(r"(?:NoClassDefFoundError|ClassNotFoundException):?\s+([\w/.$]+)", message)
+    if missing and class_name and missing.group(1).replace("/", ".") != class_name:
+        dep = missing.group(1).replace("/", ".")
+        detail.setdefault(
+            "hint",
+            f"a dependency is missing: add the JAR that holds {dep} with --lib "
+            "(e.g. from your build's runtime classpath)",
+        )
+    elif "proto-native" in message:
+        detail.setdefault(
+            "hint",
+            "pass the .proto its message classes were generated from with --proto "
+            "(and protobuf-java with --lib)",
+        )
+    if kind == "JavaLoadError":
+        if class_name:
+            detail.setdefault(
+                "hint",
+                f"run `model-runner onboard {jar}` without --class to list the classes "
+                "it holds; add dependency JARs with --lib",
+            )
+        return InvalidBundle(message, detail)
+    if kind == "BindError":
+        detail.setdefault("hint", "pass --method NAME for the methods to serve, or a contract with --proto")
+        return InvalidContract(message, detail)
+    if kind == "JavaInspectError":
+        detail.setdefault(
+            "hint",
+            f"`model-runner onboard {jar}` lists the public methods of each class; "
+            "pass the ones to serve with --method, or write the contract and pass --proto",
+        )
+        return BadInput(message, detail)
+    if kind in ("JvmNotFoundError", "JvmOptionsError"):
+        detail.setdefault("hint", "install a JDK 17 and set JAVA_HOME")
+        return ModelRunnerError(message, detail)
+    return InvalidBundle(f"{kind}: {message}", detail)

@@ -16,9 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.bundle import open_bundle
-from runner.errors import BadInput, Conflict, InvalidBundle, ModelRunnerError, NotFound, SwapTimeout
+from runner.bundle import (
+    JAR_FILE,
+    METADATA_FILE,
+    PROTO_FILE,
+    Bundle,
+    BundleLimits,
+    extract_bundle,
+    iter_files,
+    open_bundle,
+    safe_relpath,
+)
+from runner.contract import Contract, breaking_changes
+from runner.errors import BadInput, Conflict, InvalidBundle, ModelRunnerError, NotFound, SwapTimeout, TooLarge
 from runner.serving.validate import validate_bundle
+from runner.settings import Settings
 from runner.store import Repository, validate_name
 
 log = logging.getLogger(__name__)
@@ -37,27 +49,24 @@ class UploadParts:
     """Other files by bundle-relative path (Python modules, data)."""
 
 
-BundleSource = bytes | bytearray | Path | str | UploadParts | dict
+BundleSource = bytes | bytearray | Path | str | UploadParts | dict[str, Any]
 
 
 class Admin:
     """Upload, proto replacement, rollback and delete, each answered once the swap is served."""
 
     def __init__(
-        self, repository: Repository, *, swap_timeout: float = 30.0, limits: Any = None, settings: Any = None
+        self, repository: Repository, settings: Settings | None = None, *, swap_timeout: float | None = None
     ):
-        """``limits``: runner.bundle.BundleLimits for uploads (default: from ``settings``, else defaults);
-        ``settings``: passed to validation (JVM options and heap if validation starts the JVM)."""
+        """``settings`` (default: the built-in defaults) give the upload limits, the versions kept, the
+        JVM options and heap if validation starts the JVM, and the swap timeout (``swap_timeout``
+        overrides it)."""
         self.repository = repository
-        self.swap_timeout = swap_timeout
-        self.settings = settings
-        # After each successful swap, versions beyond settings.keep_versions are removed.
-        self.keep_versions: int | None = getattr(settings, "keep_versions", None) if settings else None
-        if limits is None and settings is not None:
-            from runner.bundle import BundleLimits
-
-            limits = BundleLimits.from_settings(settings)
-        self.limits = limits
+        self.settings = settings or Settings()
+        self.swap_timeout = self.settings.swap_timeout if swap_timeout is None else swap_timeout
+        # After each successful swap, versions beyond keep_versions are removed.
+        self.keep_versions = self.settings.keep_versions
+        self.limits = BundleLimits.from_settings(self.settings)
 
     # ------------------------------------------------------------------ operations
 
@@ -116,7 +125,6 @@ class Admin:
         self.repository.check_expected(name, expected_version)
         if not isinstance(proto_text, str) or not proto_text.strip():
             raise BadInput("the new contract is empty", {"model": name})
-        from runner.bundle import PROTO_FILE
 
         with self.repository.staging_dir() as stage:
             folder = stage / "bundle"
@@ -151,7 +159,7 @@ class Admin:
         """Stop serving a model everywhere (its versions stay until cleanup)."""
         validate_name(name)
         previous = self.repository.delete(name, caller=caller, expected_version=expected_version)
-        laggards = self.repository.wait_until_served(name, None, self.swap_timeout)
+        laggards = self.repository.fleet.wait_until_served(name, None, self.swap_timeout)
         if laggards:
             raise SwapTimeout(
                 f"model {name!r} is deleted but {len(laggards)} serving process(es) still serve it after "
@@ -169,10 +177,9 @@ class Admin:
 
     # ------------------------------------------------------------------ staging
 
-    def _stage(self, source: Any, folder: Path) -> None:
-        from runner.bundle import BundleLimits, extract_bundle
+    def _stage(self, source: BundleSource, folder: Path) -> None:
 
-        limits = self.limits or BundleLimits()
+        limits = self.limits
         if isinstance(source, (bytes, bytearray, memoryview)):
             extract_bundle(bytes(source), folder, limits)
             return
@@ -187,10 +194,8 @@ class Admin:
             raise BadInput(f"{path}: no such bundle file or folder", {"path": str(path)})
 
     @staticmethod
-    def _copy_folder(src: Path, dest: Path, limits: Any) -> None:
+    def _copy_folder(src: Path, dest: Path, limits: BundleLimits) -> None:
         """Copy a bundle folder's regular files (links resolved inside it only) within the size limits."""
-        from runner.bundle import iter_files
-        from runner.errors import TooLarge
 
         files = iter_files(src)
         if len(files) > limits.max_entries:
@@ -223,7 +228,6 @@ class Admin:
 
     def _assemble_parts(self, name: str, parts: UploadParts, folder: Path) -> int | None:
         """Build a bundle folder from parts over the current version's files; returns that version."""
-        from runner.bundle import JAR_FILE, METADATA_FILE, PROTO_FILE, safe_relpath
 
         current = self.repository.current_version(name)
         if current is not None:
@@ -258,7 +262,7 @@ class Admin:
             (folder / str(rel)).write_bytes(data)
         return current
 
-    def _check_jvm_options(self, name: str, bundle: Any) -> None:
+    def _check_jvm_options(self, name: str, bundle: Bundle) -> None:
         """JVM options are fixed when a JVM starts. A bundle that needs options some live serving
         process's JVM lacks would load here and fail there: refuse it before publishing rather than
         half-apply the swap. (Processes with no JVM yet start theirs with every bundle's options.)"""
@@ -266,7 +270,7 @@ class Admin:
         if not wanted or getattr(bundle.metadata, "runtime", None) != "java":
             return
         lacking: dict[str, list[str]] = {}
-        for process_id, info in self.repository.live_processes().items():
+        for process_id, info in self.repository.fleet.live_processes().items():
             running = info.get("jvm_options")
             if running is None:
                 continue
@@ -291,7 +295,7 @@ class Admin:
         self,
         name: str,
         folder: Path,
-        bundle: Any,
+        bundle: Bundle,
         action: str,
         breaking: list[str],
         expected_version: int | None,
@@ -309,8 +313,6 @@ class Admin:
         )
 
     def _breaking_changes(self, name: str, folder: Path, proto_text: str) -> list[str]:
-        from runner.bundle import PROTO_FILE
-        from runner.contract import Contract, breaking_changes
 
         current = self.repository.current_version(name)
         if current is None:
@@ -328,9 +330,6 @@ class Admin:
         """A contract that removes an rpc (allowed with allow_breaking) must not keep that rpc's
         examples or method overrides, or validation would refuse the new version for them."""
         import json
-
-        from runner.bundle import METADATA_FILE
-        from runner.contract import Contract
 
         rpcs = set(Contract.compile(proto_text, include_dir=folder).method_names())
         path = folder / METADATA_FILE
@@ -382,8 +381,8 @@ class Admin:
         }
         if breaking:
             result["breaking_changes"] = breaking
-        laggards = self.repository.wait_until_served(name, version, self.swap_timeout)
-        live = self.repository.live_processes()
+        laggards = self.repository.fleet.wait_until_served(name, version, self.swap_timeout)
+        live = self.repository.fleet.live_processes()
         result["served_by"] = sorted(
             pid for pid, info in live.items() if (info.get("models") or {}).get(name) == version
         )

@@ -8,7 +8,6 @@ passes the bytes straight to the model (no parsing in Python here: the model val
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from runner.contract import MEDIA_JSON, MEDIA_PROTOBUF
 from runner.errors import (
@@ -19,6 +18,7 @@ from runner.errors import (
     NotFound,
     UnsupportedMedia,
 )
+from runner.serving.registry import Registry
 
 SUPPORTED_MEDIA = (MEDIA_JSON, *MEDIA_PROTOBUF)
 
@@ -80,7 +80,7 @@ def response_media(accept: str | None, request: str) -> str:
 class DataPlane:
     """predict() over a registry's live models."""
 
-    def __init__(self, registry: Any, *, max_json_depth: int = 64):
+    def __init__(self, registry: Registry, *, max_json_depth: int = 64):
         self.registry = registry
         self.max_json_depth = max_json_depth
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from runner.contract import Contract
+from runner.contract import Contract, descriptor_of
 from runner.errors import BadInput, MethodNotFound
 
 _F = FieldDescriptor
@@ -65,8 +65,8 @@ def model_metadata(name: str, version: int, runtime: str, contract: Contract) ->
         "name": name,
         "versions": [str(version)],
         "platform": f"model-runner-{runtime}",
-        "inputs": [_spec(f) for f in _tensor_fields(contract.input_class(method).DESCRIPTOR)],
-        "outputs": [_spec(f) for f in _tensor_fields(contract.output_class(method).DESCRIPTOR)],
+        "inputs": [_spec(f) for f in _tensor_fields(descriptor_of(contract.input_class(method)))],
+        "outputs": [_spec(f) for f in _tensor_fields(descriptor_of(contract.output_class(method)))],
         "parameters": {"methods": contract.method_names(), "service": contract.full_service_name},
     }
 
@@ -84,7 +84,7 @@ def request_to_json(contract: Contract, method: str, body: Any) -> dict[str, Any
     """The proto3 JSON of the rpc's input message from a V2 inference request body."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise BadInput('a V2 inference request is a JSON object with a list "inputs"', {"expected": "inputs"})
-    desc = contract.input_class(method).DESCRIPTOR
+    desc = descriptor_of(contract.input_class(method))
     fields = {f.name: f for f in desc.fields}
     out: dict[str, Any] = {}
     for tensor in body["inputs"]:
@@ -97,8 +97,9 @@ def request_to_json(contract: Contract, method: str, body: Any) -> dict[str, Any
                 {"input": tensor["name"], "inputs": [f.name for f in _tensor_fields(desc)]},
             )
         if field.cpp_type not in DATATYPES:
+            kind = field.message_type.full_name if field.message_type else "a message"
             raise BadInput(
-                f"input {field.name!r} is a message ({field.message_type.full_name}): it has no tensor form; "
+                f"input {field.name!r} is a message ({kind}): it has no tensor form; "
                 f"call POST /models/{{name}}/methods/{method} with the contract's JSON instead",
                 {"input": field.name},
             )
@@ -130,7 +131,7 @@ def response_from_json(
     if isinstance(wanted, list):
         names = {t.get("name") for t in wanted if isinstance(t, dict)}
     tensors = []
-    for field in _tensor_fields(contract.output_class(method).DESCRIPTOR):
+    for field in _tensor_fields(descriptor_of(contract.output_class(method))):
         if names is not None and field.name not in names:
             continue
         value: Any = output.get(field.name, [] if field.is_repeated else None)

@@ -21,8 +21,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner.bundle import NAME_RE
-from runner.errors import BadInput, InvalidBundle, InvalidContract, ModelRunnerError, NotFound
+from runner.bundle import NAME_RE, open_bundle
+from runner.errors import BadInput, InvalidBundle, ModelRunnerError, NotFound
+from runner.serving.validate import ValidationReport, validate_bundle
+from runner.settings import Settings
 
 _GENERIC_STEMS = {"model", "main", "app", "classes", "lib", "libs"}
 
@@ -76,7 +78,8 @@ def bundle_from_jar(
     examples: list[str] | None = None,
     dest: Path,
     validate: bool = True,
-    on_report: Callable[[Any], None] | None = None,
+    on_report: Callable[[ValidationReport], None] | None = None,
+    settings: Settings | None = None,
 ) -> Path:
     """Build a Java bundle folder at ``dest`` from ``jar`` and ``class_name`` and validate it.
 
@@ -85,15 +88,17 @@ def bundle_from_jar(
     ``RPC=JSON`` or a bare JSON object (given to the rpc whose input it fits); ``@file`` reads one from
     a file. Without ``class_name`` it raises BadInput whose ``detail["candidates"]`` lists the classes
     and methods found. ``validate=False`` skips running the model (push: the service validates);
-    ``on_report`` receives runner.serving.validate's ValidationReport (bindings, outputs).
+    ``on_report`` receives runner.serving.validate's ValidationReport (bindings, outputs). ``settings``
+    (default: the built-in defaults) start the JVM if this call is the first to need it.
     """
+    settings = settings or Settings()
     jar = Path(jar)
     libs = [Path(p) for p in libs]
     _check_jar(jar, role="model JAR")
     for lib in libs:
         _check_jar(lib, role="library JAR")
     if not class_name:
-        cands = list_candidates(jar, libs)
+        cands = list_candidates(jar, libs, settings=settings)
         raise BadInput(
             f"{jar.name}: choose the model class with --class",
             {
@@ -108,12 +113,9 @@ def bundle_from_jar(
     if proto is not None:
         proto_text = _read_text(Path(proto), "contract (.proto)")
     else:
-        from bridge import inspect as bridge_inspect  # noqa: PLC0415 (starts the JVM: only when needed)
+        from runner.runtimes.java import generate_java_contract  # noqa: PLC0415 (starts the JVM: only when needed)
 
-        try:
-            proto_text = bridge_inspect.generate_proto(jar, class_name, libs, methods=methods)
-        except Exception as exc:  # noqa: BLE001 (bridge errors are mapped to core errors here)
-            raise _from_bridge(exc, jar=jar, class_name=class_name) from None
+        proto_text = generate_java_contract(jar, class_name, libs, methods=methods, settings=settings)
 
     with _filling(dest):
         shutil.copyfile(jar, dest / "model.jar")
@@ -133,19 +135,18 @@ def bundle_from_jar(
         if methods and proto is not None:
             meta["methods"] = _method_overrides(proto_text, methods)
         meta["examples"] = _parse_examples(examples or [], proto_text)
-        _finish(dest, meta, validate, on_report)
+        _finish(dest, meta, validate, on_report, settings)
     return dest
 
 
-def list_candidates(jar: Path, libs: Sequence[Path] = ()) -> list[dict]:
+def list_candidates(
+    jar: Path, libs: Sequence[Path] = (), *, settings: Settings | None = None
+) -> list[dict[str, Any]]:
     """Classes in ``jar`` that could be a model, with their public methods (bridge.inspect)."""
     _check_jar(Path(jar), role="model JAR")
-    from bridge import inspect as bridge_inspect  # noqa: PLC0415
+    from runner.runtimes.java import java_candidates  # noqa: PLC0415 (starts the JVM: only when needed)
 
-    try:
-        return list(bridge_inspect.list_candidates(Path(jar), [Path(p) for p in libs]))
-    except Exception as exc:  # noqa: BLE001
-        raise _from_bridge(exc, jar=Path(jar), class_name=None) from None
+    return java_candidates(Path(jar), [Path(p) for p in libs], settings=settings or Settings())
 
 
 def _check_jar(path: Path, *, role: str) -> None:
@@ -162,11 +163,11 @@ def _check_jar(path: Path, *, role: str) -> None:
         )
 
 
-def _method_overrides(proto_text: str, methods: list[str]) -> dict[str, dict]:
+def _method_overrides(proto_text: str, methods: list[str]) -> dict[str, dict[str, str]]:
     """With a given contract, ``--method`` pairs rpcs to Java methods: ``Rpc=javaMethod`` or, in rpc
     order, bare Java method names."""
     rpcs = _rpc_names(proto_text)
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, str]] = {}
     bare = [m for m in methods if "=" not in m]
     for m in methods:
         if "=" in m:
@@ -187,11 +188,13 @@ def bundle_from_python(
     proto: Path | None = None,
     dest: Path,
     validate: bool = True,
-    on_report: Callable[[Any], None] | None = None,
+    on_report: Callable[[ValidationReport], None] | None = None,
+    settings: Settings | None = None,
 ) -> Path:
     """Build a Python bundle folder at ``dest`` from ``spec`` (``path/module.py:Class`` or
     ``package.module:Class``) and validate it. The contract is generated from the class's type hints
     (runner.runtimes.python.hints) unless ``proto`` is given."""
+    settings = settings or Settings()
     source, module_name, class_name, files = _resolve_python(spec)
     name = check_name(name or default_name(class_name=class_name))
     entry_point = f"{module_name}:{class_name}"
@@ -224,7 +227,7 @@ def bundle_from_python(
             "description": (cls.__doc__ or f"{entry_point}").strip().splitlines()[0],
             "examples": _parse_examples(examples or [], proto_text),
         }
-        _finish(dest, meta, validate, on_report)
+        _finish(dest, meta, validate, on_report, settings)
     return dest
 
 
@@ -236,7 +239,7 @@ def is_python_spec(target: str) -> bool:
     return bool(left) and right.isidentifier() and not left.endswith((".jar", ".zip"))
 
 
-def python_candidates(path: Path) -> list[dict]:
+def python_candidates(path: Path) -> list[dict[str, Any]]:
     """Top-level classes of a .py file with their public methods, read without importing it:
     [{"class": "module.py:Class", "methods": ["name(params) -> ret", ...]}]."""
     import ast  # noqa: PLC0415
@@ -423,12 +426,16 @@ def _filling(dest: Path) -> Iterator[None]:
 
 
 def _finish(
-    dest: Path, meta: dict[str, Any], validate: bool, on_report: Callable[[Any], None] | None
+    dest: Path,
+    meta: dict[str, Any],
+    validate: bool,
+    on_report: Callable[[ValidationReport], None] | None,
+    settings: Settings,
 ) -> None:
     """Write metadata.json, then run the bundle's self-test (examples, or generated inputs)."""
     _write_metadata(dest, meta)
     if validate:
-        report = _validate(dest)
+        report = validate_bundle(open_bundle(dest), settings=settings)
         if on_report is not None:
             on_report(report)
 
@@ -527,56 +534,3 @@ def _parse_examples(examples: Iterable[str], proto_text: str) -> dict[str, list[
             )
         out.setdefault(fits[0], []).append(doc)
     return out
-
-
-def _validate(dest: Path) -> Any:
-    from runner.bundle import open_bundle  # noqa: PLC0415
-    from runner.serving.validate import validate_bundle  # noqa: PLC0415
-
-    return validate_bundle(open_bundle(dest))
-
-
-def _from_bridge(exc: Exception, *, jar: Path, class_name: str | None) -> ModelRunnerError:
-    """A bridge error (or any failure while inspecting) as a core error with a hint."""
-    if isinstance(exc, ModelRunnerError):
-        return exc
-    kind = type(exc).__name__
-    message = getattr(exc, "message", None) or str(exc) or kind
-    detail = dict(getattr(exc, "detail", None) or {})
-    detail.setdefault("jar", str(jar))
-    missing = re.search(r"(?:NoClassDefFoundError|ClassNotFoundException):?\s+([\w/.$]+)", message)
-    if missing and class_name and missing.group(1).replace("/", ".") != class_name:
-        dep = missing.group(1).replace("/", ".")
-        detail.setdefault(
-            "hint",
-            f"a dependency is missing: add the JAR that holds {dep} with --lib "
-            "(e.g. from your build's runtime classpath)",
-        )
-    elif "proto-native" in message:
-        detail.setdefault(
-            "hint",
-            "pass the .proto its message classes were generated from with --proto "
-            "(and protobuf-java with --lib)",
-        )
-    if kind == "JavaLoadError":
-        if class_name:
-            detail.setdefault(
-                "hint",
-                f"run `model-runner onboard {jar}` without --class to list the classes "
-                "it holds; add dependency JARs with --lib",
-            )
-        return InvalidBundle(message, detail)
-    if kind == "BindError":
-        detail.setdefault("hint", "pass --method NAME for the methods to serve, or a contract with --proto")
-        return InvalidContract(message, detail)
-    if kind == "JavaInspectError":
-        detail.setdefault(
-            "hint",
-            f"`model-runner onboard {jar}` lists the public methods of each class; "
-            "pass the ones to serve with --method, or write the contract and pass --proto",
-        )
-        return BadInput(message, detail)
-    if kind in ("JvmNotFoundError", "JvmOptionsError"):
-        detail.setdefault("hint", "install a JDK 17 and set JAVA_HOME")
-        return ModelRunnerError(message, detail)
-    return InvalidBundle(f"{kind}: {message}", detail)

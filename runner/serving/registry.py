@@ -11,21 +11,21 @@ serving record so an admin waiting for the swap learns about it at once.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
-import json
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Protocol, Self
 
+from runner.bundle import Metadata
+from runner.contract import Contract
 from runner.errors import ModelRunnerError, NotFound, NotReady
-from runner.runtimes.java import running_jvm_options
+from runner.runtimes import Model
 from runner.store import HOST, Repository
 
 log = logging.getLogger(__name__)
@@ -34,16 +34,34 @@ _ids = itertools.count()
 _SAFE_HOST = re.sub(r"[^A-Za-z0-9_.-]", "_", HOST)[:100] or "host"
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedVersion:
     """One loaded version of a model: what a call holds while it runs."""
 
     name: str
     version: int
-    metadata: Any
-    contract: Any
-    model: Any
-    bundle: Any = None
+    metadata: Metadata
+    contract: Contract
+    model: Model
+
+
+class RegistryHooks(Protocol):
+    """What the registry calls to turn stored versions into live ones. The registry follows the
+    repository's pointers, flips and drains; the hooks know the runtimes and the bundle's files
+    (runner.serving.loading.BundleLoader is the one used for serving)."""
+
+    def prepare(self, current: Mapping[str, Path]) -> None:
+        """Once, before the first load, with the folder of every current version (e.g. start the JVM
+        with the options all of them need). Must not raise for a broken bundle: its load reports it."""
+
+    def load(self, name: str, version: int, version_dir: Path) -> LoadedVersion:
+        """Load a stored version beside the one serving; any exception leaves the old one serving."""
+
+    def unload(self, loaded: LoadedVersion) -> None:
+        """Close a version nobody holds any more (its calls have drained)."""
+
+    def facts(self) -> dict[str, object]:
+        """Extra facts about this process for its serving record (e.g. the JVM's options)."""
 
 
 @dataclass
@@ -53,22 +71,6 @@ class _Slot:
     retired: bool = False
     closed: bool = False
     loaded_at: float = field(default_factory=time.time)
-
-
-Loader = Callable[[str, int, Path], LoadedVersion]
-
-
-def load_version(name: str, version: int, version_dir: Path, settings: Any = None) -> LoadedVersion:
-    """Open a stored version: bundle, contract, model (the default loader). ``settings`` gives the
-    JVM options and heap used if this load starts the JVM."""
-    from runner.bundle import open_bundle
-    from runner.contract import Contract
-    from runner.runtimes import load_model
-
-    bundle = open_bundle(version_dir)
-    contract = Contract.compile(bundle.proto_text, include_dir=version_dir)
-    model = load_model(version_dir, bundle.metadata, contract, settings)
-    return LoadedVersion(name, version, bundle.metadata, contract, model, bundle)
 
 
 def _describe(err: BaseException) -> str:
@@ -83,26 +85,21 @@ class Registry:
     def __init__(
         self,
         repository: Repository,
+        hooks: RegistryHooks,
         *,
         process_kind: str = "http",
         poll_interval: float = 0.1,
         heartbeat_interval: float = 1.0,
         process_id: str | None = None,
-        jvm_options: tuple[str, ...] | list[str] = (),
-        jvm_max_heap: str | None = None,
-        settings: Any = None,
-        loader: Loader | None = None,
     ):
-        """``settings`` (runner.settings.Settings, default: from the environment) and the explicit
-        ``jvm_options``/``jvm_max_heap`` decide how the JVM starts; ``loader`` replaces load_version."""
+        """``hooks`` load and close versions (runner.serving.loading.BundleLoader for serving)."""
         self.repository = repository
+        self.hooks = hooks
         self.process_kind = process_kind
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         n = next(_ids)
         self.process_id = process_id or f"{_SAFE_HOST}-{os.getpid()}" + (f"-{n}" if n else "")
-        self.settings = self._jvm_settings(settings, tuple(jvm_options), jvm_max_heap)
-        self._loader = loader or (lambda n, v, d: load_version(n, v, d, self.settings))
         self._lock = threading.Lock()  # guards _live, _wanted, _errors and slot ref counts
         self._sync_lock = threading.Lock()  # one synchronisation at a time
         self._live: dict[str, _Slot] = {}
@@ -120,7 +117,7 @@ class Registry:
         if self._started:
             return
         self._stop.clear()
-        self._prepare_jvm()
+        self._prepare()
         self._started = True
         self.poll_now()
         self._heartbeat()
@@ -147,7 +144,7 @@ class Registry:
         for slot in slots:
             self._retire(slot)
         with self._heartbeat_lock, contextlib.suppress(OSError):
-            self.repository.remove_serving(self.process_id)
+            self.repository.fleet.remove_serving(self.process_id)
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_interval):
@@ -160,39 +157,14 @@ class Registry:
         while not self._stop.wait(self.heartbeat_interval):
             self._heartbeat()
 
-    @staticmethod
-    def _jvm_settings(settings: Any, jvm_options: tuple[str, ...], jvm_max_heap: str | None) -> Any:
-        from runner.settings import Settings
-
-        settings = settings if settings is not None else Settings.from_env()
-        options = tuple(dict.fromkeys([*settings.jvm_options, *jvm_options]))
-        return dataclasses.replace(
-            settings, jvm_options=options, jvm_max_heap=jvm_max_heap or settings.jvm_max_heap
-        )
-
-    def _prepare_jvm(self) -> None:
-        """Start the JVM once, before the first Java load, with the union of the options every current
-        Java bundle declares (options are fixed at JVM start)."""
-        options: list[str] = []
-        java = False
-        for name, version in self.repository.pointers().items():
-            try:
-                meta = json.loads((self.repository.version_dir(name, version) / "metadata.json").read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(meta, dict) and meta.get("runtime") == "java":
-                java = True
-                for option in meta.get("jvm_options") or []:
-                    if isinstance(option, str) and option not in options:
-                        options.append(option)
-        if not java:
-            return  # no JVM until a Java model arrives (load_model starts it then)
-        from runner.runtimes.java import ensure_jvm
-
+    def _prepare(self) -> None:
+        current = {
+            name: self.repository.version_dir(name, v) for name, v in self.repository.pointers().items()
+        }
         try:
-            ensure_jvm(options, self.settings, name="registry")
-        except ModelRunnerError as err:
-            log.error("registry %s: cannot start the JVM: %s", self.process_id, _describe(err))
+            self.hooks.prepare(current)
+        except Exception as err:  # noqa: BLE001 - each load reports its own failure
+            log.error("registry %s: preparing the runtimes failed: %s", self.process_id, _describe(err))
 
     # ------------------------------------------------------------------ following the repository
 
@@ -230,7 +202,7 @@ class Registry:
 
     def _load_and_flip(self, name: str, version: int) -> bool:
         try:
-            loaded = self._loader(name, version, self.repository.version_dir(name, version))
+            loaded = self.hooks.load(name, version, self.repository.version_dir(name, version))
         except Exception as err:  # noqa: BLE001 - any failure leaves the old version serving
             why = _describe(err)
             log.error(
@@ -287,7 +259,7 @@ class Registry:
 
     def _close(self, slot: _Slot) -> None:
         try:
-            slot.loaded.model.close()
+            self.hooks.unload(slot.loaded)
         except Exception:
             log.exception(
                 "registry %s: closing %s version %d failed",
@@ -310,7 +282,7 @@ class Registry:
                 errors = {name: {"version": v, "error": why} for name, (v, why) in self._errors.items()}
                 ready = self._ready_locked()
             try:
-                self.repository.record_serving(
+                self.repository.fleet.record_serving(
                     self.process_id,
                     {
                         "pid": os.getpid(),
@@ -318,8 +290,7 @@ class Registry:
                         "models": models,
                         "errors": errors,
                         "ready": ready,
-                        # lets a publisher refuse a bundle whose JVM options this process lacks
-                        "jvm_options": running_jvm_options(),
+                        **self.hooks.facts(),
                     },
                 )
             except OSError:

@@ -15,6 +15,8 @@ from typing import Any
 from runner.bundle import Bundle
 from runner.contract import Contract
 from runner.errors import BadInput, InvalidBundle, ModelRunnerError, NotReady
+from runner.runtimes import load_model
+from runner.settings import Settings
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -42,11 +44,9 @@ class ValidationReport:
         }
 
 
-def validate_bundle(
-    bundle: Bundle, *, timeout: float | None = None, settings: Any = None
-) -> ValidationReport:
-    """Compile, load, bind and exercise a bundle; InvalidBundle/InvalidContract on the first failure."""
-    from runner.runtimes import load_model  # noqa: PLC0415
+def validate_bundle(bundle: Bundle, *, settings: Settings, timeout: float | None = None) -> ValidationReport:
+    """Compile, load, bind and exercise a bundle; InvalidBundle/InvalidContract on the first failure.
+    ``settings`` start the JVM if this is the first Java model of the process."""
 
     meta = bundle.metadata
     contract = Contract.compile(bundle.proto_text, include_dir=bundle.root)
@@ -84,16 +84,12 @@ def validate_bundle(
 
     limits = [t for t in (timeout, meta.timeout_seconds) if t is not None]
     call_timeout = min(limits) if limits else DEFAULT_TIMEOUT
-    model = (
-        load_model(bundle.root, meta, contract, settings)
-        if settings is not None
-        else load_model(bundle.root, meta, contract)
-    )
+    model = load_model(bundle.root, meta, contract, settings)
     try:
         report = ValidationReport(
             name=meta.name,
             methods=rpcs,
-            bindings=dict(getattr(model, "bindings", {}) or {}),
+            bindings=dict(model.bindings),
             generated_inputs=generated,
         )
         for rpc in rpcs:

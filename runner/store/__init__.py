@@ -1,22 +1,24 @@
 """The versioned model store on disk: immutable versions, atomic ``current`` pointers, history, and the
-serving records through which the processes of a host (or a fleet) report what they serve."""
+serving records through which the processes of a host (or a fleet) report what they serve.
 
-from runner.store.repository import (
-    CRASH_ENV,
-    HEARTBEAT_STALE_SECONDS,
-    HOST,
-    PUBLISH_STEPS,
-    Repository,
-    folder_sha256,
-    validate_name,
-)
+runner.store.repository: the versions; runner.store.fleet: the serving records (``Repository.fleet``);
+runner.store.files: the file-system helpers both use.
+"""
+
+from runner.store.files import CRASH_ENV, HOST
+from runner.store.fleet import HEARTBEAT_STALE_SECONDS, Fleet, LoadError, ServingRecord
+from runner.store.repository import PUBLISH_STEPS, HistoryEntry, Repository, folder_sha256, validate_name
 
 __all__ = [
     "CRASH_ENV",
     "HEARTBEAT_STALE_SECONDS",
     "HOST",
     "PUBLISH_STEPS",
+    "Fleet",
+    "HistoryEntry",
+    "LoadError",
     "Repository",
+    "ServingRecord",
     "folder_sha256",
     "validate_name",
 ]

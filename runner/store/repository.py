@@ -7,7 +7,7 @@ Layout (see docs/internals.md)::
     <root>/models/<name>/history.jsonl   append-only, one JSON object per line
     <root>/models/<name>/.lock           fcntl lock: one writer per model (threads and processes)
     <root>/staging/<random>/             staged uploads (each guarded by <random>.lock while in use)
-    <root>/serving/<id>.json             what each serving process serves, with a heartbeat
+    <root>/serving/<id>.json             what each serving process serves (runner.store.fleet)
 
 Invariants: a version folder appears under ``versions/`` only complete (copied, fsynced, then renamed
 in); ``current`` only ever names such a folder; history is appended last. A crash between any two
@@ -17,40 +17,44 @@ history line) are repaired under the model lock when the repository is opened.
 
 History entries: ``{"time", "action", "version", "previous_version", "sha256", "caller", ...extra}``
 where ``version`` is the version current *after* the action (``None`` after a delete).
+
+File-system helpers are in runner.store.files; the serving records in runner.store.fleet (a
+repository's :attr:`Repository.fleet`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import logging
 import os
-import re
 import shutil
-import signal
-import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
-from runner.bundle import NAME_RE  # model names: usable as a folder name, URL segment, gRPC metadata
+from runner.bundle import NAME_RE, content_sha256  # NAME_RE: model names (folder, URL segment, gRPC metadata)
 from runner.errors import BadInput, NotFound, PreconditionFailed
+from runner.store.files import (
+    HOST,
+    atomic_write,
+    crash_point,
+    fsync_dir,
+    fsync_tree,
+    remove_tree,
+    try_lock,
+)
+from runner.store.fleet import Fleet
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_STALE_SECONDS = 3.0
-"""A serving record whose heartbeat is older than this is not live."""
-
-CRASH_ENV = "MODEL_RUNNER_CRASH_AT"
-"""Fault injection for the crash-safety test: the publish SIGKILLs its own process at this step."""
-
 PUBLISH_STEPS = ("staging_copy", "version_move", "pointer_tmp", "pointer_rename", "history_append")
+"""The crash points of a publish, in order (see runner.store.files.CRASH_ENV)."""
 
-HOST = socket.gethostname()
+HistoryEntry = dict[str, object]
+"""One line of history.jsonl (see the module docstring); its ``extra`` keys vary by action."""
 
 
 def validate_name(name: object) -> str:
@@ -66,82 +70,13 @@ def validate_name(name: object) -> str:
 
 def folder_sha256(folder: Path) -> str:
     """The bundle content digest of a stored folder (runner.bundle.content_sha256)."""
-    from runner.bundle import content_sha256
-
     return content_sha256(folder)
 
 
-def _crash_point(step: str) -> None:
-    if os.environ.get(CRASH_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for filename in filenames:
-            fd = os.open(os.path.join(dirpath, filename), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(dirpath))
-
-
-def _atomic_write(path: Path, data: bytes, *, crash_steps: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if crash_steps:
-        _crash_point("pointer_tmp")
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a folder so that no half-removed folder is ever visible under its name."""
-    if not path.exists():
-        return
-    doomed = path.with_name(f".deleting-{path.name}-{uuid.uuid4().hex[:8]}")
-    os.rename(path, doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _try_lock(path: Path) -> int | None:
-    """Open and lock ``path`` without blocking; the fd, or None when someone else holds it."""
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        os.close(fd)
-        if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            return None
-        raise
-    return fd
+def _version_of(entry: HistoryEntry, key: str = "version") -> int | None:
+    """A version number a history entry records under ``key`` (None: none)."""
+    value = entry.get(key)
+    return value if isinstance(value, int) else None
 
 
 class Repository:
@@ -151,9 +86,10 @@ class Repository:
         self.root = Path(root)
         self.models_root = self.root / "models"
         self.staging_root = self.root / "staging"
-        self.serving_root = self.root / "serving"
-        for folder in (self.models_root, self.staging_root, self.serving_root):
+        for folder in (self.models_root, self.staging_root):
             folder.mkdir(parents=True, exist_ok=True)
+        self.fleet = Fleet(self.root)
+        """The serving records of the processes that serve from this repository."""
         self._wipe_staging()
         for name in self._model_dirs():
             self._repair(name)
@@ -208,13 +144,13 @@ class Repository:
             return []
         return sorted(int(e) for e in entries if e.isdigit())
 
-    def history(self, name: str) -> list[dict[str, Any]]:
+    def history(self, name: str) -> list[HistoryEntry]:
         """Every recorded action on a model, oldest first."""
         try:
             raw = (self._model_dir(name) / "history.jsonl").read_text()
         except FileNotFoundError:
             return []
-        out = []
+        out: list[HistoryEntry] = []
         for line in raw.splitlines():
             if not line.strip():
                 continue
@@ -233,7 +169,7 @@ class Repository:
             if entry.endswith(".lock"):
                 continue
             lock_path = self.staging_root / f"{entry}.lock"
-            fd = _try_lock(lock_path) if lock_path.exists() else -1
+            fd = try_lock(lock_path) if lock_path.exists() else -1
             if fd is None:
                 continue  # in use by a live process
             try:
@@ -247,7 +183,7 @@ class Repository:
                     os.close(fd)
         for entry in os.listdir(self.staging_root):
             if entry.endswith(".lock") and not (self.staging_root / entry[: -len(".lock")]).exists():
-                fd = _try_lock(self.staging_root / entry)
+                fd = try_lock(self.staging_root / entry)
                 if fd is not None:
                     (self.staging_root / entry).unlink(missing_ok=True)
                     os.close(fd)
@@ -321,7 +257,7 @@ class Repository:
             for version in self.versions(name):
                 if version != current and version not in recorded:
                     log.warning("model %s: removing version %d of an interrupted publish", name, version)
-                    _remove_tree(self.version_dir(name, version))
+                    remove_tree(self.version_dir(name, version))
             # The pointer moved but the history line was not written: record what happened.
             state = history[-1].get("version") if history else None
             if current is not None and current != state:
@@ -336,7 +272,7 @@ class Repository:
                     },
                 )
 
-    def _append_history(self, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    def _append_history(self, name: str, entry: HistoryEntry) -> HistoryEntry:
         entry = {"time": time.time(), **entry}
         line = (json.dumps(entry, sort_keys=True) + "\n").encode()
         fd = os.open(self._model_dir(name) / "history.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -347,13 +283,13 @@ class Repository:
             os.close(fd)
         return entry
 
-    def _write_pointer(self, name: str, version: int | None, *, crash_steps: bool = False) -> None:
+    def _write_pointer(self, name: str, version: int | None, *, crash_step: str | None = None) -> None:
         pointer = self._model_dir(name) / "current"
         if version is None:
             pointer.unlink(missing_ok=True)
-            _fsync_dir(pointer.parent)
+            fsync_dir(pointer.parent)
             return
-        _atomic_write(pointer, f"{version}\n".encode(), crash_steps=crash_steps)
+        atomic_write(pointer, f"{version}\n".encode(), crash_step=crash_step)
 
     @staticmethod
     def _check_expected(name: str, current: int | None, expected_version: int | None) -> None:
@@ -383,7 +319,7 @@ class Repository:
         caller: str,
         action: str = "publish",
         sha256: str | None = None,
-        extra: dict[str, Any] | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> int:
         """Store the folder ``staged`` as the next version and make it current; returns its number.
 
@@ -398,7 +334,7 @@ class Repository:
             current = self.current_version(name)
             self._check_expected(name, current, expected_version)
             history = self.history(name)
-            numbers = [*self.versions(name), *(e.get("version") or 0 for e in history), 0]
+            numbers = [*self.versions(name), *(_version_of(e) or 0 for e in history), 0]
             version = max(numbers) + 1
             if sha256 is None:
                 sha256 = folder_sha256(staged)
@@ -407,17 +343,17 @@ class Repository:
             try:
                 # Links are copied as their content: a version folder must not depend on anything outside.
                 shutil.copytree(staged, incoming, ignore=shutil.ignore_patterns("__pycache__"))
-                _fsync_tree(incoming)
-                _crash_point("staging_copy")
+                fsync_tree(incoming)
+                crash_point("staging_copy")
                 (model_dir / "versions").mkdir(exist_ok=True)
                 os.rename(incoming, target)
             except BaseException:
                 shutil.rmtree(incoming, ignore_errors=True)  # e.g. disk full: leave nothing behind
                 raise
-            _fsync_dir(target.parent)
-            _crash_point("version_move")
-            self._write_pointer(name, version, crash_steps=True)
-            _crash_point("pointer_rename")
+            fsync_dir(target.parent)
+            crash_point("version_move")
+            self._write_pointer(name, version, crash_step="pointer_tmp")
+            crash_point("pointer_rename")
             self._append_history(
                 name,
                 {
@@ -429,7 +365,7 @@ class Repository:
                     **(extra or {}),
                 },
             )
-            _crash_point("history_append")
+            crash_point("history_append")
         log.info("model %s: published version %d (%s by %s)", name, version, action, caller)
         return version
 
@@ -437,7 +373,7 @@ class Repository:
         """Replay history as a stack of current versions: rollback-to-previous pops, all else pushes."""
         stack: list[int | None] = []
         for entry in self.history(name):
-            version = entry.get("version")
+            version = _version_of(entry)
             if entry.get("action") == "rollback" and entry.get("mode") == "previous":
                 while stack and stack[-1] != version:
                     stack.pop()
@@ -531,15 +467,6 @@ class Repository:
         log.info("model %s: deleted (was version %d) by %s", name, current, caller)
         return current
 
-    def served_versions(self, name: str) -> set[int]:
-        """Versions of ``name`` some live serving process still serves."""
-        out = set()
-        for info in self.live_processes().values():
-            version = (info.get("models") or {}).get(name)
-            if isinstance(version, int):
-                out.add(version)
-        return out
-
     def cleanup(self, keep_last: int, names: list[str] | None = None) -> dict[str, list[int]]:
         """Remove old versions (of ``names``, default all), keeping the newest ``keep_last``, the
         current one, any still served and the one a rollback would go to. Returns {name: removed}."""
@@ -548,7 +475,7 @@ class Repository:
             with self.lock(name):
                 versions = self.versions(name)
                 keep = set(versions[-keep_last:]) if keep_last > 0 else set()
-                keep |= self.served_versions(name)
+                keep |= self.fleet.served_versions(name)
                 previous = self.previous_version(name)
                 if previous is not None:
                     keep.add(previous)
@@ -557,7 +484,7 @@ class Repository:
                     keep.add(current)
                 gone = [v for v in versions if v not in keep]
                 for version in gone:
-                    _remove_tree(self.version_dir(name, version))
+                    remove_tree(self.version_dir(name, version))
                 if gone:
                     removed[name] = gone
                     self._append_history(
@@ -573,89 +500,11 @@ class Repository:
                     )
         return removed
 
-    # ------------------------------------------------------------------ serving records
-
-    def _serving_path(self, process_id: str) -> Path:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", process_id):
-            raise BadInput(f"invalid serving process id {process_id!r}")
-        return self.serving_root / f"{process_id}.json"
-
-    def record_serving(self, process_id: str, info: dict[str, Any]) -> None:
-        """Atomically write what process ``process_id`` serves: {"pid","kind","heartbeat","models"}.
-
-        Missing pid/host/heartbeat are filled in from this process and the current time.
-        """
-        record = {"pid": os.getpid(), "host": HOST, "heartbeat": time.time(), **info}
-        _atomic_write(self._serving_path(process_id), json.dumps(record, sort_keys=True).encode())
-
-    def remove_serving(self, process_id: str) -> None:
-        """Forget a serving process (it stops serving)."""
-        self._serving_path(process_id).unlink(missing_ok=True)
-
-    def live_processes(self, stale_after: float = HEARTBEAT_STALE_SECONDS) -> dict[str, dict[str, Any]]:
-        """Serving records of processes that are alive: on this host, those whose pid exists (until their
-        heartbeat is 20 times staler than ``stale_after``); elsewhere, those with a fresh heartbeat.
-
-        Records of dead local processes, and very old ones, are removed.
-        """
-        now = time.time()
-        live: dict[str, dict[str, Any]] = {}
-        for entry in os.listdir(self.serving_root):
-            if not entry.endswith(".json"):
-                continue
-            path = self.serving_root / entry
-            try:
-                info = json.loads(path.read_text())
-            except FileNotFoundError:
-                continue
-            except ValueError:
-                continue
-            try:
-                age = now - float(info.get("heartbeat") or 0)
-                pid = int(info.get("pid") or 0)
-            except (TypeError, ValueError, AttributeError):
-                continue
-            local = info.get("host") == HOST
-            dead = local and (pid <= 0 or not _pid_alive(pid))
-            if dead or age > 20 * stale_after:
-                # Only clearly dead records: a live process rewrites its file every second.
-                path.unlink(missing_ok=True)
-                continue
-            # A local process that is alive but late with its heartbeat (GIL pressure, a long load)
-            # still counts: a swap must wait for it rather than answer while it serves the old version.
-            if age <= stale_after or local:
-                live[entry[: -len(".json")]] = info
-        return live
-
-    def wait_until_served(
-        self, name: str, version: int | None, timeout: float, poll: float = 0.02
-    ) -> list[str]:
-        """Wait until every live serving process serves ``version`` of ``name`` (None: serves it no
-        more). Returns the laggards ([] = done). Stops early when every laggard has reported that it
-        failed to load that version."""
-        deadline = time.monotonic() + timeout
-        while True:
-            laggards = []
-            failed = []
-            for process_id, info in self.live_processes().items():
-                served = (info.get("models") or {}).get(name)
-                ok = served is None if version is None else served == version
-                if not ok:
-                    laggards.append(process_id)
-                    error = (info.get("errors") or {}).get(name) or {}
-                    if version is not None and error.get("version") == version:
-                        failed.append(process_id)
-            if not laggards or time.monotonic() >= deadline:
-                return sorted(laggards)
-            if len(failed) == len(laggards):
-                return sorted(laggards)
-            time.sleep(poll)
-
 
 __all__ = [
-    "CRASH_ENV",
     "NAME_RE",
     "PUBLISH_STEPS",
+    "HistoryEntry",
     "Repository",
     "folder_sha256",
     "validate_name",

@@ -9,12 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -83,14 +84,19 @@ def start_serve(targets: list[str | Path], tmp: Path, *extra: str) -> Served:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env=cli_env(), start_new_session=True
         )
-    deadline = time.monotonic() + SERVE_TIMEOUT
-    while not ready.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        if time.monotonic() > deadline:
-            stop_serve(proc)
-            raise AssertionError(f"serve not ready after {SERVE_TIMEOUT}s:\n{log.read_text()[-4000:]}")
-        time.sleep(0.2)
+    try:
+        wait_for(
+            lambda: ready.exists() or proc.poll() is not None,
+            SERVE_TIMEOUT,
+            "serve to write its ready file",
+            interval=0.1,
+            describe=lambda: log.read_text()[-4000:],
+        )
+    except BaseException:  # a failed wait or a test timeout: leave no server behind
+        stop_serve(proc)
+        raise
+    if not ready.exists():
+        raise AssertionError(f"serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
     info = json.loads(ready.read_text())
     return Served(url=f"http://127.0.0.1:{info['http_port']}", repo=repo, proc=proc, log=log)
 
@@ -103,6 +109,10 @@ def stop_serve(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        except BaseException:  # the test's timeout struck: leave no server behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
 
 
 @pytest.fixture(scope="module")

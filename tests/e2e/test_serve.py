@@ -21,8 +21,10 @@ import requests
 
 from runner.bundle import write_bundle_zip
 from runner.contract import Contract
+from tests.e2e.toy import calls_entered, write_signalling_toy_bundle
 from tests.http.conftest import write_toy_bundle
 from tests.http.test_app import narrowed_bundle
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -105,14 +107,20 @@ def _start(
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
-    deadline = time.monotonic() + timeout
-    while not ready.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited with {proc.returncode}:\n{log.read_text(errors='replace')[-6000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"serve not ready after {timeout}s:\n{log.read_text(errors='replace')[-6000:]}")
-        time.sleep(0.2)
+    try:
+        wait_for(
+            lambda: ready.exists() or proc.poll() is not None,
+            timeout,
+            "serve to write its ready file",
+            interval=0.1,
+            describe=lambda: log.read_text(errors="replace")[-6000:],
+        )
+    except BaseException:  # a failed wait or a test timeout: leave no server behind
+        proc.kill()
+        proc.wait()
+        raise
+    if not ready.exists():
+        pytest.fail(f"serve exited with {proc.returncode}:\n{log.read_text(errors='replace')[-6000:]}")
     return Served(proc, repo, json.loads(ready.read_text()), log)
 
 
@@ -125,6 +133,10 @@ def _stop(served: Served) -> int:
             served.proc.kill()
             served.proc.wait()
             pytest.fail("serve did not exit within 90 s of SIGTERM")
+        except BaseException:  # the test's timeout struck: leave no server behind
+            served.proc.kill()
+            served.proc.wait()
+            raise
     return served.proc.returncode
 
 
@@ -133,9 +145,11 @@ def served(sample_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFac
     wanted = [n for n in ("iris", "iris-proto", "weka", "iris-python") if n in sample_bundles]
     assert "iris" in wanted and "iris-v2" in sample_bundles, f"samples missing: {sorted(sample_bundles)}"
     tmp = tmp_path_factory.mktemp("serve")
-    toy = write_toy_bundle(tmp / "toy")  # a Python model that can sleep: for the SIGTERM drain
+    # a Python model that can sleep (for the SIGTERM drain) and says when a call has entered it
+    toy = write_signalling_toy_bundle(tmp / "toy", tmp / "entered")
     server = _start([*(str(sample_bundles[n]) for n in wanted), str(toy)], tmp)
     server.samples = wanted  # type: ignore[attr-defined]
+    server.entered = tmp / "entered"  # type: ignore[attr-defined]
     yield server
     _stop(server)
 
@@ -241,12 +255,14 @@ def test_content_negotiation_and_errors_through_gunicorn(served: Served) -> None
 
 # ------------------------------------------------------------------------------------------ swaps
 
+# Calls continuously from 3 threads until stop_file exists; the first answer from each version leaves
+# a file named after the version in seen_dir (the test's signal that the client has been served by it).
 LOAD_CLIENT = textwrap.dedent("""
     import json, sys, threading, time, os
     import requests
-    url, out, stop_file, ready_file = sys.argv[1:5]
+    url, out, stop_file, seen_dir = sys.argv[1:5]
     body = json.dumps({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2})
-    results, lock = [], threading.Lock()
+    results, lock, seen = [], threading.Lock(), set()
     def loop():
         s = requests.Session()
         mine = []
@@ -256,14 +272,19 @@ LOAD_CLIENT = textwrap.dedent("""
                 r = s.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=60)
                 t1 = time.monotonic()
                 species = r.json().get("species") if r.status_code == 200 else None
-                mine.append([t0, t1, r.status_code, r.headers.get("X-Model-Version"), species, r.text[:300]])
+                version = r.headers.get("X-Model-Version")
+                mine.append([t0, t1, r.status_code, version, species, r.text[:300]])
+                if r.status_code == 200 and version not in seen:
+                    with lock:
+                        if version not in seen:
+                            seen.add(version)
+                            open(os.path.join(seen_dir, version), "w").close()
             except Exception as e:
                 mine.append([t0, time.monotonic(), -1, None, None, repr(e)[:300]])
         with lock:
             results.extend(mine)
     threads = [threading.Thread(target=loop) for _ in range(3)]
     for t in threads: t.start()
-    open(ready_file, "w").close()
     for t in threads: t.join()
     with open(out, "w") as f:
         json.dump(results, f)
@@ -272,7 +293,8 @@ LOAD_CLIENT = textwrap.dedent("""
 
 def test_swap_under_load(served: Served, sample_bundles: dict[str, Path], tmp_path: Path) -> None:
     """iris -> iris-v2 -> iris ... 20 times each way while a client process calls iris continuously."""
-    out, stop_file, client_ready = tmp_path / "results.json", tmp_path / "stop", tmp_path / "client-ready"
+    out, stop_file, seen = tmp_path / "results.json", tmp_path / "stop", tmp_path / "seen"
+    seen.mkdir()
     v0 = served.current("iris")
     families = {v0: "v1"}
     client = subprocess.Popen(
@@ -283,15 +305,20 @@ def test_swap_under_load(served: Served, sample_bundles: dict[str, Path], tmp_pa
             f"{served.base}/models/iris/methods/Classify",
             str(out),
             str(stop_file),
-            str(client_ready),
+            str(seen),
         ]
     )
     swaps: list[tuple[float, float, int]] = []  # (request sent, 200 received, new version)
+
+    def client_served_by(version: int) -> None:
+        def answered() -> bool:
+            assert client.poll() is None, "the load client exited"
+            return (seen / str(version)).exists()
+
+        wait_for(answered, 60, f"the load client's first answer from version {version}")
+
     try:
-        while not client_ready.exists():
-            assert client.poll() is None
-            time.sleep(0.05)
-        time.sleep(0.3)
+        client_served_by(v0)
         zips = {
             "v2": write_bundle_zip(sample_bundles["iris-v2"]),
             "v1": write_bundle_zip(sample_bundles["iris"]),
@@ -311,8 +338,7 @@ def test_swap_under_load(served: Served, sample_bundles: dict[str, Path], tmp_pa
             assert version not in families, "every upload is a new version"
             families[version] = family
             swaps.append((t0, t1, version))
-            time.sleep(0.05)
-        time.sleep(0.3)
+            client_served_by(version)  # the client gets answers from every version before the next swap
     finally:
         stop_file.touch()
         client.wait(timeout=120)
@@ -452,9 +478,14 @@ def test_sigterm_drains_and_stops_cleanly(served: Served) -> None:
         except Exception as err:  # noqa: BLE001
             answer.update(error=repr(err))
 
+    entered = calls_entered(served.entered)  # type: ignore[attr-defined]
     caller = threading.Thread(target=slow_call)
     caller.start()
-    time.sleep(0.7)  # the call is in the model now
+    wait_for(
+        lambda: calls_entered(served.entered) > entered,  # type: ignore[attr-defined]
+        30,
+        "the slow call to enter the toy model",
+    )
     assert _stop(served) == 0, served.log_text()[-4000:]
     caller.join(timeout=30)
     assert answer == {"status": 200, "body": {"value": 2.0}}

@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
+
+from tests.e2e.toy import calls_entered, write_signalling_toy_bundle
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -47,12 +49,20 @@ def _serve_default(home: Path, log: Path, ready: Path) -> subprocess.Popen[bytes
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, log: Path) -> dict:
-    deadline = time.monotonic() + 300
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"serve not ready:\n{log.read_text(errors='replace')[-5000:]}")
-        time.sleep(0.2)
+    try:
+        wait_for(
+            lambda: ready.exists() or proc.poll() is not None,
+            300,
+            "serve to write its ready file",
+            interval=0.1,
+            describe=lambda: log.read_text(errors="replace")[-5000:],
+        )
+    except BaseException:  # a failed wait or a test timeout: leave no server behind
+        proc.kill()
+        proc.wait()
+        raise
+    if not ready.exists():
+        pytest.fail(f"serve exited with {proc.returncode}:\n{log.read_text(errors='replace')[-5000:]}")
     return json.loads(ready.read_text())
 
 
@@ -69,7 +79,12 @@ def _records(repo: Path) -> list[dict]:
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=90)
+    try:
+        return proc.wait(timeout=90)
+    except BaseException:  # not stopped within 90 s, or the test's timeout struck: leave no server behind
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def test_serve_without_arguments_serves_the_samples(sample_bundles: dict[str, Path], tmp_path: Path) -> None:
@@ -178,9 +193,9 @@ def test_sigterm_drains_after_the_jvm_started_late(sample_bundles: dict[str, Pat
     import threading
 
     from runner.bundle import write_bundle_zip
-    from tests.http.conftest import write_toy_bundle
 
-    toy = write_toy_bundle(tmp_path / "toy")
+    entered = tmp_path / "entered"
+    toy = write_signalling_toy_bundle(tmp_path / "toy", entered)
     log, ready = tmp_path / "serve.log", tmp_path / "ready.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
     with open(log, "wb") as out:
@@ -219,8 +234,8 @@ def test_sigterm_drains_after_the_jvm_started_late(sample_bundles: dict[str, Pat
             timeout=120,
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/zip"},
         )
+        # both workers serve the new version, so each has loaded the Java model: its JVM is running
         assert r.status_code == 200 and len(r.json()["served_by"]) == 2, r.text
-        time.sleep(1.5)  # the workers' main loops notice the JVM (they tick at least once a second)
         answers: list[object] = []
 
         def slow_call() -> None:
@@ -233,7 +248,7 @@ def test_sigterm_drains_after_the_jvm_started_late(sample_bundles: dict[str, Pat
         callers = [threading.Thread(target=slow_call) for _ in range(4)]  # both workers get some
         for t in callers:
             t.start()
-        time.sleep(0.7)
+        wait_for(lambda: calls_entered(entered) == 4, 60, "the 4 slow calls to enter the toy model")
     finally:
         code = _stop(proc)
     for t in callers:
@@ -282,33 +297,53 @@ def test_sighup_rolls_the_workers_without_failing_a_request(
         url = f"http://127.0.0.1:{info['http_port']}/models/iris/methods/Classify"
         before = {r["pid"] for r in _records(repo)}
         stop = threading.Event()
-        statuses: list[object] = []
+        answers: list[list[object]] = [[], [], []]  # per client: status codes (or errors)
 
-        def load() -> None:
+        def load(mine: list[object]) -> None:
             session = requests.Session()
             while not stop.is_set():
                 try:
-                    statuses.append(session.post(url, json=FLOWER, timeout=60).status_code)
+                    mine.append(session.post(url, json=FLOWER, timeout=60).status_code)
                 except Exception as err:  # noqa: BLE001
-                    statuses.append(repr(err))
+                    mine.append(repr(err))
 
-        clients = [threading.Thread(target=load) for _ in range(3)]
+        def each_client_answered_since(marks: list[int]) -> bool:
+            return all(len(mine) > mark for mine, mark in zip(answers, marks, strict=True))
+
+        clients = [threading.Thread(target=load, args=(mine,)) for mine in answers]
         for t in clients:
             t.start()
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 120
-        after: set[int] = set()
-        while time.monotonic() < deadline:
-            after = {r["pid"] for r in _records(repo) if r.get("models", {}).get("iris") == 1}
-            if len(after) == 2 and not after & before:
-                break
-            time.sleep(0.2)
-        time.sleep(1.0)
-        stop.set()
-        for t in clients:
-            t.join(timeout=60)
+        try:
+            wait_for(lambda: each_client_answered_since([0, 0, 0]), 60, "an answer for each client")
+            proc.send_signal(signal.SIGHUP)
+
+            def fresh_workers() -> set[int]:
+                after = {r["pid"] for r in _records(repo) if r.get("models", {}).get("iris") == 1}
+                return after if len(after) == 2 and not after & before else set()
+
+            after = wait_for(
+                fresh_workers, 120, f"2 new workers serving iris in place of {before}", interval=0.1
+            )
+            # the old workers drain and exit (each removes its serving record as it stops) ...
+            wait_for(
+                lambda: not {r["pid"] for r in _records(repo)} & before,
+                120,
+                f"the old workers {before} to stop",
+                interval=0.1,
+            )
+            # ... and the clients keep being answered, by the new workers only
+            marks = [len(mine) for mine in answers]
+            wait_for(
+                lambda: each_client_answered_since(marks),
+                60,
+                "an answer for each client from the new workers",
+            )
+        finally:
+            stop.set()
+            for t in clients:
+                t.join(timeout=60)
         assert len(after) == 2 and not after & before, (before, after)
+        statuses = [s for mine in answers for s in mine]
         failures = [s for s in statuses if s != 200]
         assert statuses and not failures, failures[:5]
     finally:

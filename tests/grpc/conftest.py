@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,11 @@ import pytest
 
 from runner.grpc.server import create_server
 from runner.samples import find_repo_root
-from runner.serving.registry import Registry
+from runner.serving.loading import BundleLoader
+from runner.serving.registry import Registry, RegistryHooks
 from runner.settings import Settings
 from runner.store import Repository
+from tests.waiting import wait_for
 
 ROOT = find_repo_root()
 IRIS_PROTO = (ROOT / "protos" / "iris.proto").read_text()
@@ -118,27 +119,15 @@ def renamed_copy(src: Path, dest: Path, name: str) -> Path:
     return dest
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    """Poll until ``predicate()`` is truthy; fail the test after ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 class Env:
     """A repository, a registry following it and a gRPC server over that registry."""
 
-    def __init__(self, root: Path, settings: Settings, loader: Any = None):
+    def __init__(self, root: Path, settings: Settings, hooks: RegistryHooks | None = None):
         self.root = root
         self.settings = settings
         self.repo = Repository(root / "repo")
         self.registry = Registry(
-            self.repo, process_kind="grpc", poll_interval=0.05, settings=settings, loader=loader
+            self.repo, hooks or BundleLoader(settings), process_kind="grpc", poll_interval=0.05
         )
         self.server: Any = None
         self.port = 0
@@ -187,13 +176,13 @@ class Env:
 
 @pytest.fixture
 def make_env(tmp_path: Path) -> Iterator[Callable[..., Env]]:
-    """Factory: ``make_env(loader=None, **settings_overrides)`` -> a started Env (stopped at teardown);
-    ``loader`` replaces the registry's version loader."""
+    """Factory: ``make_env(hooks=None, **settings_overrides)`` -> a started Env (stopped at teardown);
+    ``hooks`` replace the registry's (runner.serving.loading.BundleLoader)."""
     envs: list[Env] = []
 
-    def make(loader: Any = None, **overrides: Any) -> Env:
+    def make(hooks: RegistryHooks | None = None, **overrides: Any) -> Env:
         settings = Settings(repo=tmp_path / f"env{len(envs)}" / "repo", grpc_port=0, **overrides)
-        env = Env(tmp_path / f"env{len(envs)}", settings, loader)
+        env = Env(tmp_path / f"env{len(envs)}", settings, hooks)
         envs.append(env)
         env.start()
         return env

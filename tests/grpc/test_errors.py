@@ -17,8 +17,11 @@ from runner.bundle import Metadata
 from runner.contract import Contract
 from runner.errors import Kind
 from runner.grpc.server import STATUS_BY_KIND
+from runner.serving.loading import BundleLoader
 from runner.serving.registry import LoadedVersion
-from tests.grpc.conftest import TOOLS_PROTO, Env, iris_python_bundle, tools_bundle, wait_for
+from runner.settings import Settings
+from tests.grpc.conftest import TOOLS_PROTO, Env, iris_python_bundle, tools_bundle
+from tests.waiting import wait_for
 
 C = grpc.StatusCode
 # DESIGN.md "Errors", as the issue spells it out.
@@ -88,11 +91,12 @@ class RaisingModel:
 def raising_env(make_env: Callable[..., Env], tmp_path: Path) -> Env:
     contract = Contract.compile(TOOLS_PROTO % "")
 
-    def loader(name: str, version: int, version_dir: Path) -> LoadedVersion:
-        meta = Metadata(name=name, runtime="python", entry_point="x:Y")
-        return LoadedVersion(name, version, meta, contract, RaisingModel(contract))
+    class RaisingLoader(BundleLoader):
+        def load(self, name: str, version: int, version_dir: Path) -> LoadedVersion:
+            meta = Metadata(name=name, runtime="python", entry_point="x:Y")
+            return LoadedVersion(name, version, meta, contract, RaisingModel(contract))
 
-    env = make_env(loader=loader)
+    env = make_env(hooks=RaisingLoader(Settings()))
     env.publish("raiser", tools_bundle(tmp_path / "raiser"))
     return env
 

@@ -21,6 +21,7 @@ from runner.settings import Settings
 from runner.store import Repository
 from tests.grpc.conftest import SETOSA, TOOLS_PROTO, iris_python_bundle, tools_bundle
 from tests.grpc.reflection_client import ReflectionClient
+from tests.waiting import wait_for
 
 READY = re.compile(r"model-runner grpc ready host=(\S+) port=(\d+) pid=(\d+)")
 
@@ -92,7 +93,7 @@ def test_standalone_processes_share_a_port_and_count_in_swaps(
     procs.append(second)
     assert second.wait_ready() == port
 
-    records = {info["pid"]: info for info in repo.live_processes().values()}
+    records = {info["pid"]: info for info in repo.fleet.live_processes().values()}
     for p in (first, second):
         assert records[p.proc.pid]["kind"] == "grpc"
         assert records[p.proc.pid]["models"] == {"iris-python": 1, "tools": 1}
@@ -113,7 +114,7 @@ def test_standalone_processes_share_a_port_and_count_in_swaps(
     version = repo.publish(
         "tools", tools_bundle(tmp_path / "b3", label="v2"), expected_version=None, caller="test"
     )
-    assert repo.wait_until_served("tools", version, timeout=60) == []
+    assert repo.fleet.wait_until_served("tools", version, timeout=60) == []
     tools = Contract.compile(TOOLS_PROTO % "")
     request = tools.input_class("Echo")(text="x").SerializeToString()
     for _ in range(8):  # fresh connections: the kernel spreads them over both processes
@@ -126,7 +127,7 @@ def test_standalone_processes_share_a_port_and_count_in_swaps(
     # SIGTERM: graceful stop, exit 0, serving records gone
     assert first.terminate() == 0
     assert second.terminate() == 0
-    pids = {info["pid"] for info in repo.live_processes().values()}
+    pids = {info["pid"] for info in repo.fleet.live_processes().values()}
     assert first.proc.pid not in pids and second.proc.pid not in pids
 
 
@@ -143,7 +144,7 @@ def test_java_model_arriving_later_and_sigterm(
     port = proc.wait_ready()
 
     version = repo.publish("iris", sample_bundles["iris"], expected_version=None, caller="test")
-    assert repo.wait_until_served("iris", version, timeout=120) == []
+    assert repo.fleet.wait_until_served("iris", version, timeout=120) == []
     iris = Contract.compile((Path(__file__).parents[2] / "protos" / "iris.proto").read_text())
     request = json_format.ParseDict(SETOSA, iris.input_class("Classify")()).SerializeToString()
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -175,13 +176,16 @@ def test_a_grpc_process_whose_parent_is_killed_stops(tmp_path: Path) -> None:
         assert "model-runner grpc ready" in line, line
         parent.kill()
         parent.wait()
-        deadline = 30.0
-        while deadline > 0 and _running(child_pid):
-            threading.Event().wait(0.2)
-            deadline -= 0.2
-        if _running(child_pid):
-            os.kill(child_pid, signal.SIGKILL)
-            pytest.fail("the gRPC process kept running after its parent was killed")
+        try:
+            wait_for(
+                lambda: not _running(child_pid),
+                30,
+                "the gRPC process to stop after its parent was killed",
+                interval=0.05,
+            )
+        finally:
+            if _running(child_pid):
+                os.kill(child_pid, signal.SIGKILL)
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -23,9 +23,9 @@ from tests.grpc.conftest import (
     Env,
     renamed_copy,
     tools_bundle,
-    wait_for,
 )
 from tests.grpc.reflection_client import ReflectionClient
+from tests.waiting import wait_for
 
 
 def test_proto_only_swap_adds_an_rpc(env: Env) -> None:
@@ -128,7 +128,7 @@ def _swap_under_load(
         for bundle, expected in versions[1:]:
             let_calls_run(load)
             version = env.repo.publish(model, bundle, expected_version=None, caller="test")
-            assert env.repo.wait_until_served(model, version, timeout=120) == []
+            assert env.repo.fleet.wait_until_served(model, version, timeout=120) == []
             acks.append((time.monotonic(), version, expected))
         let_calls_run(load)
     assert load.failures == []

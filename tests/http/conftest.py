@@ -13,6 +13,7 @@ import pytest
 
 from runner.http.app import create_app
 from runner.serving.admin import Admin
+from runner.serving.loading import BundleLoader
 from runner.serving.registry import Registry
 from runner.settings import Settings
 from runner.store import Repository
@@ -98,7 +99,9 @@ def make_env(root: Path, bundles: dict[str, Path], **settings_overrides: Any) ->
     admin = Admin(repository, swap_timeout=settings.swap_timeout)
     for name, folder in bundles.items():
         admin.upload(name, folder, caller="test-setup")
-    registry = Registry(repository, process_kind="http", poll_interval=settings.poll_interval)
+    registry = Registry(
+        repository, BundleLoader(Settings()), process_kind="http", poll_interval=settings.poll_interval
+    )
     registry.start()
     app = create_app(settings, registry, repository, admin=admin)
     return Env(repository, registry, admin, settings, app.test_client(), app)

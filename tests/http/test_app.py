@@ -694,7 +694,7 @@ def test_not_ready_and_swap_timeout(iris_env: Env, sample_bundles: dict[str, Pat
     iris_env.registry.poll_now()
 
     # a serving process that never catches up: the admin call answers 504 naming it
-    repo.record_serving("laggard-process", {"kind": "http", "models": {"iris": 1}})
+    repo.fleet.record_serving("laggard-process", {"kind": "http", "models": {"iris": 1}})
     settings = type(iris_env.settings)(**{**iris_env.settings.__dict__, "swap_timeout": 0.5})
     from runner.serving.admin import Admin
 
@@ -707,4 +707,4 @@ def test_not_ready_and_swap_timeout(iris_env: Env, sample_bundles: dict[str, Pat
     )
     err = _error(r, 504, "swap_timeout")
     assert "laggard-process" in json.dumps(err)
-    repo.remove_serving("laggard-process")
+    repo.fleet.remove_serving("laggard-process")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from runner.serving.loading import BundleLoader
+from runner.serving.registry import LoadedVersion
+from runner.settings import Settings
 
 ECHO_PROTO = """syntax = "proto3";
 package echo;
@@ -78,18 +81,6 @@ def write_echo_bundle(
     return folder
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll until condition() is truthy (a generous deadline, not a speed assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 class TrackingModel:
     """Wraps a real model to record when it is closed (and how many calls were running then)."""
 
@@ -106,13 +97,13 @@ class TrackingModel:
         self._model.close()
 
 
-def tracking_loader(closed: list[int]) -> Callable[..., Any]:
-    """The registry's real loader, with models wrapped in TrackingModel."""
-    from runner.serving.registry import load_version
+class TrackingLoader(BundleLoader):
+    """The registry's real hooks, with models wrapped in TrackingModel (closed versions go to ``closed``)."""
 
-    def load(name: str, version: int, version_dir: Path) -> Any:
-        loaded = load_version(name, version, version_dir)
-        loaded.model = TrackingModel(loaded.model, version, closed)
-        return loaded
+    def __init__(self, closed: list[int]):
+        super().__init__(Settings())
+        self.closed = closed
 
-    return load
+    def load(self, name: str, version: int, version_dir: Path) -> LoadedVersion:
+        loaded = super().load(name, version, version_dir)
+        return dataclasses.replace(loaded, model=TrackingModel(loaded.model, version, self.closed))

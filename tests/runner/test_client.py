@@ -14,6 +14,7 @@ import pytest
 from runner import errors
 from runner.client import Client, error_from_response
 from runner.contract import Contract
+from runner.serving.loading import BundleLoader
 
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 TOKEN = "test-token-123"
@@ -31,7 +32,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("repo")
     settings = Settings(repo=root, admin_token=TOKEN, swap_timeout=30.0)
     repository = Repository(root)
-    registry = Registry(repository, process_kind="http", poll_interval=0.05)
+    registry = Registry(repository, BundleLoader(Settings()), process_kind="http", poll_interval=0.05)
     registry.start()
     app = create_app(settings, registry, repository)
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -13,7 +13,8 @@ Each public method becomes an rpc named in PascalCase (``predict_proba`` -> ``Pr
   ``<Rpc>Response { T value = 1; }``.
 
 The same rules convert at call time (:func:`call_convention`, :func:`to_python`, :func:`to_plain`),
-used by runner.runtimes.python.model.
+used by runner.runtimes.python.model. Type hints (run-time type forms) and proto3-JSON values are
+typed ``Any`` here: no static type describes them all.
 """
 
 from __future__ import annotations
@@ -25,34 +26,37 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.descriptor import Descriptor
+
 from runner.errors import InvalidBundle
+from runner.runtimes.python.isolation import load_entry_class
 
 _LIST_ORIGINS = (list, tuple, Sequence, collections.abc.MutableSequence)
 _MAP_ORIGINS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
-_SCALARS: dict[Any, str] = {int: "int64", float: "double", str: "string", bool: "bool", bytes: "bytes"}
+_SCALARS: dict[type, str] = {int: "int64", float: "double", str: "string", bool: "bool", bytes: "bytes"}
 
 
 class UnsupportedType(InvalidBundle):
     """A type hint that has no proto3 mapping."""
 
 
-def is_structured(tp: Any) -> bool:
+def is_structured(tp: object) -> bool:
     """A dataclass, TypedDict or NamedTuple class."""
     return isinstance(tp, type) and (
         dataclasses.is_dataclass(tp) or typing.is_typeddict(tp) or _is_namedtuple(tp)
     )
 
 
-def _is_namedtuple(tp: Any) -> bool:
+def _is_namedtuple(tp: object) -> bool:
     return isinstance(tp, type) and issubclass(tp, tuple) and hasattr(tp, "_fields")
 
 
-def _is_message_class(tp: Any) -> bool:
+def _is_message_class(tp: object) -> bool:
     return isinstance(tp, type) and hasattr(tp, "DESCRIPTOR") and hasattr(tp, "SerializeToString")
 
 
@@ -113,7 +117,7 @@ class CallConvention:
     return_type: Any = None
 
 
-def call_convention(func: Any, *, skip_self: bool = False) -> CallConvention:
+def call_convention(func: Callable[..., object], *, skip_self: bool = False) -> CallConvention:
     """Decide the convention from the signature (unannotated: the protobuf message itself).
     ``skip_self``: ``func`` is a plain function taken from a class (its first parameter is self)."""
     sig = inspect.signature(func)
@@ -193,7 +197,7 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
-def fit_to_message(value: Any, desc: Any) -> Any:
+def fit_to_message(value: Any, desc: Descriptor) -> Any:
     """Wrap nested lists/maps of plain data into the wrapper messages generate_proto makes for them
     (``{"values": [...]}``), following the message descriptor ``desc``."""
     if not isinstance(value, dict):
@@ -202,7 +206,7 @@ def fit_to_message(value: Any, desc: Any) -> Any:
     for key, v in value.items():
         f = desc.fields_by_name.get(key)
         mt = f.message_type if f is not None else None
-        if mt is None:
+        if f is None or mt is None:
             out[key] = v
         elif mt.GetOptions().map_entry:
             vt = mt.fields_by_name["value"].message_type
@@ -216,12 +220,12 @@ def fit_to_message(value: Any, desc: Any) -> Any:
     return out
 
 
-def _is_wrapper(mt: Any) -> bool:
+def _is_wrapper(mt: Descriptor) -> bool:
     fields = mt.fields
     return len(fields) == 1 and fields[0].name == "values" and fields[0].is_repeated
 
 
-def _fit_one(v: Any, mt: Any) -> Any:
+def _fit_one(v: Any, mt: Descriptor) -> Any:
     if _is_wrapper(mt) and (isinstance(v, list) or (isinstance(v, dict) and set(v) != {"values"})):
         v = {"values": v}
     return fit_to_message(v, mt)
@@ -233,7 +237,7 @@ def _fit_one(v: Any, mt: Any) -> Any:
 class _Gen:
     def __init__(self) -> None:
         self.messages: dict[str, list[str]] = {}
-        self.origin: dict[str, Any] = {}
+        self.origin: dict[str, type | None] = {}
         self.order: list[str] = []
 
     def message_for(self, tp: type) -> str:
@@ -305,7 +309,7 @@ class _Gen:
         return self.single_type(owner, fname, tp)
 
 
-def _qual(tp: Any) -> str:
+def _qual(tp: object) -> str:
     return f"{getattr(tp, '__module__', '?')}.{getattr(tp, '__qualname__', repr(tp))}"
 
 
@@ -404,8 +408,6 @@ def generate_proto_for_entry(
     folder: Path, entry_point: str, *, package: str | None = None, methods: Sequence[str] | None = None
 ) -> str:
     """The contract of ``module:Class`` found in a bundle folder (loaded isolated, then unloaded)."""
-    from runner.runtimes.python.model import load_entry_class  # noqa: PLC0415 (avoid an import cycle)
-
     with load_entry_class(Path(folder), entry_point) as cls:
         module = entry_point.split(":", 1)[0]
         return generate_proto(cls, package=package or _package_name_from(module), methods=methods)

@@ -17,9 +17,13 @@ from runner.bundle import (
     content_sha256,
     extract_bundle,
     open_bundle,
+    read_metadata,
+    read_metadata_dict,
+    read_proto,
     write_bundle_zip,
 )
 from runner.errors import InvalidBundle, TooLarge
+from runner.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -121,6 +125,23 @@ def test_required_files(py_bundle: Path, remove: str, fragment: str) -> None:
         open_bundle(py_bundle)
 
 
+def test_read_the_fixed_files(py_bundle: Path) -> None:
+    meta = json.loads((py_bundle / "metadata.json").read_text())
+    (py_bundle / "metadata.json").write_text(json.dumps({**meta, "x-owner": "team-a"}))
+    assert read_metadata(py_bundle).extra == {"x-owner": "team-a"}
+    assert read_metadata_dict(py_bundle) == {**meta, "x-owner": "team-a"}  # as stored: no defaults added
+    assert read_proto(py_bundle) == (py_bundle / "model.proto").read_text()
+    (py_bundle / "metadata.json").write_text("[1]")
+    with pytest.raises(InvalidBundle, match="must hold a JSON object"):
+        read_metadata_dict(py_bundle)
+    (py_bundle / "model.proto").write_bytes(b"\xff")
+    with pytest.raises(InvalidBundle, match="not UTF-8"):
+        read_proto(py_bundle)
+    (py_bundle / "model.proto").unlink()
+    with pytest.raises(InvalidBundle, match="has no model.proto"):
+        read_proto(py_bundle)
+
+
 def test_java_bundle_needs_model_jar(tmp_path: Path) -> None:
     (tmp_path / "metadata.json").write_text(
         json.dumps({"name": "j", "runtime": "java", "entry_point": "a.B"})
@@ -206,6 +227,13 @@ def test_size_and_count_limits(py_bundle: Path, tmp_path: Path) -> None:
         extract_bundle(data, tmp_path / "c", BundleLimits(max_entries=3))
     with pytest.raises(TooLarge, match="archive"):
         extract_bundle(data, tmp_path / "d", BundleLimits(max_archive_bytes=1000))
+
+
+def test_limits_from_settings() -> None:
+    limits = BundleLimits.from_settings(Settings(max_body_bytes=1000, bundle_max_entries=0))
+    assert limits.max_archive_bytes == 1000
+    assert limits.max_entries == BundleLimits().max_entries  # 0 keeps the default
+    assert limits.max_file_bytes == Settings().bundle_max_file_bytes
 
 
 def test_lying_header_is_caught(py_bundle: Path, tmp_path: Path) -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from runner.contract import MEDIA_JSON, MEDIA_PROTOBUF, Contract, breaking_changes
+from runner.contract.codec import in_field_order
 from runner.errors import BadInput, InvalidContract, MethodNotFound, UnsupportedMedia
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -224,22 +229,18 @@ ODD_VALUES = [
 def test_json_shortcut_for_flat_messages_matches_json_format() -> None:
     # Contract.parse_dict / to_dict take a shortcut for messages of plain scalar fields: it must build
     # exactly the message (or the error) json_format would, and print exactly what json_format prints.
-    from google.protobuf import json_format
-
-    from runner.contract import _in_field_order
-
     contract = Contract.compile(SCALARS)
     cls = contract.input_class("M")
-    assert contract._flat_plan(cls.DESCRIPTOR) is not None
+    assert contract.codec.flat_plan(cls.DESCRIPTOR) is not None
     fields = list(cls.DESCRIPTOR.fields)
 
-    def outcome(parse):  # noqa: ANN001, ANN202
+    def outcome(parse: Callable[[], Message]) -> tuple[object, ...]:
         try:
             return "ok", parse().SerializeToString()
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001 (whatever json_format raises, the shortcut must raise too)
             return "error", type(err).__name__, str(err)
 
-    def reference(obj):  # noqa: ANN001, ANN202
+    def reference(obj: dict[str, Any]) -> Message:
         msg = cls()
         json_format.ParseDict(obj, msg, ignore_unknown_fields=False, descriptor_pool=contract.pool)
         return msg
@@ -253,7 +254,7 @@ def test_json_shortcut_for_flat_messages_matches_json_format() -> None:
         assert outcome(lambda obj=obj: contract.parse_dict(cls, obj)) == expected, obj
         if expected[0] == "ok":
             msg = cls.FromString(expected[1])
-            printed = _in_field_order(
+            printed = in_field_order(
                 msg.DESCRIPTOR,
                 json_format.MessageToDict(
                     msg,
@@ -266,11 +267,11 @@ def test_json_shortcut_for_flat_messages_matches_json_format() -> None:
 
 
 def test_json_shortcut_leaves_other_messages_to_json_format(iris: Contract) -> None:
-    assert iris._flat_plan(iris.input_class("Classify").DESCRIPTOR) is not None
-    assert iris._flat_plan(iris.input_class("ClassifyBatch").DESCRIPTOR) is None  # nested messages
+    assert iris.codec.flat_plan(iris.input_class("Classify").DESCRIPTOR) is not None
+    assert iris.codec.flat_plan(iris.input_class("ClassifyBatch").DESCRIPTOR) is None  # nested messages
     other = Contract.compile(
         'syntax = "proto3"; package o; enum E { A = 0; } '
         "message M { optional double x = 1; oneof k { string s = 2; int32 i = 3; } E e = 4; "
         "bytes raw = 5; map<string, int32> m = 6; } service S { rpc R (M) returns (M); }"
     )
-    assert other._flat_plan(other.input_class("R").DESCRIPTOR) is None
+    assert other.codec.flat_plan(other.input_class("R").DESCRIPTOR) is None

@@ -15,6 +15,7 @@ from runner.contract import MEDIA_JSON, Contract
 from runner.errors import InvalidBundle
 from runner.runtimes import load_model
 from runner.runtimes.python.hints import generate_proto, generate_proto_for_entry, pascal, snake
+from runner.settings import Settings
 
 
 @dataclass
@@ -159,7 +160,7 @@ def test_generated_contract_serves_the_class(tmp_path: Path) -> None:
     )
     b = open_bundle(tmp_path)
     c = Contract.compile(b.proto_text)
-    model = load_model(tmp_path, b.metadata, c)
+    model = load_model(tmp_path, b.metadata, c, Settings())
     try:
         req = c.decode(c.input_class("Price"), b'{"rooms": 2, "area": 100, "tags": ["x"]}', MEDIA_JSON)
         out = c.output_class("Price").FromString(model.invoke("Price", req.SerializeToString()))

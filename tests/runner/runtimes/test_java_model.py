@@ -20,6 +20,7 @@ from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, ModelError,
 from runner.runtimes import Model, load_model  # noqa: E402
 from runner.runtimes.java import JavaModelAdapter, map_bridge_error  # noqa: E402
 from runner.serving.validate import validate_bundle  # noqa: E402
+from runner.settings import Settings
 
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 VIRGINICA = {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}
@@ -28,7 +29,7 @@ VIRGINICA = {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "peta
 def load(folder: Path) -> tuple[Model, Contract]:
     b = open_bundle(folder)
     contract = Contract.compile(b.proto_text, include_dir=folder)
-    return load_model(folder, b.metadata, contract), contract
+    return load_model(folder, b.metadata, contract, Settings()), contract
 
 
 def call(model: Model, c: Contract, rpc: str, body: dict, timeout: float | None = 30) -> dict:
@@ -99,7 +100,7 @@ def test_java_iris_and_swap_versions_side_by_side(sample_bundles: dict[str, Path
 
 @pytest.mark.parametrize("name", ["iris", "iris-proto", "weka", "iris-python"])
 def test_sample_bundles_validate(sample_bundles: dict[str, Path], name: str) -> None:
-    report = validate_bundle(open_bundle(sample_bundles[name]))
+    report = validate_bundle(open_bundle(sample_bundles[name]), settings=Settings())
     assert report.methods == ["Classify", "ClassifyBatch", "ClassifyMatrix"]
     assert set(report.bindings) == set(report.methods)
     for out in report.outputs.get("Classify", []):
@@ -199,13 +200,13 @@ def test_failing_java_bundle_does_not_validate(thrower: Path, tmp_path: Path) ->
     meta["examples"] = {"Classify": [SETOSA, {"sepal_length": -1}]}
     (bad / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(InvalidBundle) as e:
-        validate_bundle(open_bundle(bad))
+        validate_bundle(open_bundle(bad), settings=Settings())
     assert "Classify failed on its example 2" in e.value.message
     assert e.value.detail["error"]["java_class"] == "java.lang.IllegalArgumentException"
     meta["entry_point"] = "org.modelrunner.tests.thrower.Missing"
     (bad / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(InvalidBundle, match="Missing"):
-        validate_bundle(open_bundle(bad))
+        validate_bundle(open_bundle(bad), settings=Settings())
 
 
 def test_jvm_options_the_running_jvm_lacks(thrower: Path, tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
-"""runner.runtimes.python.model and runner.runtimes: isolated Python model versions, calls, errors, deadlines."""
+"""runner.runtimes.python and runner.runtimes: isolated Python model versions, calls, errors, deadlines."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import textwrap
 import threading
@@ -15,7 +16,8 @@ from runner.bundle import open_bundle
 from runner.contract import MEDIA_JSON, Contract
 from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, MethodNotFound, ModelError
 from runner.runtimes import Model, load_model
-from runner.runtimes.python.model import ROOT_PACKAGE
+from runner.runtimes.python.isolation import ROOT_PACKAGE
+from runner.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 IRIS_PROTO = (ROOT / "protos" / "iris.proto").read_text()
@@ -44,7 +46,7 @@ def make_bundle(
 def load(folder: Path) -> tuple[Model, Contract]:
     b = open_bundle(folder)
     contract = Contract.compile(b.proto_text, include_dir=folder)
-    return load_model(folder, b.metadata, contract), contract
+    return load_model(folder, b.metadata, contract, Settings()), contract
 
 
 def call(model: Model, contract: Contract, rpc: str, body: dict, timeout: float | None = None) -> dict:
@@ -351,8 +353,6 @@ def test_pickles_of_bundle_classes_load(tmp_path: Path) -> None:
             "    def scale(self, x):\n        return self.k * x\n",
         },
     )
-    import subprocess  # noqa: PLC0415
-
     subprocess.run(
         [
             sys.executable,

@@ -25,7 +25,9 @@ from runner.errors import (
 )
 from runner.serving.admin import Admin, UploadParts
 from runner.serving.dataplane import DataPlane
+from runner.serving.loading import BundleLoader
 from runner.serving.registry import Registry
+from runner.settings import Settings
 from runner.store import Repository
 from tests.runner.repo_helpers import ECHO_PROTO, FAIL_PROTO, MODEL_PY, write_echo_bundle
 
@@ -39,7 +41,7 @@ def repo(tmp_path: Path) -> Repository:
 
 @pytest.fixture
 def served(repo: Repository) -> Iterator[Registry]:
-    registry = Registry(repo, poll_interval=0.02)
+    registry = Registry(repo, BundleLoader(Settings()), poll_interval=0.02)
     registry.start()
     yield registry
     registry.stop()
@@ -240,7 +242,9 @@ def test_swap_timeout_names_the_laggards(repo: Repository, served: Registry, tmp
 
     def stuck_worker() -> None:
         while True:
-            repo.record_serving("stuck-worker", {"pid": os.getpid(), "kind": "http", "models": {"echo": 1}})
+            repo.fleet.record_serving(
+                "stuck-worker", {"pid": os.getpid(), "kind": "http", "models": {"echo": 1}}
+            )
             if stop.wait(0.2):
                 return
 
@@ -255,7 +259,7 @@ def test_swap_timeout_names_the_laggards(repo: Repository, served: Registry, tmp
     assert info.value.detail["laggards"] == ["stuck-worker"] and info.value.detail["version"] == 2
     assert "stuck-worker" in info.value.message
     assert repo.current_version("echo") == 2  # published; only the wait timed out
-    repo.remove_serving("stuck-worker")
+    repo.fleet.remove_serving("stuck-worker")
 
 
 def test_swap_timeout_reports_a_load_failure_in_a_serving_process(
@@ -293,9 +297,13 @@ def test_settings_keep_versions_cleans_up_after_each_swap(repo: Repository, tmp_
 SERVING_PROCESS = """
 import sys, time
 from pathlib import Path
+from runner.serving.loading import BundleLoader
 from runner.serving.registry import Registry
+from runner.settings import Settings
 from runner.store import Repository
-registry = Registry(Repository(Path(sys.argv[1])), process_kind="grpc", poll_interval=0.02)
+registry = Registry(
+    Repository(Path(sys.argv[1])), BundleLoader(Settings()), process_kind="grpc", poll_interval=0.02
+)
 registry.start()
 print(registry.process_id, flush=True)
 sys.stdin.read()  # serve until the test closes our stdin
@@ -318,15 +326,15 @@ def test_admin_waits_for_every_serving_process(repo: Repository, served: Registr
         assert other and other != served.process_id
         result = admin.upload("echo", write_echo_bundle(tmp_path / "b", "b"), caller="x")
         assert result["served_by"] == sorted([served.process_id, other])
-        assert repo.live_processes()[other]["models"] == {"echo": 2}
+        assert repo.fleet.live_processes()[other]["models"] == {"echo": 2}
         gone = admin.delete("echo", caller="x")
         assert gone["previous_version"] == 2
-        assert repo.live_processes()[other]["models"] == {}
+        assert repo.fleet.live_processes()[other]["models"] == {}
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=30)
-    assert other not in repo.live_processes()  # stop() removed its record
+    assert other not in repo.fleet.live_processes()  # stop() removed its record
 
 
 def test_java_upload_then_acumos_style_jar_only_swap(
@@ -388,7 +396,7 @@ def test_a_bundle_needing_jvm_options_a_live_process_lacks_is_refused(
 
     from runner.runtimes.java import ensure_jvm, running_jvm_options
 
-    ensure_jvm()  # this process's JVM (every JVM runs with -Xrs)
+    ensure_jvm((), Settings())  # this process's JVM (every JVM runs with -Xrs)
     assert "-Xrs" in (running_jvm_options() or [])
     folder = shutil.copytree(sample_bundles["iris"], tmp_path / "iris")
     metadata = json.loads((folder / "metadata.json").read_text())
@@ -397,8 +405,8 @@ def test_a_bundle_needing_jvm_options_a_live_process_lacks_is_refused(
     admin = Admin(repo)
     # another serving process whose JVM runs without it, and one that has no JVM yet (it will start
     # its JVM with every bundle's options, so it is no obstacle)
-    repo.record_serving("worker-old-jvm", {"kind": "http", "models": {}, "jvm_options": ["-Xmx1g"]})
-    repo.record_serving("worker-no-jvm", {"kind": "grpc", "models": {}, "jvm_options": None})
+    repo.fleet.record_serving("worker-old-jvm", {"kind": "http", "models": {}, "jvm_options": ["-Xmx1g"]})
+    repo.fleet.record_serving("worker-no-jvm", {"kind": "grpc", "models": {}, "jvm_options": None})
     before = state(repo)
     with pytest.raises(InvalidBundle) as info:
         admin.upload("iris", folder, caller="x")
@@ -406,6 +414,6 @@ def test_a_bundle_needing_jvm_options_a_live_process_lacks_is_refused(
     assert info.value.detail["missing_jvm_options"] == {"worker-old-jvm": ["-Xrs"]}
     assert state(repo) == before and list((repo.root / "staging").iterdir()) == []
 
-    repo.remove_serving("worker-old-jvm")
-    repo.remove_serving("worker-no-jvm")
+    repo.fleet.remove_serving("worker-old-jvm")
+    repo.fleet.remove_serving("worker-no-jvm")
     assert admin.upload("iris", folder, caller="x", expected_version=0)["version"] == 1

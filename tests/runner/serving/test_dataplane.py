@@ -18,7 +18,9 @@ from runner.errors import (
     UnsupportedMedia,
 )
 from runner.serving.dataplane import DataPlane, response_media
+from runner.serving.loading import BundleLoader
 from runner.serving.registry import Registry
+from runner.settings import Settings
 from runner.store import Repository
 from tests.runner.repo_helpers import ECHO_PROTO, FAIL_PROTO, write_echo_bundle
 
@@ -49,7 +51,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Repositor
             expected_version=None,
             caller="t",
         )
-    registry = Registry(repo, poll_interval=0.05)
+    registry = Registry(repo, BundleLoader(Settings()), poll_interval=0.05)
     registry.start()
     yield repo, registry
     registry.stop()
@@ -147,17 +149,20 @@ def test_single_model_default(plane: DataPlane, tmp_path: Path) -> None:
     repo.publish(
         "solo", write_echo_bundle(tmp_path / "solo", "s1", name="solo"), expected_version=None, caller="t"
     )
-    with Registry(repo, poll_interval=0.05) as registry:
+    with Registry(repo, BundleLoader(Settings()), poll_interval=0.05) as registry:
         result = DataPlane(registry).predict(None, "Say", b'{"text": "x"}', JSON)
         assert (result.model, json.loads(result.body)["label"]) == ("solo", "s1")
-    with Registry(Repository(tmp_path / "empty"), poll_interval=0.05) as registry, pytest.raises(NotFound):
+    with (
+        Registry(Repository(tmp_path / "empty"), BundleLoader(Settings()), poll_interval=0.05) as registry,
+        pytest.raises(NotFound),
+    ):
         DataPlane(registry).predict(None, "Say", b"{}", JSON)
 
 
 def test_not_ready(tmp_path: Path) -> None:
     repo = Repository(tmp_path / "repo")
     repo.publish("echo", write_echo_bundle(tmp_path / "e", "e1"), expected_version=None, caller="t")
-    registry = Registry(repo)  # not started
+    registry = Registry(repo, BundleLoader(Settings()))  # not started
     with pytest.raises(NotReady):
         DataPlane(registry).predict("echo", "Say", b"{}", JSON)
     repo.publish(

@@ -10,9 +10,12 @@ import pytest
 
 from runner.errors import NotFound, NotReady
 from runner.serving.dataplane import DataPlane
+from runner.serving.loading import BundleLoader
 from runner.serving.registry import Registry
+from runner.settings import Settings
 from runner.store import Repository
-from tests.runner.repo_helpers import tracking_loader, wait_for, write_echo_bundle
+from tests.runner.repo_helpers import TrackingLoader, write_echo_bundle
+from tests.waiting import wait_for
 
 JSON = "application/json"
 
@@ -38,7 +41,7 @@ def test_start_loads_every_current_model_and_records_serving(repo: Repository, t
     publish(repo, tmp_path, "b1", name="b")
     publish(repo, tmp_path, "b2", name="b")
     closed: list[int] = []
-    registry = Registry(repo, process_kind="grpc", poll_interval=0.02, loader=tracking_loader(closed))
+    registry = Registry(repo, TrackingLoader(closed), process_kind="grpc", poll_interval=0.02)
     assert not registry.ready()
     with pytest.raises(NotReady), registry.acquire("a"):
         pass
@@ -48,21 +51,21 @@ def test_start_loads_every_current_model_and_records_serving(repo: Repository, t
         assert {n: lv.version for n, lv in registry.snapshot().items()} == {"a": 1, "b": 2}
         plane = DataPlane(registry)
         assert say(plane, model="b") == {"text": "hi", "label": "b2", "version": 2}
-        record = repo.live_processes()[registry.process_id]
+        record = repo.fleet.live_processes()[registry.process_id]
         assert record["kind"] == "grpc" and record["models"] == {"a": 1, "b": 2} and record["ready"] is True
         with pytest.raises(NotFound), registry.acquire("nope"):
             pass
     finally:
         registry.stop()
     assert sorted(closed) == [1, 2]
-    assert registry.process_id not in repo.live_processes()
+    assert registry.process_id not in repo.fleet.live_processes()
     assert not (repo.root / "serving" / f"{registry.process_id}.json").exists()
 
 
 def test_new_version_flips_while_in_flight_call_finishes_on_old(repo: Repository, tmp_path: Path) -> None:
     publish(repo, tmp_path, "v1")
     closed: list[int] = []
-    registry = Registry(repo, poll_interval=0.02, loader=tracking_loader(closed))
+    registry = Registry(repo, TrackingLoader(closed), poll_interval=0.02)
     registry.start()
     try:
         plane = DataPlane(registry)
@@ -74,7 +77,7 @@ def test_new_version_flips_while_in_flight_call_finishes_on_old(repo: Repository
 
         v2 = publish(repo, tmp_path, "v2")
         # The registry notices the pointer by itself and reports the flip in its serving record.
-        assert repo.wait_until_served("echo", v2, timeout=20) == []
+        assert repo.fleet.wait_until_served("echo", v2, timeout=20) == []
         assert registry.snapshot()["echo"].version == 2
         assert say(plane, "new") == {"text": "new", "label": "v2", "version": 2}
         assert closed == []  # v1 still has a call in flight: not closed
@@ -91,22 +94,22 @@ def test_new_version_flips_while_in_flight_call_finishes_on_old(repo: Repository
 
 def test_failed_load_keeps_old_version_serving(repo: Repository, tmp_path: Path) -> None:
     publish(repo, tmp_path, "v1")
-    registry = Registry(repo, poll_interval=0.02)
+    registry = Registry(repo, BundleLoader(Settings()), poll_interval=0.02)
     registry.start()
     try:
         plane = DataPlane(registry)
         v2 = publish(repo, tmp_path, "v2", init_code="raise RuntimeError('weights file missing')")
         # The failure is reported in the serving record: a publisher stops waiting for this process.
-        assert repo.wait_until_served("echo", v2, timeout=60) == [registry.process_id]
+        assert repo.fleet.wait_until_served("echo", v2, timeout=60) == [registry.process_id]
         errors = wait_for(registry.load_errors, what="the load error")
         assert "weights file missing" in errors["echo"] and "version 2" in errors["echo"]
-        record = repo.live_processes()[registry.process_id]
+        record = repo.fleet.live_processes()[registry.process_id]
         assert record["errors"]["echo"]["version"] == 2 and record["models"] == {"echo": 1}
         assert say(plane) == {"text": "hi", "label": "v1", "version": 1}
         assert registry.ready()  # a version is loaded and serving
 
         v3 = publish(repo, tmp_path, "v3")
-        assert repo.wait_until_served("echo", v3, timeout=20) == []
+        assert repo.fleet.wait_until_served("echo", v3, timeout=20) == []
         assert say(plane)["label"] == "v3"
         assert registry.load_errors() == {}
     finally:
@@ -116,7 +119,7 @@ def test_failed_load_keeps_old_version_serving(repo: Repository, tmp_path: Path)
 def test_model_that_never_loaded_is_not_ready(repo: Repository, tmp_path: Path) -> None:
     publish(repo, tmp_path, "ok", name="good")
     publish(repo, tmp_path, "bad", name="broken", init_code="raise RuntimeError('no')")
-    registry = Registry(repo, poll_interval=0.02)
+    registry = Registry(repo, BundleLoader(Settings()), poll_interval=0.02)
     registry.start()
     try:
         assert not registry.ready()
@@ -135,12 +138,12 @@ def test_deleted_model_is_unloaded_after_drain_and_rollback_reloads(repo: Reposi
     publish(repo, tmp_path, "v1")
     publish(repo, tmp_path, "v2")
     closed: list[int] = []
-    registry = Registry(repo, poll_interval=0.02, loader=tracking_loader(closed))
+    registry = Registry(repo, TrackingLoader(closed), poll_interval=0.02)
     registry.start()
     try:
         plane = DataPlane(registry)
         repo.rollback("echo", caller="test")
-        assert repo.wait_until_served("echo", 1, timeout=20) == []
+        assert repo.fleet.wait_until_served("echo", 1, timeout=20) == []
         assert say(plane)["label"] == "v1"
         wait_for(lambda: closed == [2], what="version 2 to close")  # closed right after the flip is reported
 
@@ -149,7 +152,7 @@ def test_deleted_model_is_unloaded_after_drain_and_rollback_reloads(repo: Reposi
         thread.start()
         wait_for(lambda: registry.in_flight().get("echo") == 1, what="the call to start")
         repo.delete("echo", caller="test")
-        assert repo.wait_until_served("echo", None, timeout=20) == []
+        assert repo.fleet.wait_until_served("echo", None, timeout=20) == []
         with pytest.raises(NotFound):
             say(plane)
         assert closed == [2]  # the in-flight call still holds version 1
@@ -163,16 +166,16 @@ def test_deleted_model_is_unloaded_after_drain_and_rollback_reloads(repo: Reposi
 def test_two_registries_share_a_repository(repo: Repository, tmp_path: Path) -> None:
     publish(repo, tmp_path, "v1")
     first, second = (
-        Registry(repo, poll_interval=0.02),
-        Registry(repo, poll_interval=0.02, process_kind="grpc"),
+        Registry(repo, BundleLoader(Settings()), poll_interval=0.02),
+        Registry(repo, BundleLoader(Settings()), poll_interval=0.02, process_kind="grpc"),
     )
     first.start()
     second.start()
     try:
         assert first.process_id != second.process_id
-        assert set(repo.live_processes()) == {first.process_id, second.process_id}
+        assert set(repo.fleet.live_processes()) == {first.process_id, second.process_id}
         v2 = publish(repo, tmp_path, "v2")
-        assert repo.wait_until_served("echo", v2, timeout=20) == []
+        assert repo.fleet.wait_until_served("echo", v2, timeout=20) == []
         # Two versions of the same module name were loaded side by side without clashing.
         assert say(DataPlane(first))["label"] == say(DataPlane(second))["label"] == "v2"
     finally:
@@ -183,7 +186,7 @@ def test_two_registries_share_a_repository(repo: Repository, tmp_path: Path) -> 
 def test_swaps_under_load_fail_no_call(repo: Repository, tmp_path: Path) -> None:
     publish(repo, tmp_path, "v1")
     closed: list[int] = []
-    registry = Registry(repo, poll_interval=0.01, loader=tracking_loader(closed))
+    registry = Registry(repo, TrackingLoader(closed), poll_interval=0.01)
     registry.start()
     plane = DataPlane(registry)
     stop = threading.Event()
@@ -205,7 +208,7 @@ def test_swaps_under_load_fail_no_call(repo: Repository, tmp_path: Path) -> None
     try:
         for label in ("v2", "v3", "v4", "v5"):
             version = publish(repo, tmp_path, label)
-            assert repo.wait_until_served("echo", version, timeout=20) == []
+            assert repo.fleet.wait_until_served("echo", version, timeout=20) == []
     finally:
         stop.set()
         for t in threads:
@@ -223,7 +226,7 @@ def test_java_and_python_bundles_in_one_repository(
 ) -> None:
     repo.publish("iris", sample_bundles["iris"], expected_version=None, caller="test")
     repo.publish("iris-python", sample_bundles["iris-python"], expected_version=None, caller="test")
-    registry = Registry(repo, poll_interval=0.02)
+    registry = Registry(repo, BundleLoader(Settings()), poll_interval=0.02)
     registry.start()
     try:
         assert registry.ready(), registry.load_errors()
@@ -237,7 +240,7 @@ def test_java_and_python_bundles_in_one_repository(
             assert (result.model, result.version) == (name, 1)
         # Swap the Java model for iris-v2 (other labels) while Python keeps serving.
         v2 = repo.publish("iris", sample_bundles["iris-v2"], expected_version=1, caller="test")
-        assert repo.wait_until_served("iris", v2, timeout=60) == []
+        assert repo.fleet.wait_until_served("iris", v2, timeout=60) == []
         assert json.loads(plane.predict("iris", "Classify", row, JSON).body)["species"] == "Iris-setosa"
         assert json.loads(plane.predict("iris-python", "Classify", row, JSON).body)["species"] == "setosa"
     finally:

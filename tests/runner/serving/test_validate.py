@@ -11,8 +11,9 @@ import pytest
 
 from runner.bundle import open_bundle
 from runner.errors import InvalidBundle, InvalidContract
-from runner.runtimes.python.model import ROOT_PACKAGE
+from runner.runtimes.python.isolation import ROOT_PACKAGE
 from runner.serving.validate import validate_bundle
+from runner.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -32,7 +33,7 @@ def edit_metadata(folder: Path, **changes: object) -> None:
 
 
 def test_good_bundle_report(iris_py: Path) -> None:
-    report = validate_bundle(open_bundle(iris_py))
+    report = validate_bundle(open_bundle(iris_py), settings=Settings())
     assert report.methods == ["Classify", "ClassifyBatch", "ClassifyMatrix"]
     assert report.bindings["Classify"] == {"python_method": "Classify", "convention": "message"}
     assert [o["species"] for o in report.outputs["Classify"]] == ["setosa", "virginica"]
@@ -43,7 +44,7 @@ def test_good_bundle_report(iris_py: Path) -> None:
 
 def test_generated_inputs_when_no_examples(iris_py: Path) -> None:
     edit_metadata(iris_py, examples={})
-    report = validate_bundle(open_bundle(iris_py))
+    report = validate_bundle(open_bundle(iris_py), settings=Settings())
     assert report.generated_inputs == ["Classify", "ClassifyBatch", "ClassifyMatrix"]
     assert report.outputs["ClassifyBatch"] == [{"predictions": []}]
 
@@ -54,7 +55,7 @@ def test_example_raising_fails_validation(iris_py: Path) -> None:
         examples={"ClassifyMatrix": [{"rows": [{"values": [1, 2, 3, 4]}]}, {"rows": [{"values": [1, 2]}]}]},
     )
     with pytest.raises(InvalidBundle) as e:
-        validate_bundle(open_bundle(iris_py))
+        validate_bundle(open_bundle(iris_py), settings=Settings())
     assert "ClassifyMatrix failed on its example 2" in e.value.message
     assert "expected 4 features" in e.value.message
     d = e.value.detail
@@ -76,20 +77,20 @@ def test_default_input_failure_hints_at_examples(iris_py: Path) -> None:
     (iris_py / "iris_model.py").write_text(src)
     edit_metadata(iris_py, examples={})
     with pytest.raises(InvalidBundle, match="Classify failed on its default input .*add examples"):
-        validate_bundle(open_bundle(iris_py))
+        validate_bundle(open_bundle(iris_py), settings=Settings())
 
 
 def test_example_not_fitting_the_input(iris_py: Path) -> None:
     edit_metadata(iris_py, examples={"Classify": [{"sepal_length": 1, "petal_colour": "red"}]})
     with pytest.raises(InvalidBundle) as e:
-        validate_bundle(open_bundle(iris_py))
+        validate_bundle(open_bundle(iris_py), settings=Settings())
     assert "examples.Classify[0]" in e.value.message and e.value.detail["field"] == "petal_colour"
 
 
 def test_metadata_naming_unknown_rpcs(iris_py: Path) -> None:
     edit_metadata(iris_py, examples={"Classifyy": [{}]}, methods={"Predict": {"python_method": "x"}})
     with pytest.raises(InvalidBundle) as e:
-        validate_bundle(open_bundle(iris_py))
+        validate_bundle(open_bundle(iris_py), settings=Settings())
     assert e.value.detail["problems"] == [
         "methods.Predict: the contract has no rpc Predict (it has Classify, ClassifyBatch, ClassifyMatrix)",
         "examples.Classifyy: the contract has no rpc Classifyy (it has Classify, ClassifyBatch, ClassifyMatrix)",
@@ -105,8 +106,8 @@ def test_unbound_rpc_and_broken_contract(iris_py: Path) -> None:
         )
     )
     with pytest.raises(InvalidBundle, match="Explain: no method named Explain or explain"):
-        validate_bundle(open_bundle(iris_py))
+        validate_bundle(open_bundle(iris_py), settings=Settings())
     (iris_py / "model.proto").write_text(proto.replace("double sepal_width = 2;", "double sepal_width = 2"))
     with pytest.raises(InvalidContract) as e:
-        validate_bundle(open_bundle(iris_py))
+        validate_bundle(open_bundle(iris_py), settings=Settings())
     assert e.value.detail["line"] == 13

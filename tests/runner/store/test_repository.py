@@ -1,12 +1,10 @@
-"""The versioned store: versions, pointer, history, locking, rollback, delete, cleanup, serving records."""
+"""The versioned store: versions, pointer, history, locking, rollback, delete, cleanup."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -118,7 +116,7 @@ def test_cleanup_keeps_current_served_previous_and_last_n(repo: Repository, tmp_
         repo.publish("m", make_folder(tmp_path, tag), expected_version=None, caller="x")
     repo.rollback("m", caller="x")
     repo.rollback("m", caller="x")  # current 4; a rollback would go to 3
-    repo.record_serving("other-proc", {"kind": "http", "models": {"m": 2}})  # still served somewhere
+    repo.fleet.record_serving("other-proc", {"kind": "http", "models": {"m": 2}})  # still served somewhere
     removed = repo.cleanup(keep_last=1)
     assert removed == {"m": [1, 5]}
     assert repo.versions("m") == [2, 3, 4, 6]
@@ -189,54 +187,6 @@ def test_concurrent_publishers_in_processes_get_distinct_versions(tmp_path: Path
     assert [h["previous_version"] for h in history] == [None, *range(1, 24)]
     assert repo.current_version("m") == 24
     assert all(repo.version_dir("m", v).joinpath("lib", "data.txt").exists() for v in got)
-
-
-def test_serving_records_and_wait_until_served(repo: Repository) -> None:
-    repo.record_serving("p1", {"kind": "http", "models": {"m": 1}})
-    live = repo.live_processes()
-    assert set(live) == {"p1"} and live["p1"]["pid"] == os.getpid() and live["p1"]["models"] == {"m": 1}
-    assert repo.wait_until_served("m", 1, timeout=0.1) == []
-    assert repo.wait_until_served("m", 2, timeout=0.1) == ["p1"]
-    assert repo.wait_until_served("m", None, timeout=0.1) == ["p1"]
-
-    def serve_later() -> None:
-        time.sleep(0.2)
-        repo.record_serving("p1", {"kind": "http", "models": {"m": 2}})
-
-    t = threading.Thread(target=serve_later)
-    t.start()
-    assert repo.wait_until_served("m", 2, timeout=10) == []
-    t.join()
-    # A process that reported it failed to load the version is not waited for until the deadline.
-    repo.record_serving(
-        "p1", {"kind": "http", "models": {"m": 2}, "errors": {"m": {"version": 3, "error": "x"}}}
-    )
-    assert repo.wait_until_served("m", 3, timeout=60) == ["p1"]
-    repo.remove_serving("p1")
-    assert repo.live_processes() == {}
-    assert repo.wait_until_served("m", 3, timeout=0) == []  # nobody serving: nothing to wait for
-
-
-def test_stale_and_dead_serving_records_are_not_live(repo: Repository) -> None:
-    # a process on another host that stopped beating: not live, but its record is kept a while
-    repo.record_serving(
-        "old", {"kind": "http", "models": {}, "heartbeat": time.time() - 10, "host": "elsewhere"}
-    )
-    proc = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
-    proc.start()
-    proc.join()
-    repo.record_serving("dead", {"kind": "grpc", "models": {}, "pid": proc.pid})
-    assert repo.live_processes() == {}
-    assert not (repo.root / "serving" / "dead.json").exists()  # dead local pid: cleaned
-    assert (repo.root / "serving" / "old.json").exists()  # merely late: kept, not live
-
-
-def test_a_live_local_process_late_with_its_heartbeat_is_waited_for(repo: Repository) -> None:
-    repo.publish("m", make_folder(repo.root.parent, "a"), expected_version=None, caller="x")
-    # this (alive) process, 10 s late with its heartbeat and still serving nothing
-    repo.record_serving("late", {"kind": "http", "models": {}, "heartbeat": time.time() - 10})
-    assert set(repo.live_processes()) == {"late"}
-    assert repo.wait_until_served("m", 1, timeout=0.2) == ["late"]  # a laggard, not forgotten
 
 
 def test_torn_history_line_is_tolerated_and_terminated(tmp_path: Path) -> None:

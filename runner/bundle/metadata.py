@@ -1,0 +1,186 @@
+"""``metadata.json`` of a bundle (docs/bundle.md) and the names of a bundle's fixed files."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from runner.errors import InvalidBundle
+
+METADATA_FILE = "metadata.json"
+PROTO_FILE = "model.proto"
+JAR_FILE = "model.jar"
+RUNTIMES = ("java", "python")
+CONVENTIONS = ("pojo", "params", "proto", "acumos")
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+_JAVA_CLASS_RE = re.compile(r"[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*")
+_PY_ENTRY_RE = re.compile(r"(?P<module>[A-Za-z_]\w*(\.[A-Za-z_]\w*)*):(?P<cls>[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)")
+_RPC_RE = re.compile(r"[A-Za-z_]\w*")
+
+
+@dataclass
+class Metadata:
+    """``metadata.json`` of a bundle (docs/bundle.md)."""
+
+    name: str
+    runtime: str
+    entry_point: str
+    description: str = ""
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-rpc overrides: {"Classify": {"java_method": "classify", "convention": "pojo"}} or
+    {"Classify": {"python_method": "classify"}}; an rpc not listed is bound by name."""
+    jvm_options: list[str] = field(default_factory=list)
+    examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """rpc -> list of inputs (proto3 JSON of the rpc's input message) run before a swap commits."""
+    timeout_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Unknown top-level keys, kept as they were (forward compatibility)."""
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Metadata:
+        """Parse and validate a JSON value; InvalidBundle names every problem found."""
+        problems: list[str] = []
+        if not isinstance(data, dict):
+            raise _not_an_object()
+
+        def text(key: str, required: bool) -> str:
+            v = data.get(key)
+            if v is None:
+                if required:
+                    problems.append(f"{key!r} is required")
+                return ""
+            if not isinstance(v, str):
+                problems.append(f"{key!r} must be a string")
+                return ""
+            return v
+
+        name = text("name", True)
+        if name and not NAME_RE.fullmatch(name):
+            problems.append(
+                f"name {name!r} is not allowed: use 1-63 characters a-z 0-9 _ . - "
+                "starting with a letter or digit"
+            )
+        runtime = text("runtime", True)
+        if runtime and runtime not in RUNTIMES:
+            problems.append(f"runtime {runtime!r} is not supported (use 'java' or 'python')")
+        entry = text("entry_point", True)
+        if entry and runtime == "java" and not _JAVA_CLASS_RE.fullmatch(entry):
+            problems.append(f"entry_point {entry!r} is not a Java class name (e.g. org.acme.IrisModel)")
+        if entry and runtime == "python" and not _PY_ENTRY_RE.fullmatch(entry):
+            problems.append(f"entry_point {entry!r} must be 'module:Class' (e.g. iris_model:IrisClassifier)")
+        description = text("description", False)
+
+        methods = data.get("methods") or {}
+        if not isinstance(methods, dict):
+            problems.append("'methods' must be an object: rpc name -> overrides")
+            methods = {}
+        for rpc, ov in methods.items():
+            if not _RPC_RE.fullmatch(rpc):
+                problems.append(f"methods: {rpc!r} is not an rpc name")
+            if not isinstance(ov, dict):
+                problems.append(f"methods.{rpc} must be an object")
+                continue
+            for key in ("java_method", "python_method"):
+                if key in ov and not (isinstance(ov[key], str) and ov[key]):
+                    problems.append(f"methods.{rpc}.{key} must be a method name")
+            conv = ov.get("convention")
+            if conv is not None and conv not in CONVENTIONS:
+                problems.append(f"methods.{rpc}.convention {conv!r} must be one of {', '.join(CONVENTIONS)}")
+
+        jvm_options = data.get("jvm_options") or []
+        if not isinstance(jvm_options, list) or not all(isinstance(o, str) and o for o in jvm_options):
+            problems.append("'jvm_options' must be a list of strings")
+            jvm_options = []
+        if jvm_options and runtime == "python":
+            problems.append("'jvm_options' applies only to runtime 'java'")
+
+        examples = data.get("examples") or {}
+        if not isinstance(examples, dict):
+            problems.append("'examples' must be an object: rpc name -> list of inputs")
+            examples = {}
+        norm_examples: dict[str, list[dict[str, Any]]] = {}
+        for rpc, items in examples.items():
+            if isinstance(items, dict):  # a single example is accepted without the list
+                items = [items]
+            if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
+                problems.append(f"examples.{rpc} must be a list of JSON objects (inputs of {rpc})")
+                continue
+            norm_examples[rpc] = items
+
+        timeout = data.get("timeout_seconds")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+        ):
+            problems.append("'timeout_seconds' must be a positive number")
+            timeout = None
+
+        if problems:
+            raise InvalidBundle(
+                f"{METADATA_FILE}: " + "; ".join(problems),
+                detail={"file": METADATA_FILE, "problems": problems},
+            )
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        return cls(
+            name=name,
+            runtime=runtime,
+            entry_point=entry,
+            description=description,
+            methods={k: dict(v) for k, v in methods.items()},
+            jvm_options=list(jvm_options),
+            examples=norm_examples,
+            timeout_seconds=float(timeout) if timeout is not None else None,
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Metadata:
+        return cls.from_dict(_parse_json(text))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        extra = d.pop("extra")
+        if d["timeout_seconds"] is None:
+            del d["timeout_seconds"]
+        return {**d, **extra}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @property
+    def python_module(self) -> str:
+        return self.entry_point.split(":", 1)[0]
+
+    @property
+    def python_class(self) -> str:
+        return self.entry_point.split(":", 1)[1]
+
+
+def metadata_object(text: str | bytes) -> dict[str, Any]:
+    """The JSON object of ``metadata.json`` text, not validated further (unknown keys and all);
+    InvalidBundle when the text is not JSON or not an object."""
+    data = _parse_json(text)
+    if not isinstance(data, dict):
+        raise _not_an_object()
+    return data
+
+
+def _parse_json(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f" at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
+        raise InvalidBundle(
+            f"{METADATA_FILE} is not valid JSON{where}: {getattr(err, 'msg', err)}",
+            detail={
+                "file": METADATA_FILE,
+                "line": getattr(err, "lineno", None),
+                "column": getattr(err, "colno", None),
+            },
+        ) from err
+
+
+def _not_an_object() -> InvalidBundle:
+    return InvalidBundle(f"{METADATA_FILE} must hold a JSON object", detail={"file": METADATA_FILE})

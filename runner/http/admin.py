@@ -1,0 +1,104 @@
+"""Admin routes: uploads, proto swaps, rollback and delete (and Acumos' `PUT /model`, `PUT /proto`).
+
+Each checks the bearer token first, then the If-Match precondition, then hands the request to
+runner.serving.admin.Admin, which answers once the swap is served.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from runner.http import uploads
+from runner.http.auth import AdminAuth
+from runner.http.lookup import single_model
+from runner.http.metrics import Metrics
+from runner.http.wire import if_match_version, json_answer, query_flag, query_int
+from runner.serving.admin import Admin
+from runner.store import Repository
+
+
+class AdminRoutes:
+    """The routes that change what is served, each counted as a swap in the metrics."""
+
+    def __init__(self, admin: Admin, repository: Repository, auth: AdminAuth, metrics: Metrics) -> None:
+        self.admin = admin
+        self.repository = repository
+        self.auth = auth
+        self.metrics = metrics
+
+    def blueprint(self) -> Blueprint:
+        routes = Blueprint("admin", __name__)
+        routes.add_url_rule("/models/<name>", view_func=self.put_model, methods=["PUT"])
+        routes.add_url_rule("/model", view_func=self.acumos_put_model, methods=["PUT"])
+        routes.add_url_rule("/models/<name>/proto", view_func=self.put_proto, methods=["PUT"])
+        routes.add_url_rule("/proto", view_func=self.acumos_put_proto, methods=["PUT"])
+        routes.add_url_rule("/models/<name>/rollback", view_func=self.rollback, methods=["POST"])
+        routes.add_url_rule("/models/<name>", view_func=self.delete, methods=["DELETE"])
+        return routes
+
+    # ---------------------------------------------------------------- uploads
+
+    def put_model(self, name: str) -> Response:
+        return self.upload(name)
+
+    def acumos_put_model(self) -> Response:
+        names = self.repository.models()
+        name = request.args.get("name") or (names[0] if len(names) == 1 else None)
+        if name is None and len(names) > 1:
+            single_model(self.repository)  # raises the explanatory error
+        return self.upload(name)
+
+    def upload(self, name: str | None) -> Response:
+        caller = self.auth.require(request)
+        expected = if_match_version(request)
+        source, name = uploads.bundle_source(request, name)
+        result = self.admin.upload(
+            name,
+            source,
+            expected_version=expected,
+            caller=caller,
+            allow_breaking=query_flag(request, "allow_breaking"),
+        )
+        self.metrics.observe_swap(name, "upload")
+        return json_answer(result)
+
+    # ---------------------------------------------------------------- proto swaps
+
+    def put_proto(self, name: str) -> Response:
+        return self.replace_proto(name)
+
+    def acumos_put_proto(self) -> Response:
+        return self.replace_proto(single_model(self.repository))
+
+    def replace_proto(self, name: str) -> Response:
+        caller = self.auth.require(request)
+        expected = if_match_version(request)
+        proto_text = uploads.proto_text(request)
+        result = self.admin.replace_proto(
+            name,
+            proto_text,
+            allow_breaking=query_flag(request, "allow_breaking"),
+            expected_version=expected,
+            caller=caller,
+        )
+        self.metrics.observe_swap(name, "proto")
+        return json_answer(result)
+
+    # ---------------------------------------------------------------- rollback, delete
+
+    def rollback(self, name: str) -> Response:
+        caller = self.auth.require(request)
+        result = self.admin.rollback(
+            name,
+            version=query_int(request, "version"),
+            expected_version=if_match_version(request),
+            caller=caller,
+        )
+        self.metrics.observe_swap(name, "rollback")
+        return json_answer(result)
+
+    def delete(self, name: str) -> Response:
+        caller = self.auth.require(request)
+        result = self.admin.delete(name, caller=caller, expected_version=if_match_version(request))
+        self.metrics.observe_swap(name, "delete")
+        return jsonify(result)

@@ -1,0 +1,166 @@
+"""The predict hot path: `POST /models/{name}/methods/{method}` and `POST /model/methods/{method}`.
+
+It skips Flask (routing, Request/Response objects): a WSGI middleware in front of the app answers these
+two paths from the WSGI environ, through the data plane, and counts every answer in the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Response, request
+
+from runner.contract import MEDIA_JSON
+from runner.errors import BadInput, Kind, ModelRunnerError, TooLarge
+from runner.http.errors import status_for
+from runner.http.metrics import Metrics
+from runner.serving.dataplane import DataPlane
+from runner.settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+
+_PREDICT_PATH = re.compile(r"^/models/([^/]+)/methods/([^/]+)$|^/model/methods/([^/]+)$")
+_REASONS = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+
+Answer = tuple[int, list[tuple[str, str]], bytes]
+
+
+def header_timeout(raw: str | None, settings: Settings) -> float:
+    """The call's deadline: the configured predict timeout, lowered by an `X-Timeout-Seconds` header."""
+    if not raw:
+        return settings.predict_timeout
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadInput(
+            f"X-Timeout-Seconds must be a number, got {raw!r}", {"header": "X-Timeout-Seconds"}
+        ) from None
+    if not value > 0:
+        raise BadInput("X-Timeout-Seconds must be positive", {"header": "X-Timeout-Seconds"})
+    return min(value, settings.predict_timeout)
+
+
+class PredictPath:
+    """WSGI middleware answering `POST /models/{name}/methods/{method}` and `POST /model/methods/{method}`
+    directly (everything else goes to the Flask app)."""
+
+    def __init__(
+        self, app: WSGIApplication, settings: Settings, dataplane: DataPlane, metrics: Metrics
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.dataplane = dataplane
+        self.metrics = metrics
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "POST":
+            match = _PREDICT_PATH.match(environ.get("PATH_INFO") or "")
+            if match is not None:
+                name, method = (match.group(1), match.group(2)) if match.group(2) else (None, match.group(3))
+                status, headers, body = self.handle(environ, name, method)
+                start_response(_REASONS.get(status, str(status)), headers)
+                return [body]
+        return self.app(environ, start_response)
+
+    def blueprint(self) -> Blueprint:
+        """The same paths as Flask routes: they only exist so that other verbs on a predict path answer
+        405 like every other endpoint."""
+        routes = Blueprint("predict", __name__)
+        routes.add_url_rule("/models/<name>/methods/<method>", "named", self.flask_view, methods=["POST"])
+        routes.add_url_rule("/model/methods/<method>", "single", self.flask_view, methods=["POST"])
+        return routes
+
+    def flask_view(self, method: str, name: str | None = None) -> Response:
+        """The answer of a predict path reached through Flask (``name`` None: the single-model path)."""
+        status, headers, body = self.handle(request.environ, name, method)
+        return Response(body, status=status, headers=headers)
+
+    def handle(self, environ: WSGIEnvironment, name: str | None, method: str) -> Answer:
+        started = time.perf_counter()
+        # Metric labels only ever name served models and methods: names taken from the URL of a request
+        # that found nothing would let any client grow /metrics without bound.
+        label, method_label, status = "-", "-", 500
+        try:
+            payload = self._read_body(environ)
+            # media negotiation (Content-Type, Accept with q-values) is the data plane's, shared with gRPC
+            result = self.dataplane.predict(
+                name,
+                method,
+                payload,
+                environ.get("CONTENT_TYPE") or MEDIA_JSON,
+                environ.get("HTTP_ACCEPT"),
+                timeout=header_timeout(environ.get("HTTP_X_TIMEOUT_SECONDS"), self.settings),
+            )
+            label, method_label, status = result.model, method, 200
+            return (
+                200,
+                [
+                    ("Content-Type", result.content_type),
+                    ("Content-Length", str(len(result.body))),
+                    ("X-Model-Name", result.model),
+                    ("X-Model-Version", str(result.version)),
+                ],
+                result.body,
+            )
+        except ModelRunnerError as err:
+            if "version" in err.detail and err.kind not in (Kind.NOT_FOUND, Kind.METHOD_NOT_FOUND):
+                label, method_label = str(err.detail.get("model") or name or "-"), method
+            answer = self._error(err, name)
+            status = answer[0]
+            return answer
+        except Exception as err:
+            log.exception("predict %s/%s failed unexpectedly", name, method)
+            return self._error(
+                ModelRunnerError(
+                    f"internal error: {type(err).__name__}: {err}", {"type": type(err).__name__}
+                ),
+                name,
+            )
+        finally:
+            self.metrics.observe_request(label, method_label, status, time.perf_counter() - started)
+
+    def _read_body(self, environ: WSGIEnvironment) -> bytes:
+        limit = min(self.settings.max_message_bytes, self.settings.max_body_bytes)
+        raw_length = environ.get("CONTENT_LENGTH")
+        stream = environ["wsgi.input"]
+        data: bytes
+        if raw_length:
+            try:
+                length = int(raw_length)
+            except ValueError:
+                raise BadInput(f"Content-Length {raw_length!r} is not a number", {}) from None
+            if length < 0:
+                raise BadInput(f"Content-Length {raw_length!r} is negative", {})
+            if length > limit:
+                raise TooLarge(
+                    f"message of {length} bytes exceeds the limit of {limit} bytes", {"limit": limit}
+                )
+            data = stream.read(length) if length else b""
+            return data
+        data = stream.read(limit + 1)  # chunked or unknown length
+        if len(data) > limit:
+            raise TooLarge(f"message exceeds the limit of {limit} bytes", {"limit": limit})
+        return data
+
+    @staticmethod
+    def _error(err: ModelRunnerError, name: str | None) -> Answer:
+        status = status_for(err.kind)
+        body = json.dumps(err.to_dict(), default=str).encode()
+        detail = err.detail if isinstance(err.detail, dict) else {}
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("X-Model-Name", str(detail.get("model") or name or "")),
+        ]
+        if detail.get("version") is not None:
+            headers.append(("X-Model-Version", str(detail["version"])))
+        return status, headers, body
