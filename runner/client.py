@@ -379,7 +379,9 @@ class Client:
             headers={"Content-Type": "text/plain; charset=utf-8", **self._if_match(expected_version)},
         )
 
-    def rollback(self, name: str, *, version: int | None = None, expected_version: int | None = None) -> JsonObject:
+    def rollback(
+        self, name: str, *, version: int | None = None, expected_version: int | None = None
+    ) -> JsonObject:
         """Make the previous version (or ``version``) current again."""
         params = {"version": str(version)} if version is not None else {}
         return self._object(

@@ -296,6 +296,8 @@ def _copy_sources(repo_root: Path, dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # three Gradle builds of every sample, the first from scratch
 def test_rebuild_is_cached_until_a_source_changes(
     repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -327,6 +329,8 @@ def test_rebuild_is_cached_until_a_source_changes(
     assert (again["weka"] / "iris-j48.model").read_bytes() == trained.read_bytes()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # a Gradle build from scratch
 def test_build_failure_is_reported_with_the_reason(
     repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

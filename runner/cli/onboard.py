@@ -411,7 +411,7 @@ def sample_json(desc: Descriptor, depth: int = 0) -> dict[str, Any]:
         else:
             value = 1
         is_repeated = getattr(f, "is_repeated", None)
-        # protobuf < 5.28 has only ``label`` (which the stubs of newer releases no longer declare)
+        # an older protobuf has only ``label`` (which the stubs of newer releases no longer declare)
         repeated = is_repeated if isinstance(is_repeated, bool) else getattr(f, "label") == F.LABEL_REPEATED
         if repeated and not (f.message_type is not None and f.message_type.GetOptions().map_entry):
             value = [value]
@@ -430,9 +430,9 @@ def curl_line(name: str, rpc: str, example: Any, url: str = "http://127.0.0.1:80
     )
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        n /= 1024
     return str(n)

@@ -37,7 +37,7 @@ VERSION_HEADER = "x-model-version"
 ERROR_KIND_HEADER = "x-error-kind"
 ERROR_DETAIL_HEADER = "x-error-detail"
 
-# The one table: core error kind -> gRPC status code (DESIGN.md "Errors").
+# The one table: core error kind -> gRPC status code (docs/api.md lists it beside the HTTP statuses).
 STATUS_BY_KIND: dict[Kind, grpc.StatusCode] = {
     Kind.BAD_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
     Kind.AMBIGUOUS: grpc.StatusCode.FAILED_PRECONDITION,

@@ -1,4 +1,7 @@
-"""One transport-free predict entry, used by HTTP and gRPC.
+"""One transport-free predict entry: model resolution, media negotiation, the call, its errors.
+
+The HTTP predict routes (runner/http/predict.py) call it; the gRPC edge still resolves and calls
+models itself (runner/grpc/server.py).
 
 Media types: ``application/json`` and binary protobuf (``application/vnd.google.protobuf`` or
 ``application/x-protobuf``). The response type defaults to the request's. Binary in and binary out
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.contract import MEDIA_JSON, MEDIA_PROTOBUF
+from runner.contract import MEDIA_JSON, MEDIA_PROTOBUF, normalize_media
 from runner.errors import (
     BadInput,
     MethodNotFound,
@@ -33,13 +36,9 @@ class PredictResult:
     version: int
 
 
-def _normalize(media: str | None) -> str:
-    return (media or "").split(";", 1)[0].strip().lower()
-
-
 def request_media(content_type: str | None) -> str:
     """The request's media type, normalised; UnsupportedMedia when it is not one we read."""
-    media = _normalize(content_type)
+    media = normalize_media(content_type)
     if media not in SUPPORTED_MEDIA:
         raise UnsupportedMedia(
             f"request Content-Type {content_type!r} is not supported; "

@@ -82,6 +82,8 @@ def test_no_jvm_use_after_fork():
     assert proc.stdout.strip() == "7"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # three processes compile the host library (each given 240 s)
 def test_host_library_build_is_shared_and_atomic(tmp_path):
     """Three processes build the host library into an empty cache at once: one build, one result."""
     code = "from bridge.build import host_classes; import shutil; print(host_classes(shutil.which('javac')))"

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import textwrap
 
+import pytest
+
 from tests.bridge.conftest import run_python
+
+# hundreds of load/call/close cycles in a fresh JVM (each run given up to 600 s)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def cycles(bundle, cls: str, rpc: str, example: dict, warmup: int, n: int) -> dict:
@@ -55,8 +60,6 @@ def test_iris_200_cycles_flat(sample_bundles):
 
 def test_weka_cycles_flat(sample_bundles):
     if "weka" not in sample_bundles:
-        import pytest
-
         pytest.skip("weka sample not built")
     meta = json.loads((sample_bundles["weka"] / "metadata.json").read_text())
     rpc, examples = next(iter(meta["examples"].items()))

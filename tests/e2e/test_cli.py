@@ -17,7 +17,8 @@ import pytest
 
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
+# the tests of the `served` fixture (a real `serve`, up to SERVE_TIMEOUT to be ready) are also slow
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 IRIS_CLASS = "org.modelrunner.samples.iris.IrisClassifier"
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -136,6 +137,7 @@ def predict_species(served: Served) -> tuple[str, str]:
     return json.loads(r.stdout)["species"], r.stderr
 
 
+@pytest.mark.slow
 def test_models(served: Served) -> None:
     r = ok(served.cli("models", token=False))
     lines = r.stdout.splitlines()
@@ -145,6 +147,7 @@ def test_models(served: Served) -> None:
     assert [m["name"] for m in doc] == ["iris"] and "Classify" in doc[0]["methods"]
 
 
+@pytest.mark.slow
 def test_predict(served: Served, tmp_path: Path) -> None:
     species, stderr = predict_species(served)
     assert species == "setosa" and "iris version 1" in stderr
@@ -165,6 +168,7 @@ def test_predict(served: Served, tmp_path: Path) -> None:
     assert json.loads(r.stdout)["species"] == "setosa" and "protobuf" in r.stderr
 
 
+@pytest.mark.slow
 def test_predict_errors(served: Served) -> None:
     r = served.cli("predict", "nope", "Classify", "--json", "{}", token=False)
     assert r.returncode == 1 and "error:" in r.stderr and "nope" in r.stderr
@@ -178,6 +182,7 @@ def test_predict_errors(served: Served) -> None:
     assert r.returncode == 1 and "cannot reach" in r.stderr and "hint:" in r.stderr
 
 
+@pytest.mark.slow
 def test_admin_needs_token(served: Served, tmp_path: Path) -> None:
     r = run_cli("rollback", "iris", "--url", served.url, "--repo", tmp_path)  # a repo without a token file
     assert r.returncode == 1 and "Authorization" in r.stderr and "--token" in r.stderr
@@ -185,6 +190,7 @@ def test_admin_needs_token(served: Served, tmp_path: Path) -> None:
     assert r.returncode == 1 and "wrong" in r.stderr
 
 
+@pytest.mark.slow
 def test_push_bundle_then_jar(served: Served, sample_bundles: dict[str, Path]) -> None:
     # a bundle folder: iris-v2 (labels Iris-setosa, ...) becomes version 2
     r = ok(served.cli("push", "iris", sample_bundles["iris-v2"]))
@@ -215,6 +221,7 @@ def test_push_bundle_then_jar(served: Served, sample_bundles: dict[str, Path]) -
     assert r.returncode == 1 and "--class" in r.stderr
 
 
+@pytest.mark.slow
 def test_push_large_bundle_shows_progress(served: Served, sample_bundles: dict[str, Path]) -> None:
     r = ok(served.cli("push", "weka", sample_bundles["weka"]))
     assert "uploading" in r.stderr and "(100%" in r.stderr  # weka.jar makes it > 1 MB
@@ -224,6 +231,7 @@ def test_push_large_bundle_shows_progress(served: Served, sample_bundles: dict[s
     ok(served.cli("delete", "weka"))
 
 
+@pytest.mark.slow
 def test_push_python_class(served: Served, sample_bundles: dict[str, Path]) -> None:
     folder = sample_bundles["iris-python"]
     r = ok(
@@ -243,6 +251,7 @@ def test_push_python_class(served: Served, sample_bundles: dict[str, Path]) -> N
     ok(served.cli("delete", "iris-py"))
 
 
+@pytest.mark.slow
 def test_proto_swap(served: Served, tmp_path: Path) -> None:
     current = ok(run_cli("history", "iris", "--url", served.url, "--json")).stdout
     before = json.loads(current)[-1]["version"]
@@ -259,6 +268,7 @@ def test_proto_swap(served: Served, tmp_path: Path) -> None:
     assert r.returncode == 1 and "no such file" in r.stderr
 
 
+@pytest.mark.slow
 def test_rollback_and_history(served: Served) -> None:
     hist = json.loads(ok(served.cli("history", "iris", "--json", token=False)).stdout)
     latest = hist[-1]["version"]
@@ -275,6 +285,7 @@ def test_rollback_and_history(served: Served) -> None:
     assert latest > 2
 
 
+@pytest.mark.slow
 def test_delete(served: Served) -> None:
     r = served.cli("delete", "iris", "--if-match", "999")
     assert r.returncode == 1 and "412" not in r.stdout and "999" in r.stderr

@@ -112,6 +112,8 @@ def test_usage_errors() -> None:
     assert run_cli("onboard", "x.jar", "--no-such-flag").returncode == 2
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # starts a real `serve`
 def test_serve_jar_with_class_answers(iris_jar: Path, tmp_path: Path) -> None:
     served = start_serve([iris_jar], tmp_path, "--class", IRIS_CLASS)
     try:

@@ -26,7 +26,8 @@ from tests.http.conftest import write_toy_bundle
 from tests.http.test_app import narrowed_bundle
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
+# every test starts (or shares) a real `serve`: up to 300 s to be ready on a cold machine
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 IRIS_PROTO = (ROOT / "protos" / "iris.proto").read_text()

@@ -15,7 +15,8 @@ import requests
 from tests.e2e.toy import calls_entered, write_signalling_toy_bundle
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
+# every test starts (or shares) a real `serve`: up to 300 s to be ready on a cold machine
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 

@@ -24,7 +24,7 @@ from tests.grpc.conftest import TOOLS_PROTO, Env, iris_python_bundle, tools_bund
 from tests.waiting import wait_for
 
 C = grpc.StatusCode
-# DESIGN.md "Errors", as the issue spells it out.
+# The error table of docs/api.md: core kind -> HTTP status and gRPC code.
 EXPECTED = {
     Kind.BAD_INPUT: C.INVALID_ARGUMENT,
     Kind.NOT_FOUND: C.NOT_FOUND,

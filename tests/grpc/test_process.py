@@ -23,6 +23,9 @@ from tests.grpc.conftest import SETOSA, TOOLS_PROTO, iris_python_bundle, tools_b
 from tests.grpc.reflection_client import ReflectionClient
 from tests.waiting import wait_for
 
+# real serving processes (`python -m runner.grpc`), each given up to 120 s to be ready
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
 READY = re.compile(r"model-runner grpc ready host=(\S+) port=(\d+) pid=(\d+)")
 
 
