@@ -16,6 +16,7 @@ from bridge.errors import (
     BridgeError,
     JavaDeadlineError,
     JavaExitError,
+    JavaInspectError,
     JavaLoadError,
     JavaModelError,
 )
@@ -56,8 +57,6 @@ def host_error(e: Any) -> BridgeError:
     if kind == "deadline":
         return JavaDeadlineError(message, {**detail, **java})
     if kind == "inspect":
-        from bridge.errors import JavaInspectError
-
         return JavaInspectError(message, detail)
     if kind == "model":
         return JavaModelError(message, {**detail, **java})
@@ -186,7 +185,7 @@ class JavaModel:
         if slot is not None:
             slot.close()
 
-    def __enter__(self) -> JavaModel:  # noqa: PYI034
+    def __enter__(self) -> JavaModel:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -20,6 +20,7 @@ import difflib
 import math
 import os
 import re
+import tomllib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -458,8 +459,6 @@ def _read_file(
 ) -> dict[str, Any]:
     """The settings of a TOML file: top-level keys named like the Settings fields, each of its rule's
     TOML type (no conversion: ``workers = "4"`` is refused like ``http_host = 5``)."""
-    import tomllib
-
     named = f"settings file {path}" + (f" (from {origin})" if origin else "")
     try:
         data = tomllib.loads(path.read_text("utf-8"))

@@ -387,7 +387,7 @@ def _first_example(meta: dict[str, Any], contract: Contract) -> tuple[str, Any]:
 def sample_json(desc: Descriptor, depth: int = 0) -> dict[str, Any]:
     """A plausible proto3-JSON value of a message (for a curl line to edit): 1.0 for numbers, "text",
     true, one element per repeated field, nested messages up to three levels."""
-    from google.protobuf.descriptor import FieldDescriptor as F  # noqa: PLC0415, N817
+    from google.protobuf.descriptor import FieldDescriptor as F  # noqa: PLC0415
 
     out: dict[str, Any] = {}
     for f in desc.fields:

@@ -23,14 +23,12 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from runner.bundle import extract_bundle, open_bundle
 from runner.cli import EXIT_FAILURE
 from runner.errors import BadInput, ModelRunnerError
 from runner.settings import Flag, Settings
-
-if TYPE_CHECKING:
-    from runner.store import Repository
+from runner.store import Repository
 
 # The flags that set a setting: flag -> (setting, metavar, help). Their text goes through the same
 # checks as the settings file and the environment (runner.settings), so a refusal names the flag.
@@ -127,8 +125,6 @@ def run(args: argparse.Namespace) -> int:
     # Open the repository once here: it clears staging left by a crash and repairs torn writes. Opening
     # takes flock locks, so it must never happen in a thread that may run while gunicorn forks (a lock
     # held at fork time would stay held by the worker's copy of the descriptor, forever).
-    from runner.store import Repository
-
     repository = Repository(settings.repo)
 
     published = _prepare_in_child(settings, args)
@@ -189,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             daemon=True,
         ).start()
 
-    from runner.http.gunicorn_app import HttpServer
+    from runner.http.gunicorn_app import HttpServer  # noqa: PLC0415 (gunicorn and flask: only for serve)
 
     server = HttpServer(
         settings, on_ready=on_ready, on_exit=stop_grpc, on_stop_signal=signal_grpc, log_level=args.log_level
@@ -235,14 +231,13 @@ def prepare_repository(
     Runs in a helper process. Returns lines to print. A target identical to the current version of its
     model (same sha256) is not published again, so restarting `serve` with the same arguments is a no-op.
     """
-    from runner.serving.admin import Admin
-    from runner.store import Repository
+    from runner.serving.admin import Admin  # noqa: PLC0415 (contracts and runtimes: only for serve)
 
     repository = Repository(settings.repo)
     lines: list[str] = []
     if not targets:
         if not repository.models():
-            from runner.samples import ensure_default_repository
+            from runner.samples import ensure_default_repository  # noqa: PLC0415 (tooling, first run only)
 
             lines.append(f"filling {settings.repo} with the sample models (first run builds them)...")
             ensure_default_repository(repository)
@@ -267,7 +262,7 @@ def prepare_repository(
 
 
 def _bundle_folders(target: str, class_name: str | None, name: str | None, work: Path) -> list[Path]:
-    from runner.serving import onboarding
+    from runner.serving import onboarding  # noqa: PLC0415 (contracts and runtimes: only for serve)
 
     path = Path(target)
     if onboarding.is_python_spec(target) and not path.exists():
@@ -297,8 +292,6 @@ def _bundle_folders(target: str, class_name: str | None, name: str | None, work:
 
 
 def _unzip(path: Path, dest: Path) -> Path:
-    from runner.bundle import extract_bundle
-
     dest.mkdir(parents=True)
     bundle = extract_bundle(path, dest)
     return Path(bundle.root)
@@ -316,8 +309,6 @@ def _same_as_current(repository: Repository, name: str, folder: Path) -> bool:
     if current is None:
         return False
     try:
-        from runner.bundle import open_bundle
-
         return bool(open_bundle(folder).sha256 == open_bundle(repository.version_dir(name, current)).sha256)
     except Exception:  # noqa: BLE001 - if in doubt, publish
         return False
@@ -389,7 +380,7 @@ def _announce_when_serving(
         try:
             if _all_serving(repository, expected_http, expected_grpc):
                 break
-        except Exception:  # noqa: BLE001, S110 - a record being written; try again
+        except Exception:  # noqa: BLE001 - a record being written; try again
             pass
         if time.monotonic() > deadline:
             print(

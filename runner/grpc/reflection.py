@@ -92,7 +92,7 @@ def _find_file(pool: descriptor_pool.DescriptorPool, symbol: str) -> FileDescrip
 def _extension_file(extension: FieldDescriptor) -> FileDescriptor:
     """The file declaring ``extension`` (both protobuf implementations have ``FieldDescriptor.file``;
     types-protobuf does not declare it)."""
-    file: FileDescriptor = getattr(extension, "file")  # noqa: B009
+    file: FileDescriptor = getattr(extension, "file")
     return file
 
 
@@ -328,7 +328,7 @@ class LiveReflection(_ServicerBase):
             return self._error(request, grpc.StatusCode.NOT_FOUND, f"no message type {type_name!r}")
         return self._error(request, grpc.StatusCode.INVALID_ARGUMENT, "empty reflection request")
 
-    def ServerReflectionInfo(
+    def ServerReflectionInfo(  # noqa: N802 (the gRPC method's name, as grpcio calls it)
         self, request_iterator: Iterable[Any], context: grpc.ServicerContext
     ) -> Iterator[Any]:
         for request in request_iterator:

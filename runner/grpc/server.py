@@ -22,6 +22,7 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from runner import errors
 from runner.errors import Kind, ModelRunnerError
@@ -295,8 +296,6 @@ def create_server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"), options=options
     )
     health_sync = HealthSync(registry, interval=max(settings.poll_interval, 0.05))
-    from grpc_health.v1 import health_pb2_grpc
-
     health_pb2_grpc.add_HealthServicer_to_server(health_sync.servicer, server)
     reflection = LiveReflection(registry.snapshot)
     add_reflection(server, reflection)

@@ -16,8 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
+from runner.http.app import create_app
+from runner.serving.loading import BundleLoader
+from runner.serving.registry import Registry
 from runner.settings import Settings
+from runner.store import Repository
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +33,6 @@ _worker_registry: Any = None
 def build_worker_app(settings: Settings) -> Any:
     """Repository + Registry + Flask app of one serving process; call it after the fork."""
     global _worker_registry
-    from runner.http.app import create_app
-    from runner.serving.loading import BundleLoader
-    from runner.serving.registry import Registry
-    from runner.store import Repository
-
     # Opening is safe while other processes work: staging entries in use are locked and kept.
     repository = Repository(settings.repo)
     registry = Registry(
@@ -110,8 +110,6 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
 
     def run(self) -> None:
         """Run gunicorn's arbiter (in this process) until it stops."""
-        from gunicorn.arbiter import Arbiter
-
         app = self
 
         class _Arbiter(Arbiter):  # type: ignore[misc]

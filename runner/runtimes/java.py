@@ -104,7 +104,7 @@ def ensure_jvm(jvm_options: Sequence[str], settings: Settings, *, name: str = "m
                 jvm.start_jvm(options, max_heap=settings.jvm_max_heap)
                 return
         jvm.require_jvm_options(list(jvm_options))
-    except Exception as err:  # noqa: BLE001 (mapped to a core error)
+    except Exception as err:  # mapped to a core error
         raise map_bridge_error(err, name=name, loading=True) from err
 
 
@@ -143,7 +143,7 @@ class JavaModelAdapter:
     def _mapped(self, fn: Callable[[], T], *, rpc: str | None = None, loading: bool = False) -> T:
         try:
             return fn()
-        except Exception as err:  # noqa: BLE001 (mapped once, here)
+        except Exception as err:  # mapped once, here
             mapped = map_bridge_error(err, name=self.name, rpc=rpc, loading=loading)
             if mapped is err:
                 raise

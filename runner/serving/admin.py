@@ -9,6 +9,7 @@ result. Any failure before the publish leaves the repository untouched and the s
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -249,8 +250,6 @@ class Admin:
         if parts.proto is not None:
             (folder / PROTO_FILE).write_text(parts.proto)
         if parts.metadata is not None:
-            import json
-
             (folder / METADATA_FILE).write_text(json.dumps(parts.metadata, indent=2))
         for lib_name, data in (parts.libs or {}).items():
             rel = safe_relpath(f"lib/{Path(lib_name).name}")
@@ -329,8 +328,6 @@ class Admin:
     def _drop_metadata_of_removed_rpcs(folder: Path, proto_text: str) -> None:
         """A contract that removes an rpc (allowed with allow_breaking) must not keep that rpc's
         examples or method overrides, or validation would refuse the new version for them."""
-        import json
-
         rpcs = set(Contract.compile(proto_text, include_dir=folder).method_names())
         path = folder / METADATA_FILE
         metadata = json.loads(path.read_text())

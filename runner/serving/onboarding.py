@@ -335,7 +335,7 @@ def _import_class(root: Path, module_name: str, class_name: str, spec: str) -> t
         sys.path.insert(0, str(root))
     try:
         module = importlib.import_module(module_name)
-    except BaseException as exc:  # noqa: BLE001 (a user's module may raise anything, even SystemExit)
+    except BaseException as exc:  # a user's module may raise anything, even SystemExit
         if isinstance(exc, KeyboardInterrupt):
             raise
         where = _user_frame(exc, root)
