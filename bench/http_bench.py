@@ -39,11 +39,12 @@ FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_w
 
 
 def start_runner(
-    bundles: list[Path], workers: int, threads: int, tmp: Path
-) -> tuple[subprocess.Popen[bytes], dict]:
+    bundles: list[Path], workers: int, threads: int, tmp: Path, cwd: Path | None = None
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """`serve` on ``bundles``; ``cwd``: the source tree whose `runner` runs (default: the installed one)."""
     ready = tmp / "ready.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
-    log = open(tmp / "serve.log", "wb")  # noqa: SIM115
+    log = open(tmp / "serve.log", "wb")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -69,6 +70,7 @@ def start_runner(
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
+        cwd=cwd,
     )
     deadline = time.monotonic() + 300
     while not ready.exists():

@@ -122,7 +122,7 @@ def start_mlserver(
         )
     )
     mlserver = VENV / "bin" / "mlserver"
-    log = open(workdir / "mlserver.log", "wb")  # noqa: SIM115 - lives as long as the process
+    log = open(workdir / "mlserver.log", "wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     proc = subprocess.Popen(
         [str(mlserver), "start", str(workdir)],

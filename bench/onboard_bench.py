@@ -98,7 +98,7 @@ def cold_start(
         "--workers",
         str(workers),
     ]
-    log = open(work / "serve.log", "wb")  # noqa: SIM115 (kept open for the service's lifetime)
+    log = open(work / "serve.log", "wb")
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
@@ -122,8 +122,8 @@ def main() -> int:
     ap.add_argument("--pushes", type=int, default=5, help="pushes per run (alternating iris-v2 / iris)")
     args = ap.parse_args()
 
-    from runner.client import Client  # noqa: PLC0415
-    from runner.samples import build_sample_bundles  # noqa: PLC0415
+    from runner.client import Client
+    from runner.samples import build_sample_bundles
 
     bundles = build_sample_bundles()  # built (or cached) before any timing
     cold: list[float] = []

@@ -30,7 +30,7 @@ class TimeoutBackstop:
     def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> None:
         if settings.method != "signal" or threading.current_thread() is not threading.main_thread():
             return  # the plugin falls back to its "thread" method there: no backstop needed
-        import pytest_timeout  # noqa: PLC0415 (only with the plugin installed)
+        import pytest_timeout  # only here: the backstop is registered only with the plugin installed
 
         backstop = threading.Timer(
             settings.timeout + BACKSTOP_GRACE, pytest_timeout.timeout_timer, (item, settings)

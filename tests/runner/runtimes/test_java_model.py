@@ -13,13 +13,13 @@ import pytest
 
 pytest.importorskip("bridge.model", reason="the bridge package is not in the tree yet")
 
-from bridge import errors as be  # noqa: E402
-from runner.bundle import open_bundle  # noqa: E402
-from runner.contract import MEDIA_JSON, Contract  # noqa: E402
-from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, ModelError, NotReady  # noqa: E402
-from runner.runtimes import Model, load_model  # noqa: E402
-from runner.runtimes.java import JavaModelAdapter, map_bridge_error  # noqa: E402
-from runner.serving.validate import validate_bundle  # noqa: E402
+from bridge import errors as be
+from runner.bundle import open_bundle
+from runner.contract import MEDIA_JSON, Contract
+from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, ModelError, NotReady
+from runner.runtimes import Model, load_model
+from runner.runtimes.java import JavaModelAdapter, map_bridge_error
+from runner.serving.validate import validate_bundle
 from runner.settings import Settings
 
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
