@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from bridge.errors import (
 from bridge.schema import service_schema
 
 _classes: dict[str, Any] = {}
+log = logging.getLogger(__name__)
 
 
 def _cls(name: str) -> Any:
@@ -176,14 +178,18 @@ class JavaModel:
             ) from e
 
     def close(self) -> None:
-        """Release the class loader and JAR files (idempotent)."""
+        """Close the model instance if it is AutoCloseable, then release the class loader, the JAR files and
+        the native library copies (idempotent). A failing close() of the model is logged, not raised: the
+        version is closed either way."""
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
             slot, self._slot = self._slot, None
         if slot is not None:
-            slot.close()
+            problem = str(slot.close() or "")
+            if problem:
+                log.warning("closing %s: %s", self.class_name, problem)
 
     def __enter__(self) -> JavaModel:
         return self

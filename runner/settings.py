@@ -295,6 +295,10 @@ class Settings:
     floor keeps it from busy-looping."""
     swap_timeout: float = setting(30.0, Seconds(0.0, MAX_SECONDS, above=True))
     """How long an admin call waits for every live serving process to serve a new version (seconds)."""
+    load_timeout: float = setting(60.0, Seconds(0.0, MAX_SECONDS, above=True))
+    """Longest a model version may take to load (seconds): validation before a publish (load and
+    examples) beyond it refuses the upload; a serving process abandons a load beyond it, keeps serving
+    the previous version and reports why in its serving record."""
     predict_timeout: float = setting(30.0, Seconds(0.0, MAX_SECONDS, above=True))
     """Default deadline of one model call (seconds); a bundle's timeout_seconds or the client's deadline may lower it."""
     jvm_max_heap: str | None = setting(None, HeapSize())

@@ -36,6 +36,9 @@ class Metadata:
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """rpc -> list of inputs (proto3 JSON of the rpc's input message) run before a swap commits."""
     timeout_seconds: float | None = None
+    required: dict[str, list[str]] = field(default_factory=dict)
+    """message name -> fields a request must set (proto3 ``optional`` scalars, message fields or
+    oneofs); checked against the contract by runner.contract.RequiredFields."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Unknown top-level keys, kept as they were (forward compatibility)."""
 
@@ -110,6 +113,17 @@ class Metadata:
                 continue
             norm_examples[rpc] = items
 
+        required = data.get("required") or {}
+        if not isinstance(required, dict):
+            problems.append("'required' must be an object: message name -> list of field names")
+            required = {}
+        norm_required: dict[str, list[str]] = {}
+        for message, names in required.items():
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                problems.append(f"required.{message} must be a list of field names")
+                continue
+            norm_required[message] = list(dict.fromkeys(names))
+
         timeout = data.get("timeout_seconds")
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
@@ -132,6 +146,7 @@ class Metadata:
             jvm_options=list(jvm_options),
             examples=norm_examples,
             timeout_seconds=float(timeout) if timeout is not None else None,
+            required=norm_required,
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -144,6 +159,8 @@ class Metadata:
         extra = d.pop("extra")
         if d["timeout_seconds"] is None:
             del d["timeout_seconds"]
+        if not d["required"]:
+            del d["required"]
         return {**d, **extra}
 
     def to_json(self) -> str:

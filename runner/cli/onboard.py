@@ -6,6 +6,7 @@ import argparse
 import functools
 import json
 import re
+import shlex
 import sys
 import tempfile
 from collections.abc import Callable
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from google.protobuf.descriptor import Descriptor
 
     from runner.contract import Contract
+    from runner.serving.onboarding import ModelOptions
     from runner.serving.validate import ValidationReport
 
 EPILOG = """\
@@ -29,6 +31,9 @@ examples:
   # bind an existing contract, with an example input for the self-test
   model-runner onboard iris.jar --class org.acme.Iris --proto iris.proto \\
       --example 'Classify={"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
+  # dependencies as a folder of JARs or a class path (quote a wildcard), data files the model reads
+  model-runner onboard scorer.jar --class com.acme.Scorer --lib build/install/scorer/lib \\
+      --lib 'extra/*:tools/util.jar' --artifacts model-files/
   # a Python class (contract from its type hints)
   model-runner onboard iris_model.py:IrisClassifier --name iris-python -o iris-python.zip
 then: model-runner serve iris.zip   or   model-runner push iris iris.zip
@@ -62,8 +67,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=with_explained_errors(run))
 
 
-def add_model_options(p: argparse.ArgumentParser, *, with_name: bool = True) -> None:
-    """The options that describe a model to onboard (shared with `push JAR`, whose NAME is positional)."""
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The options that describe a model to onboard: one definition for `onboard`, `serve` and `push`
+    (read back with :func:`model_options`)."""
     p.add_argument(
         "--class",
         dest="class_name",
@@ -82,10 +88,11 @@ def add_model_options(p: argparse.ArgumentParser, *, with_name: bool = True) -> 
         "--lib",
         dest="libs",
         action="append",
-        type=Path,
         default=[],
-        metavar="JAR",
-        help="a dependency JAR the model needs (repeatable)",
+        metavar="JAR|DIR|CLASSPATH",
+        help="dependency JARs the model needs, loaded in its own class loader: a JAR, a folder of JARs, "
+        "or a class path such as 'a.jar:b.jar' or 'libs/*' (quoted, so the shell leaves the * to "
+        "model-runner, which reads it as java -cp does) (repeatable)",
     )
     p.add_argument("--proto", type=Path, metavar="FILE", help="use this contract instead of generating one")
     p.add_argument(
@@ -94,12 +101,11 @@ def add_model_options(p: argparse.ArgumentParser, *, with_name: bool = True) -> 
         metavar="DIR",
         help="a folder of data files the model reads at load (copied into the bundle)",
     )
-    if with_name:
-        p.add_argument(
-            "--name",
-            help="model name (default: the JAR's file name without version, "
-            "else the class name in kebab case, e.g. iris-classifier)",
-        )
+    p.add_argument(
+        "--name",
+        help="model name (default: a bundle's own name; for a JAR its file name without version, "
+        "else the class name in kebab case, e.g. iris-classifier)",
+    )
     p.add_argument(
         "--example",
         dest="examples",
@@ -174,7 +180,36 @@ def explain(err: ModelRunnerError, limit: int = 12) -> str:
         msg = inner.get("java_message") or inner.get("exception_message") or ""
         if not (msg and msg in err.message):
             lines.append(f"  the model raised {cls}: {msg}".rstrip(": "))
+    lines += _contract_excerpt(detail)
     return "\n".join(lines)
+
+
+def _contract_excerpt(detail: dict[str, Any], around: int = 3) -> list[str]:
+    """The lines of a generated contract (onboarding's detail["generated_proto_text"]) around the line
+    an error names, numbered as protoc numbers them: the contract itself is in a file the hint names."""
+    text, line = detail.get("generated_proto_text"), detail.get("line")
+    if not isinstance(text, str) or not isinstance(line, int):
+        return []
+    src = text.splitlines()
+    first, last = max(1, line - around), min(len(src), line + around)
+    out = [f"  generated model.proto, lines {first}-{last}:"]
+    out += [f"  {'>' if n == line else ' '}{n:5} | {src[n - 1]}" for n in range(first, last + 1)]
+    return out
+
+
+def model_options(args: argparse.Namespace) -> ModelOptions:
+    """The options of :func:`add_model_options` as parsed."""
+    from runner.serving.onboarding import ModelOptions  # noqa: PLC0415 (onboarding: only when used)
+
+    return ModelOptions(
+        class_name=args.class_name,
+        name=args.name,
+        methods=tuple(args.methods or ()),
+        libs=tuple(str(x) for x in args.libs or ()),
+        proto=args.proto,
+        artifacts=args.artifacts,
+        examples=tuple(args.examples or ()),
+    )
 
 
 def build_bundle(
@@ -188,34 +223,8 @@ def build_bundle(
     """Run onboarding for the parsed options into ``dest`` (a new folder); returns it."""
     from runner.serving import onboarding  # noqa: PLC0415
 
-    if onboarding.is_python_spec(target):
-        for opt, val in (("--class", args.class_name), ("--method", args.methods), ("--lib", args.libs)):
-            if val:
-                raise BadInput(
-                    f"{opt} is for Java models; {target} is a Python class", {"hint": "drop " + opt}
-                )
-        return onboarding.bundle_from_python(
-            target,
-            name=args.name,
-            examples=args.examples,
-            artifacts=args.artifacts,
-            proto=args.proto,
-            dest=dest,
-            validate=validate,
-            on_report=on_report,
-        )
-    return onboarding.bundle_from_jar(
-        Path(target),
-        class_name=args.class_name,
-        methods=args.methods,
-        libs=args.libs,
-        proto=args.proto,
-        artifacts=args.artifacts,
-        name=args.name,
-        examples=args.examples,
-        dest=dest,
-        validate=validate,
-        on_report=on_report,
+    return onboarding.bundle_from_source(
+        target, model_options(args), dest=dest, validate=validate, on_report=on_report
     )
 
 
@@ -226,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     if target.endswith(".py") and not onboarding.is_python_spec(target):
         return list_python_classes(Path(target), as_json=args.json)
     if not onboarding.is_python_spec(target) and not args.class_name:
-        return list_classes(Path(target), args.libs, as_json=args.json)
+        return list_classes(Path(target), [str(x) for x in args.libs], as_json=args.json)
 
     reports: list[ValidationReport] = []
     with tempfile.TemporaryDirectory(prefix="mr-onboard-") as tmp:
@@ -293,8 +302,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def list_classes(jar: Path, libs: list[Path], *, as_json: bool) -> int:
-    """Print the candidate classes and methods of ``jar`` (onboard without --class)."""
+LISTED = 15  # candidates shown as text (--json gives every one)
+
+
+def list_classes(jar: Path, libs: list[str], *, as_json: bool) -> int:
+    """Print the candidate classes and methods of ``jar`` (onboard without --class), the model's own
+    first, each method with the convention it would bind with; classes that cannot load say why."""
     from runner.serving import onboarding  # noqa: PLC0415
 
     cands = onboarding.list_candidates(jar, libs)
@@ -305,13 +318,47 @@ def list_classes(jar: Path, libs: list[Path], *, as_json: bool) -> int:
         print(f"{jar}: no public class with public methods found", file=sys.stderr)
         print("hint: is this the JAR of your model (not its sources or a dependency)?", file=sys.stderr)
         return 1
-    print(f"{jar}: {len(cands)} candidate class(es)")
-    for cand in cands:
+    own = [c for c in cands if not c.get("library")]
+    shown = (own or cands)[:LISTED]
+    library = len(cands) - len(own)
+    print(
+        f"{jar}: {len(cands)} candidate class(es)"
+        + (f", {library} of them in library packages (listed last)" if library and own else "")
+    )
+    warned = False
+    for cand in shown:
+        if not cand.get("methods"):
+            why = f"class {cand['missing']} is missing" if cand.get("missing") else cand.get("error")
+            print(f"  {cand['class']}   cannot load: {why}")
+            continue
         print(f"  {cand['class']}")
-        for m in cand.get("methods", []):
+        for m in cand["methods"]:
             print(f"      {_method_text(m)}")
-    print()
-    print(f"next: model-runner onboard {jar} --class {cands[0]['class']}")
+            if isinstance(m, dict) and m.get("warning"):
+                names = ", ".join(m.get("parameters") or [])
+                print(f"        ! compiled without -parameters: its fields would be named {names}")
+                warned = True
+    if len(cands) > len(shown):
+        rest = [c for c in cands if c not in shown]
+        families = sorted({".".join(c["class"].split(".")[:2]) for c in rest})
+        more = ", ".join(families[:4]) + (", ..." if len(families) > 4 else "")
+        print(f"  ... and {len(rest)} more ({more}); --json lists every one")
+    if warned:
+        print(f"warning: {onboarding.PARAMETERS_FLAG_HINT}")
+    missing = sorted({str(c["missing"]) for c in shown if c.get("missing")})
+    if missing:
+        print(
+            f"missing: {', '.join(missing)}: add the JAR(s) that hold them with --lib "
+            "(a JAR, a folder of JARs or a class path, e.g. your build's runtime classpath)"
+        )
+    lib_args = "".join(f" --lib {shlex.quote(str(x))}" for x in libs)
+    first = shown[0]
+    if not first.get("methods") and first.get("missing"):
+        print()
+        print(f"next: model-runner onboard {jar}{lib_args} --lib DEPENDENCIES  (to list {first['class']})")
+    elif loadable := [c for c in cands if c.get("methods")]:
+        print()
+        print(f"next: model-runner onboard {jar} --class {loadable[0]['class']}{lib_args}")
     return 0
 
 
@@ -342,18 +389,36 @@ def _method_text(m: Any) -> str:
     if isinstance(m, str):
         return m
     if isinstance(m, dict):
+        conv = f"   [{m['convention']}]" if m.get("convention") else ""
         sig = m.get("signature")
         if sig:
-            return short_signature(str(sig))
+            return _with_names(short_signature(str(sig)), m.get("parameters") or []) + conv
         params = m.get("parameters") or m.get("params") or []
         ptxt = ", ".join(
             p if isinstance(p, str) else " ".join(str(x) for x in (p.get("type"), p.get("name")) if x)
             for p in params
         )
         ret = m.get("returns") or m.get("return_type") or m.get("return") or ""
-        conv = f"   [{m['convention']}]" if m.get("convention") else ""
         return f"{ret} {m.get('name', '?')}({ptxt}){conv}".strip()
     return str(m)
+
+
+def _with_names(sig: str, names: list[str]) -> str:
+    """``double risk(double,String)`` + [age, city] -> ``double risk(double age, String city)``."""
+    head, paren, rest = sig.partition("(")
+    inner, close, tail = rest.rpartition(")")
+    if not paren or not close or not names:
+        return sig
+    types, depth, start = [], 0, 0
+    for i, ch in enumerate(inner):
+        depth += {"<": 1, ">": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            types.append(inner[start:i].strip())
+            start = i + 1
+    types.append(inner[start:].strip())
+    if len(types) != len(names):
+        return sig
+    return f"{head}({', '.join(f'{t} {n}' for t, n in zip(types, names))}){tail}"
 
 
 def short_signature(sig: str) -> str:

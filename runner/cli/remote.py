@@ -52,15 +52,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "upload a bundle (or a JAR/Python class) as a new version of a model and swap to it",
         "model-runner push iris build/iris.zip\n"
         "  model-runner push iris build/libs/iris.jar --class org.modelrunner.samples.iris.IrisClassifier\n"
+        "  model-runner push scorer scorer.jar --class com.acme.Scorer --lib 'libs/*' --artifacts data/\n"
         "  model-runner push iris-python iris_model.py:IrisClassifier",
     )
-    p.add_argument("name", help="model name")
+    p.usage = "%(prog)s [options] [NAME] BUNDLE|JAR|MODULE.py:CLASS"
+    p.add_argument(
+        "model", metavar="NAME", help="model name (or give it with --name; default: as `serve` names it)"
+    )
     p.add_argument(
         "source",
+        nargs="?",
         metavar="BUNDLE|JAR|MODULE.py:CLASS",
         help="a bundle zip or folder, a JAR (with --class), or a Python class",
     )
-    add_model_options(p, with_name=False)
+    add_model_options(p)
     p.add_argument("--if-match", type=int, metavar="VERSION", help="fail (412) unless VERSION is current")
     p.add_argument(
         "--allow-breaking",
@@ -230,7 +235,15 @@ def cmd_push(args: argparse.Namespace) -> int:
     from runner.serving import onboarding  # noqa: PLC0415
 
     client = client_for(args)
-    source: str = args.source
+    # `push NAME SOURCE`, or `push SOURCE` with --name or the name `serve` would give it
+    source: str = args.source if args.source is not None else args.model
+    name: str | None = args.model if args.source is not None else None
+    if name is not None and args.name is not None and args.name != name:
+        raise BadInput(
+            f"two model names: {name} and --name {args.name}",
+            {"hint": "give the name once: push NAME SOURCE"},
+        )
+    args.name = name = name or args.name
     path = Path(source)
     if path.suffix == ".py" and not onboarding.is_python_spec(source):
         raise BadInput(
@@ -248,6 +261,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="mr-push-") as tmp:
             # the service validates on upload (it runs the model there), so skip the local run
             folder = build_bundle(args, source, Path(tmp) / "bundle", validate=False)
+            name = name or _bundle_name(folder)
             data = bundle_bytes(folder)
     else:
         if any((args.class_name, args.methods, args.libs, args.proto, args.artifacts, args.examples)):
@@ -262,23 +276,48 @@ def cmd_push(args: argparse.Namespace) -> int:
                 {
                     "hint": "pass a bundle zip/folder (see `model-runner onboard`), a JAR with --class, "
                     "or module.py:Class"
+                    + (
+                        "; with one argument, push takes it as what to push (NAME comes from --name)"
+                        if args.source is None
+                        else ""
+                    )
                 },
             )
         data = bundle_bytes(path)
+        name = name or _bundle_name(path)
     progress = _Progress(len(data)) if len(data) >= PROGRESS_MIN_BYTES and not args.json else None
     started = time.monotonic()
     result = client.push(
-        args.name, data, expected_version=args.if_match, allow_breaking=args.allow_breaking, progress=progress
+        name, data, expected_version=args.if_match, allow_breaking=args.allow_breaking, progress=progress
     )
     elapsed = time.monotonic() - started
     version = result.get("version")
     _out(
         args,
         result,
-        f"{args.name}: version {version} is current and served "
-        f"({_size(len(data))} uploaded, {elapsed:.1f} s)",
+        f"{name}: version {version} is current and served ({_size(len(data))} uploaded, {elapsed:.1f} s)",
     )
     return 0
+
+
+def _bundle_name(bundle: Path) -> str:
+    """The name in a bundle's metadata.json (a folder or a zip), for `push SOURCE` without a name."""
+    import zipfile  # noqa: PLC0415 (push of a bundle without a name only)
+
+    try:
+        if bundle.is_dir():
+            meta = json.loads((bundle / "metadata.json").read_text("utf-8"))
+        else:
+            with zipfile.ZipFile(bundle) as zf:
+                entry = min((n for n in zf.namelist() if n.rsplit("/", 1)[-1] == "metadata.json"), key=len)
+                meta = json.loads(zf.read(entry))
+    except (OSError, ValueError, zipfile.BadZipFile):
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        raise BadInput(
+            f"{bundle}: no model name in its metadata.json", {"hint": "name the model: push NAME BUNDLE"}
+        )
+    return str(meta["name"])
 
 
 def cmd_proto(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import logging
 import multiprocessing
 import os
 import secrets
@@ -23,12 +24,21 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.bundle import extract_bundle, open_bundle
 from runner.cli import EXIT_FAILURE
-from runner.errors import BadInput, ModelRunnerError
+from runner.cli.onboard import add_model_options, model_options
+from runner.errors import BadInput, ModelRunnerError, PreconditionFailed
 from runner.settings import Flag, Settings
 from runner.store import Repository
+from runner.store.files import atomic_write
+
+if TYPE_CHECKING:
+    from runner.serving.admin import Admin
+    from runner.serving.onboarding import ModelOptions
+
+log = logging.getLogger(__name__)
 
 # The flags that set a setting: flag -> (setting, metavar, help). Their text goes through the same
 # checks as the settings file and the environment (runner.settings), so a refusal names the flag.
@@ -64,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog="examples:\n"
         "  model-runner serve                                  # the sample models\n"
         "  model-runner serve scorer.jar --class com.acme.Scorer --http-port 8080\n"
+        "  model-runner serve scorer.jar --class com.acme.Scorer --lib build/install/scorer/lib \\\n"
+        "      --artifacts model-files/ --example 'Score={\"age\": 42}'\n"
         "  model-runner serve iris_model.py:IrisClassifier --name iris-python\n"
         "  model-runner serve --repo /srv/models --workers 4 --grpc-port 50051",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -84,8 +96,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for flag, (setting, metavar, text) in SETTING_FLAGS.items():
         # read as text: the settings' own rules check it (BadInput naming the flag, e.g. --workers 0)
         p.add_argument(flag, metavar=metavar, help=f"{text}; {Settings.accepted(setting)}")
-    p.add_argument("--class", dest="class_name", help="model class of a JAR argument (fully qualified)")
-    p.add_argument("--name", help="model name for a single JAR/bundle/Python argument")
+    add_model_options(p)  # --class, --method, --lib, --proto, --artifacts, --example, --name: as `onboard`
     p.add_argument(
         "--jvm-option",
         action="append",
@@ -120,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.name and len(args.targets) > 1:
         raise BadInput("--name applies to a single argument", {"targets": args.targets})
+    _check_model_options(args)
     settings.repo.mkdir(parents=True, exist_ok=True)
 
     # Open the repository once here: it clears staging left by a crash and repairs torn writes. Opening
@@ -214,7 +226,8 @@ def _prepare_in_child(settings: Settings, args: argparse.Namespace) -> list[str]
     """Fill the repository (samples, or the arguments) in a spawned process: it may start a JVM."""
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        future = pool.submit(prepare_repository, settings, list(args.targets), args.class_name, args.name)
+        options = model_options(args) if args.targets else None
+        future = pool.submit(prepare_repository, settings, list(args.targets), options=options)
         try:
             return future.result()
         except ModelRunnerError:
@@ -224,12 +237,18 @@ def _prepare_in_child(settings: Settings, args: argparse.Namespace) -> list[str]
 
 
 def prepare_repository(
-    settings: Settings, targets: list[str], class_name: str | None, name: str | None
+    settings: Settings,
+    targets: list[str],
+    class_name: str | None = None,
+    name: str | None = None,
+    *,
+    options: ModelOptions | None = None,
 ) -> list[str]:
     """Publish `targets` into the repository (or the samples when there are none and it is empty).
+    ``options`` (the `onboard` flags; else ``class_name`` and ``name``) describe a JAR or Python target.
 
-    Runs in a helper process. Returns lines to print. A target identical to the current version of its
-    model (same sha256) is not published again, so restarting `serve` with the same arguments is a no-op.
+    Runs in a helper process. Returns lines to print. A target is published only when it is a deploy:
+    see :func:`publish_target` (restarting `serve` with the same arguments changes nothing).
     """
     from runner.serving.admin import Admin  # noqa: PLC0415 (contracts and runtimes: only for serve)
 
@@ -243,34 +262,62 @@ def prepare_repository(
             ensure_default_repository(repository)
         return lines
 
+    from runner.serving.onboarding import ModelOptions  # noqa: PLC0415 (contracts: only for serve)
+
+    options = options or ModelOptions(class_name=class_name, name=name)
+    name = options.name
     admin = Admin(repository, swap_timeout=settings.swap_timeout, settings=settings)
     with tempfile.TemporaryDirectory(prefix="mr-serve-") as tmp:
         for i, target in enumerate(targets):
-            for folder in _bundle_folders(target, class_name, name, Path(tmp) / str(i)):
+            for folder in _bundle_folders(target, options, Path(tmp) / str(i)):
                 bundle_name = name or _bundle_name(folder)
-                if _same_as_current(repository, bundle_name, folder):
-                    lines.append(
-                        f"{bundle_name}: unchanged (version {repository.current_version(bundle_name)})"
-                    )
-                    continue
-                # the operator names what to serve: a contract change is theirs to make
-                result = admin.upload(
-                    bundle_name, folder, expected_version=None, caller="cli:serve", allow_breaking=True
-                )
-                lines.append(f"{bundle_name}: published version {result.get('version')}")
+                lines.append(publish_target(admin, repository, bundle_name, folder))
     return lines
 
 
-def _bundle_folders(target: str, class_name: str | None, name: str | None, work: Path) -> list[Path]:
+def _check_model_options(args: argparse.Namespace) -> None:
+    """The model flags (--class, --lib, ...) describe the one JAR or Python class among the targets."""
+    if not args.targets:
+        return
+    from runner.serving import onboarding  # noqa: PLC0415 (only when there are targets)
+
+    given = model_options(args).given()
+    if not given:
+        return
+    buildable = [t for t in args.targets if _builds(t, onboarding.is_python_spec(t))]
+    flags = "/".join(given)
+    if not buildable:
+        raise BadInput(
+            f"{flags} apply to a JAR or a Python class, not to a bundle",
+            {"targets": args.targets, "hint": "edit the bundle, or serve the JAR (with --class) instead"},
+        )
+    if len(buildable) > 1:
+        hint = "serve one JAR (or class) per command, or onboard each into a bundle first (`onboard -o`)"
+        if args.libs:
+            hint = (
+                "if the shell expanded a --lib wildcard, quote it (--lib 'libs/*') or pass the folder "
+                "(--lib libs); else " + hint
+            )
+        raise BadInput(
+            f"{flags} describe one model, but {len(buildable)} JARs or classes are given: "
+            + ", ".join(buildable),
+            {"targets": args.targets, "hint": hint},
+        )
+
+
+def _builds(target: str, python_spec: bool) -> bool:
+    """Whether serve onboards ``target`` (a JAR or a Python class) rather than reading a bundle."""
+    return Path(target).suffix == ".jar" or (python_spec and not Path(target).exists())
+
+
+def _bundle_folders(target: str, options: ModelOptions, work: Path) -> list[Path]:
     from runner.serving import onboarding  # noqa: PLC0415 (contracts and runtimes: only for serve)
 
     path = Path(target)
-    if onboarding.is_python_spec(target) and not path.exists():
-        return [onboarding.bundle_from_python(target, name=name, dest=work / "bundle")]
-    if not path.exists():
+    if not path.exists() and not onboarding.is_python_spec(target):
         raise BadInput(f"{target}: no such file or directory", {"target": target})
-    if path.suffix == ".jar":
-        return [onboarding.bundle_from_jar(path, class_name=class_name, name=name, dest=work / "bundle")]
+    if _builds(target, onboarding.is_python_spec(target)):
+        return [onboarding.bundle_from_source(target, options, dest=work / "bundle")]
     if path.suffix == ".zip":
         return [_unzip(path, work / "bundle")]
     if path.is_dir():
@@ -304,14 +351,86 @@ def _bundle_name(folder: Path) -> str:
     return str(meta["name"])
 
 
-def _same_as_current(repository: Repository, name: str, folder: Path) -> bool:
-    current = repository.current_version(name)
-    if current is None:
-        return False
+SERVE_RECORD = "serve-target.json"
+"""In a model's folder of the repository: what `serve`'s command line last brought for that model
+({"sha256", "version", "time"}), written each time serve publishes a command-line bundle or finds it
+already current. It is what tells a restart from a deploy (see publish_target)."""
+
+SERVE_CALLER = "cli:serve"
+
+
+def publish_target(admin: Admin, repository: Repository, name: str, folder: Path) -> str:
+    """Publish a bundle named on `serve`'s command line, if it is a deploy; the line to print.
+
+    The rule: a command-line bundle is published only when its content (sha256) differs both from what
+    `serve`'s command line brought for this model last time (SERVE_RECORD; for a repository written
+    before that record existed, serve's last publish in the history) and from the current version. So
+    a restart with the same command line changes nothing, whatever happened since (a push, a rollback,
+    a delete stands), and a changed bundle on the command line is an intentional deploy: published,
+    contract changes included (the operator's call).
+    """
+    sha = open_bundle(folder).sha256
+    for _attempt in range(3):
+        current = repository.current_version(name)
+        current_sha = _version_sha256(repository, name, current)
+        if _last_served_sha256(repository, name) == sha:
+            if current_sha == sha:
+                return f"{name}: unchanged (version {current})"
+            if current is None:
+                return (
+                    f"{name}: not published: deleted since `serve` published this same bundle "
+                    "(push it, or serve a changed bundle, to serve it again)"
+                )
+            return (
+                f"{name}: version {current} kept: it changed since `serve` published this same bundle "
+                "(a changed bundle on the command line would be published)"
+            )
+        if current_sha == sha:
+            _record_served(repository, name, sha, current)
+            return f"{name}: unchanged (version {current})"
+        try:
+            # If-Match the version just looked at: a push meanwhile is never overwritten unseen
+            result = admin.upload(
+                name, folder, expected_version=current or 0, caller=SERVE_CALLER, allow_breaking=True
+            )
+        except PreconditionFailed:
+            continue  # someone changed the model meanwhile: decide again
+        version = int(result["version"])
+        _record_served(repository, name, sha, version)
+        return f"{name}: published version {version}"
+    raise PreconditionFailed(
+        f"{name}: the model kept changing while `serve` published its bundle; start serve again",
+        {"name": name},
+    )
+
+
+def _version_sha256(repository: Repository, name: str, version: int | None) -> str | None:
+    if version is None:
+        return None
     try:
-        return bool(open_bundle(folder).sha256 == open_bundle(repository.version_dir(name, current)).sha256)
-    except Exception:  # noqa: BLE001 - if in doubt, publish
-        return False
+        return open_bundle(repository.version_dir(name, version)).sha256
+    except Exception:  # noqa: BLE001 - an unreadable version is simply not the same content
+        return None
+
+
+def _last_served_sha256(repository: Repository, name: str) -> str | None:
+    """What `serve`'s command line brought for ``name`` last time (None: never)."""
+    try:
+        record = json.loads((repository.models_root / name / SERVE_RECORD).read_text())
+        return str(record["sha256"])
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("model %s: unreadable %s; using the history", name, SERVE_RECORD)
+    for entry in reversed(repository.history(name)):
+        if entry.get("caller") == SERVE_CALLER and entry.get("sha256"):
+            return str(entry["sha256"])
+    return None
+
+
+def _record_served(repository: Repository, name: str, sha: str, version: int | None) -> None:
+    record = {"sha256": sha, "version": version, "time": time.time()}
+    atomic_write(repository.models_root / name / SERVE_RECORD, (json.dumps(record) + "\n").encode())
 
 
 # ------------------------------------------------------------------------------- token, ports, readiness

@@ -11,20 +11,23 @@ their lowerCamelCase JSON names; output uses the ``.proto`` field names and prin
 their default value (so a zero score is ``0``, not missing).
 
 Modules: ``media`` (media types), ``compiler`` (protoc, import checks, the compile cache), ``codec``
-(JSON and binary conversion), ``schema`` (JSON Schema), ``compat`` (breaking changes) and ``contract``
-(the Contract class tying them together). Callers import from this package.
+(JSON and binary conversion), ``schema`` (JSON Schema), ``compat`` (breaking changes), ``required`` (fields a request must
+set) and ``contract`` (the Contract class tying them together). Callers import from this package.
 """
 
 from runner.contract.codec import DEFAULT_MAX_JSON_DEPTH, descriptor_of
 from runner.contract.compat import breaking_changes
 from runner.contract.contract import Contract
 from runner.contract.media import MEDIA_JSON, MEDIA_PROTOBUF, is_json, is_protobuf, normalize_media
+from runner.contract.required import NO_REQUIRED_FIELDS, RequiredFields
 
 __all__ = [
     "DEFAULT_MAX_JSON_DEPTH",
     "MEDIA_JSON",
     "MEDIA_PROTOBUF",
+    "NO_REQUIRED_FIELDS",
     "Contract",
+    "RequiredFields",
     "breaking_changes",
     "descriptor_of",
     "is_json",

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any, cast
 
-from google.protobuf import descriptor_pool, json_format
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.internal import type_checkers
 from google.protobuf.message import DecodeError, Message
@@ -29,6 +29,14 @@ def descriptor_of(message: Message | type[Message]) -> Descriptor:
     """The descriptor of a message or message class. The stubs type it as "pure-Python or upb
     descriptor"; both are ``descriptor.Descriptor`` at run time (its isinstance check says so)."""
     return cast(Descriptor, message.DESCRIPTOR)
+
+
+def proto3_optional_fields(desc: Descriptor) -> frozenset[str]:
+    """Names of the fields of ``desc`` declared ``optional`` in proto3 (each sits alone in a synthetic
+    oneof, which the descriptor API does not tell apart from a real one)."""
+    proto = descriptor_pb2.DescriptorProto()
+    desc.CopyToProto(proto)
+    return frozenset(f.name for f in proto.field if f.proto3_optional)
 
 
 class Codec:
@@ -278,7 +286,8 @@ _FLAT_CONVERTERS: dict[int, tuple[InConverter, OutConverter]] = {
 
 class FlatPlan:
     """The proto3 JSON mapping of a message whose fields are all plain scalars (or repeated ones):
-    numbers, bools, strings; no bytes, enums, messages, maps, oneofs, optional fields or extensions.
+    numbers, bools, strings, proto3 ``optional`` ones included (printed only when set, as json_format
+    does); no bytes, enums, messages, maps, oneofs or extensions.
 
     ``dump`` is exactly what ``Codec.to_dict`` gets from json_format (.proto names, declaration
     order, defaults printed); ``parse`` builds the message json_format would, or returns None when a
@@ -288,25 +297,30 @@ class FlatPlan:
         self,
         by_key: dict[str, tuple[str, InConverter, bool]],
         out: list[tuple[str, OutConverter, bool]],
+        presence: frozenset[str] = frozenset(),
     ):
         self.by_key = by_key  # JSON key -> (field name, converter, repeated)
         self.out = out  # (field name, converter, repeated) in declaration order
+        self.presence = presence  # proto3 optional fields: printed only when set
 
     @classmethod
     def build(cls, desc: Descriptor) -> FlatPlan | None:
-        if desc.full_name.startswith("google.protobuf.") or desc.oneofs or desc.extension_ranges:
+        if desc.full_name.startswith("google.protobuf.") or desc.extension_ranges:
             return None
+        optional = proto3_optional_fields(desc) if desc.oneofs else frozenset()
+        if len(desc.oneofs) != len(optional):
+            return None  # a real oneof
         by_key: dict[str, tuple[str, InConverter, bool]] = {}
         out: list[tuple[str, OutConverter, bool]] = []
         for f in desc.fields:
             convs = _FLAT_CONVERTERS.get(f.cpp_type)
-            if convs is None or f.type == _F.TYPE_BYTES or f.has_presence or f.containing_oneof is not None:
+            if convs is None or f.type == _F.TYPE_BYTES or (f.has_presence and f.name not in optional):
                 return None
             by_key[f.name] = (f.name, convs[0], f.is_repeated)
             out.append((f.name, convs[1], f.is_repeated))
         for f in desc.fields:  # json_format looks a key up as a JSON name first
             by_key[f.json_name] = by_key[f.name]
-        return cls(by_key, out)
+        return cls(by_key, out, optional)
 
     def parse(self, msg_cls: type[Message], obj: dict[str, Any]) -> Message | None:
         kwargs: dict[str, Any] = {}
@@ -335,7 +349,10 @@ class FlatPlan:
 
     def dump(self, message: Message) -> dict[str, Any]:
         d: dict[str, Any] = {}
+        presence = self.presence
         for name, conv, repeated in self.out:
+            if presence and name in presence and not message.HasField(name):
+                continue
             value = getattr(message, name)
             d[name] = [conv(x) for x in value] if repeated else conv(value)
         return d

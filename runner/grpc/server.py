@@ -4,7 +4,9 @@ One generic handler answers every ``/{package}.{Service}/{Method}``: it looks up
 contracts on each call (a swap changes what is served without a restart; gRPC cannot add handlers
 after start), acquires the chosen model version once for the whole call (so a call never sees a
 half-swapped contract), and passes the request bytes through untouched (no (de)serializers: the model
-gets binary protobuf). Core errors map to status codes in ``STATUS_BY_KIND``, the one table.
+gets binary protobuf; they are parsed only to check the rpc's required fields, when it has some, with
+the check every request path calls: ``LoadedVersion.required``). Core errors map to status codes in
+``STATUS_BY_KIND``, the one table.
 
 Choosing a model: request metadata ``x-model-name`` picks one; otherwise a method served by exactly
 one loaded model goes to it, and several candidates answer FAILED_PRECONDITION naming them.
@@ -205,6 +207,7 @@ class _ModelHandler(grpc.GenericRpcHandler):
                         ((MODEL_HEADER, lv.name), (VERSION_HEADER, str(lv.version)))
                     )
                     timeout = self._timeout(context)
+                    lv.required.check_wire(method, request)  # parses only if the rpc has required fields
                     return lv.model.invoke(method, request, timeout=timeout)
             raise AssertionError("unreachable")
         except Exception as exc:  # every failure leaves through the one table

@@ -8,7 +8,6 @@ one module per concern (predict, admin, read, health, oip); this module wires th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
@@ -137,6 +136,3 @@ def _add_error_handlers(app: Flask, settings: Settings) -> None:
     app.register_error_handler(ModelRunnerError, core_error)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, unexpected)
-
-
-AppFactory = Callable[[Settings, Registry, Repository], Flask]

@@ -163,7 +163,9 @@ class JavaModelAdapter:
 
 
 def java_candidates(jar: Path, libs: Sequence[Path], *, settings: Settings) -> list[dict[str, Any]]:
-    """Classes in ``jar`` that could be a model, with their public methods (core errors with a hint)."""
+    """Classes in ``jar`` that could be a model, with their public methods and the convention each binds
+    with; classes that cannot load with the error and the missing class (bridge.inspect.list_candidates;
+    core errors with a hint)."""
     from bridge import inspect as bridge_inspect  # noqa: PLC0415 (the bridge, only when needed)
 
     ensure_jvm((), settings, name=jar.name)
@@ -184,6 +186,37 @@ def generate_java_contract(
         return bridge_inspect.generate_proto(jar, class_name, list(libs), methods=methods)
     except Exception as exc:  # noqa: BLE001 (bridge errors are mapped to core errors here)
         raise _inspect_error(exc, jar=jar, class_name=class_name) from None
+
+
+def require_java_primitives(
+    jar: Path, class_name: str, libs: Sequence[Path], proto_text: str, *, settings: Settings
+) -> tuple[str, dict[str, list[str]]]:
+    """A contract generated from ``class_name`` (:func:`generate_java_contract`) with each input field
+    that holds a primitive Java parameter or record component declared ``optional``, and those fields
+    by message name (metadata.json ``required``): a Java ``double`` cannot be absent, so a request that
+    leaves the field out is refused instead of calling the model with 0 (runner.contract.required)."""
+    from bridge import inspect as bridge_inspect  # noqa: PLC0415 (the bridge, only when needed)
+    from runner.contract import Contract  # noqa: PLC0415 (protobuf, only when generating)
+    from runner.contract.required import declare_presence  # noqa: PLC0415 (as above)
+
+    contract = Contract.compile(proto_text)
+    ensure_jvm((), settings, name=jar.name)
+    try:
+        fields = bridge_inspect.primitive_fields(jar, class_name, list(libs), contract.service)
+    except Exception as exc:  # noqa: BLE001 (bridge errors are mapped to core errors here)
+        raise _inspect_error(exc, jar=jar, class_name=class_name) from None
+    if not fields:
+        return proto_text, {}
+    marked = declare_presence(proto_text, contract, fields)
+    pool = Contract.compile(marked).pool
+    prefix = f"{contract.package}." if contract.package else ""
+    required: dict[str, list[str]] = {}
+    for full_name, names in fields.items():
+        desc = pool.FindMessageTypeByName(full_name)
+        present = [n for n in names if desc.fields_by_name[n].has_presence]
+        if present:
+            required[full_name.removeprefix(prefix)] = present
+    return marked, required
 
 
 def _inspect_error(exc: Exception, *, jar: Path, class_name: str | None) -> ModelRunnerError:

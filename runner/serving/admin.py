@@ -4,6 +4,14 @@ Every change follows the swap protocol: stage in the repository's staging area, 
 validate (contract compiles, model loads, methods bind, examples run), publish under the model lock
 (re-checking the expected version there), then wait until every live serving process serves the
 result. Any failure before the publish leaves the repository untouched and the staging area clean.
+
+While it waits, a call watches the model's pointer: once another change has made a different version
+current (a concurrent push, a rollback, a delete), no process will ever serve this one, so the call
+answers at once with Conflict (409) naming the change that superseded it and what is current, rather
+than waiting for swap_timeout and answering a 504 that would suggest the version is still on its way.
+A 200 means every live serving process served this version; a 504 (SwapTimeout) means the version
+was still current at that moment but some processes did not serve it (still loading, or failed to
+load it: ``load_errors``).
 """
 
 from __future__ import annotations
@@ -160,7 +168,13 @@ class Admin:
         """Stop serving a model everywhere (its versions stay until cleanup)."""
         validate_name(name)
         previous = self.repository.delete(name, caller=caller, expected_version=expected_version)
-        laggards = self.repository.fleet.wait_until_served(name, None, self.swap_timeout)
+        laggards = self.repository.fleet.wait_until_served(
+            name, None, self.swap_timeout, cancelled=lambda: self.repository.current_version(name) is not None
+        )
+        if laggards and self.repository.current_version(name) is not None:
+            raise self._superseded(
+                name, None, "delete", {"name": name, "version": None, "previous_version": previous}, laggards
+            )
         if laggards:
             raise SwapTimeout(
                 f"model {name!r} is deleted but {len(laggards)} serving process(es) still serve it after "
@@ -378,11 +392,18 @@ class Admin:
         }
         if breaking:
             result["breaking_changes"] = breaking
-        laggards = self.repository.fleet.wait_until_served(name, version, self.swap_timeout)
+        laggards = self.repository.fleet.wait_until_served(
+            name,
+            version,
+            self.swap_timeout,
+            cancelled=lambda: self.repository.current_version(name) != version,
+        )
         live = self.repository.fleet.live_processes()
         result["served_by"] = sorted(
             pid for pid, info in live.items() if (info.get("models") or {}).get(name) == version
         )
+        if laggards and self.repository.current_version(name) != version:
+            raise self._superseded(name, version, action, result, laggards)
         if laggards:
             errors = {pid: (live.get(pid, {}).get("errors") or {}).get(name) for pid in laggards}
             failed = {pid: e["error"] for pid, e in errors.items() if e and e.get("version") == version}
@@ -398,6 +419,66 @@ class Admin:
             except OSError:
                 log.exception("cleanup of %s failed", name)
         return result
+
+    def _superseded(
+        self, name: str, version: int | None, action: str, result: dict[str, Any], laggards: list[str]
+    ) -> Conflict:
+        """The answer to a change another change replaced before every serving process applied it: which
+        change superseded it (the first history entry after it naming another version) and what is
+        current now."""
+
+        def superseding() -> dict[str, Any]:
+            history = self.repository.history(name)
+            mine = max(
+                (
+                    i
+                    for i, e in enumerate(history)
+                    if e.get("version") == version and e.get("action") == action
+                ),
+                default=len(history),
+            )
+            return next((e for e in history[mine + 1 :] if e.get("version") != version), {})
+
+        after = superseding()
+        if not after:
+            # A publisher moves the pointer, then appends history, under the model's lock: once we hold
+            # it, the entry of the change that moved the pointer is there.
+            with self.repository.lock(name):
+                after = superseding()
+        current = self.repository.current_version(name)
+        by, by_action, by_caller = after.get("version"), after.get("action"), after.get("caller")
+        if by is not None:
+            what = f"version {by} ({by_action} by {by_caller})"
+        elif by_action == "delete":
+            what = f"a delete by {by_caller}"
+        else:
+            what = "another change"
+        now = f"version {current} is current" if current is not None else f"{name!r} has no current version"
+        if version is None:
+            message = (
+                f"{name!r} was deleted, but {what} superseded the delete before every serving process "
+                f"stopped serving it; {now}"
+            )
+        else:
+            message = (
+                f"version {version} of {name!r} was published, but {what} superseded it before every "
+                f"serving process served it; {now}, so version {version} will not be served "
+                "(unless a rollback makes it current again)"
+            )
+        return Conflict(
+            message,
+            {
+                **result,
+                "superseded": True,
+                "superseded_by": by,
+                "superseded_by_action": by_action,
+                "superseded_by_caller": by_caller,
+                "current_version": current,
+                "laggards": laggards,
+                "hint": f"another change won the race: see the history of {name!r}; to make yours current, "
+                "push it again (with If-Match: the current version, so that a race is refused instead)",
+            },
+        )
 
 
 @contextlib.contextmanager

@@ -5,7 +5,9 @@ models itself (runner/grpc/server.py).
 
 Media types: ``application/json`` and binary protobuf (``application/vnd.google.protobuf`` or
 ``application/x-protobuf``). The response type defaults to the request's. Binary in and binary out
-passes the bytes straight to the model (no parsing in Python here: the model validates them).
+passes the bytes straight to the model (no parsing in Python here: the model validates them), unless
+the rpc has required fields: then the request is parsed to check them (``LoadedVersion.required``,
+runner.contract.RequiredFields, the one check every request path calls).
 """
 
 from __future__ import annotations
@@ -133,9 +135,11 @@ class DataPlane:
                     message = contract.decode(
                         contract.input_class(method), payload, MEDIA_JSON, max_json_depth=self.max_json_depth
                     )
+                    loaded.required.check(method, message)
                     request = message.SerializeToString()
                 else:
                     request = bytes(payload)  # fast path: the model parses and validates
+                    loaded.required.check_wire(method, request)  # parses only if the rpc has required fields
                 bundle_timeout = getattr(loaded.metadata, "timeout_seconds", None)
                 if bundle_timeout:
                     timeout = min(timeout, bundle_timeout) if timeout else float(bundle_timeout)

@@ -12,12 +12,16 @@ import contextlib
 import importlib
 import importlib.util
 import json
+import os
 import re
 import shutil
 import sys
+import tempfile
 import traceback
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +69,135 @@ def check_name(name: str) -> str:
     return name
 
 
+# ---------------------------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class ModelOptions:
+    """What describes a model to onboard, as `onboard`, `serve` and `push` take it (one definition of the
+    flags: runner.cli.onboard.add_model_options). ``libs`` are ``--lib`` values as given: JARs, folders of
+    JARs or class paths (:func:`expand_libs`)."""
+
+    class_name: str | None = None
+    name: str | None = None
+    methods: tuple[str, ...] = ()
+    libs: tuple[str, ...] = ()
+    proto: Path | None = None
+    artifacts: Path | None = None
+    examples: tuple[str, ...] = ()
+
+    def given(self) -> list[str]:
+        """The flags given that only a JAR or a Python class can take (not a ready bundle)."""
+        flags = (
+            ("--class", self.class_name),
+            ("--method", self.methods),
+            ("--lib", self.libs),
+            ("--proto", self.proto),
+            ("--artifacts", self.artifacts),
+            ("--example", self.examples),
+        )
+        return [flag for flag, value in flags if value]
+
+
+def bundle_from_source(
+    source: str,
+    options: ModelOptions,
+    *,
+    dest: Path,
+    validate: bool = True,
+    on_report: Callable[[ValidationReport], None] | None = None,
+    settings: Settings | None = None,
+) -> Path:
+    """A JAR (with ``options.class_name``) or a Python class (``module.py:Class``) -> a bundle folder at
+    ``dest``: :func:`bundle_from_jar` or :func:`bundle_from_python` with every option."""
+    if is_python_spec(source):
+        for flag, value in (
+            ("--class", options.class_name),
+            ("--method", options.methods),
+            ("--lib", options.libs),
+        ):
+            if value:
+                raise BadInput(
+                    f"{flag} is for Java models; {source} is a Python class", {"hint": "drop " + flag}
+                )
+        return bundle_from_python(
+            source,
+            name=options.name,
+            examples=list(options.examples),
+            artifacts=options.artifacts,
+            proto=options.proto,
+            dest=dest,
+            validate=validate,
+            on_report=on_report,
+            settings=settings,
+        )
+    return bundle_from_jar(
+        Path(source),
+        class_name=options.class_name,
+        methods=list(options.methods) or None,
+        libs=options.libs,
+        proto=options.proto,
+        artifacts=options.artifacts,
+        name=options.name,
+        examples=list(options.examples),
+        dest=dest,
+        validate=validate,
+        on_report=on_report,
+        settings=settings,
+    )
+
+
+def expand_libs(specs: Iterable[str | Path]) -> list[Path]:
+    """``--lib`` values as the JAR files they name, in order, each once. A value is a JAR; a folder (its
+    ``*.jar`` files, sorted, not its subfolders); or a class path of those joined by ``:`` (os.pathsep) in
+    which ``dir/*`` means every JAR in ``dir``, as ``java -cp`` reads it. Paths that do not exist are
+    returned as given (the caller's JAR check names them)."""
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for spec in specs:
+        text = str(spec)
+        whole = Path(text).expanduser()
+        parts = [text] if whole.exists() or os.pathsep not in text else text.split(os.pathsep)
+        for part in (p.strip() for p in parts):
+            if not part:
+                continue
+            for jar in _lib_jars(Path(part).expanduser(), text):
+                key = jar.resolve()
+                if key not in seen:
+                    seen.add(key)
+                    out.append(jar)
+    return out
+
+
+def _lib_jars(path: Path, spec: str) -> list[Path]:
+    wildcard = path.name in ("*", "*.jar") and not path.exists()
+    folder = path.parent if wildcard else path
+    if not wildcard and not path.is_dir():
+        return [path]
+    if not folder.is_dir():
+        raise NotFound(
+            f"--lib {spec}: no such folder {folder}",
+            {"path": str(folder), "hint": "check the path (a class path entry dir/* needs the folder dir)"},
+        )
+    jars = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".jar")
+    if not jars:
+        raise BadInput(
+            f"--lib {spec}: {folder} holds no .jar file",
+            {
+                "path": str(folder),
+                "hint": "pass the folder of your dependency JARs (e.g. `gradle installDist`'s lib/, "
+                "`mvn dependency:copy-dependencies`' target/dependency/); a folder of .class files "
+                "must be packaged first (jar cf deps.jar -C classes .)",
+            },
+        )
+    return jars
+
+
 # ---------------------------------------------------------------------------------------------- Java
 def bundle_from_jar(
     jar: Path,
     *,
     class_name: str | None,
     methods: list[str] | None = None,
-    libs: Sequence[Path] = (),
+    libs: Sequence[Path | str] = (),
     proto: Path | None = None,
     artifacts: Path | None = None,
     name: str | None = None,
@@ -86,43 +212,62 @@ def bundle_from_jar(
     The contract is ``proto`` when given (bound to the class), otherwise generated from the class's
     method signatures (``methods`` restricts which). ``examples`` are proto3 JSON inputs, each
     ``RPC=JSON`` or a bare JSON object (given to the rpc whose input it fits); ``@file`` reads one from
-    a file. Without ``class_name`` it raises BadInput whose ``detail["candidates"]`` lists the classes
-    and methods found. ``validate=False`` skips running the model (push: the service validates);
+    a file. ``libs`` are JARs, folders of JARs or class paths (:func:`expand_libs`). Without ``class_name``
+    it raises BadInput whose ``detail["candidates"]`` lists the classes and methods found (ranked, as
+    :func:`list_candidates`). ``validate=False`` skips running the model (push: the service validates);
     ``on_report`` receives runner.serving.validate's ValidationReport (bindings, outputs). ``settings``
     (default: the built-in defaults) start the JVM if this call is the first to need it.
     """
     settings = settings or Settings()
     jar = Path(jar)
-    libs = [Path(p) for p in libs]
     _check_jar(jar, role="model JAR")
+    libs = expand_libs(libs)
     for lib in libs:
         _check_jar(lib, role="library JAR")
     if not class_name:
         cands = list_candidates(jar, libs, settings=settings)
+        loadable = [c for c in cands if c.get("methods")]
         raise BadInput(
             f"{jar.name}: choose the model class with --class",
             {
                 "jar": str(jar),
                 "candidates": cands,
                 "hint": "rerun with --class FQCN, e.g. --class "
-                + (cands[0]["class"] if cands else "com.acme.Model"),
+                + (loadable[0]["class"] if loadable else "com.acme.Model"),
             },
         )
     name = check_name(name or default_name(class_name=class_name, source=jar))
 
+    required: dict[str, list[str]] = {}
     if proto is not None:
         proto_text = _read_text(Path(proto), "contract (.proto)")
     else:
-        from runner.runtimes.java import generate_java_contract  # noqa: PLC0415 (starts the JVM: only when needed)
+        from runner.runtimes.java import (  # noqa: PLC0415 (starts the JVM: only when needed)
+            generate_java_contract,
+            require_java_primitives,
+        )
 
         proto_text = generate_java_contract(jar, class_name, libs, methods=methods, settings=settings)
+        # primitive parameters and record components cannot be absent: required, not silently 0
+        with _showing_contract(lambda: proto_text, name):
+            proto_text, required = require_java_primitives(
+                jar, class_name, libs, proto_text, settings=settings
+            )
 
-    with _filling(dest):
+    with _filling(dest), _showing_contract(lambda: None if proto is not None else proto_text, name):
         shutil.copyfile(jar, dest / "model.jar")
         if libs:
             (dest / "lib").mkdir()
+            taken: set[str] = set()
             for lib in libs:
-                shutil.copyfile(lib, dest / "lib" / lib.name)
+                # two JARs of one file name (from different folders) both go in: the second one renamed
+                target = lib.name
+                for i in range(2, len(libs) + 2):
+                    if target.lower() not in taken:
+                        break
+                    target = f"{lib.stem}-{i}{lib.suffix}"
+                taken.add(target.lower())
+                shutil.copyfile(lib, dest / "lib" / target)
         if artifacts is not None:
             _copy_artifacts(Path(artifacts), dest)
         (dest / "model.proto").write_text(proto_text, "utf-8")
@@ -134,19 +279,251 @@ def bundle_from_jar(
         }
         if methods and proto is not None:
             meta["methods"] = _method_overrides(proto_text, methods)
+        elif proto is None and generated_method_overrides(proto_text):
+            meta["methods"] = generated_method_overrides(proto_text)
         meta["examples"] = _parse_examples(examples or [], proto_text)
+        if required:
+            meta["required"] = required
         _finish(dest, meta, validate, on_report, settings)
     return dest
 
 
 def list_candidates(
-    jar: Path, libs: Sequence[Path] = (), *, settings: Settings | None = None
+    jar: Path, libs: Sequence[Path | str] = (), *, settings: Settings | None = None
 ) -> list[dict[str, Any]]:
-    """Classes in ``jar`` that could be a model, with their public methods (bridge.inspect)."""
-    _check_jar(Path(jar), role="model JAR")
+    """Classes in ``jar`` that could be a model, the model's own first (:func:`rank_candidates`).
+
+    Each is ``{"class", "methods", "library"}``; each method ``{"name", "signature", "static",
+    "convention", "parameters"}`` (the convention it would bind with to a generated contract) plus
+    ``"warning"`` when its parameter names were not compiled in. A class that cannot load has no methods
+    but ``"error"``, ``"missing"`` (the absent class, when that is the cause) and ``"hint"``.
+    """
+    jar = Path(jar)
+    _check_jar(jar, role="model JAR")
+    jars = expand_libs(libs)
+    for lib in jars:
+        _check_jar(lib, role="library JAR")
     from runner.runtimes.java import java_candidates  # noqa: PLC0415 (starts the JVM: only when needed)
 
-    return java_candidates(Path(jar), [Path(p) for p in libs], settings=settings or Settings())
+    cands = java_candidates(jar, jars, settings=settings or Settings())
+    for cand in cands:
+        if cand.get("missing"):
+            cand["hint"] = (
+                f"class {cand['missing']} is missing: add the JAR that holds it with --lib "
+                "(e.g. from your build's runtime classpath)"
+            )
+        elif cand.get("error"):
+            cand["hint"] = f"cannot load: {cand['error']}"
+        for method in cand.get("methods") or []:
+            if isinstance(method, dict) and method.pop("parameter_names_missing", False):
+                names = ", ".join(method.get("parameters") or [])
+                method["warning"] = (
+                    f"parameter names were not compiled in ({names}): the contract would name its fields "
+                    f"after them; {PARAMETERS_FLAG_HINT}"
+                )
+    return rank_candidates(cands, jar)
+
+
+PARAMETERS_FLAG_HINT = (
+    "compile with javac -parameters (Gradle: tasks.withType(JavaCompile) { options.compilerArgs << "
+    "'-parameters' }; Maven: <maven.compiler.parameters>true</maven.compiler.parameters>)"
+)
+
+# Packages of common libraries (and of the JDK): their classes are listed after the model's own.
+LIBRARY_PACKAGES = (
+    "ai.djl",
+    "ai.onnxruntime",
+    "ch.qos.logback",
+    "com.esotericsoftware",
+    "com.fasterxml",
+    "com.google",
+    "com.microsoft.ml",
+    "com.squareup",
+    "com.sun",
+    "io.micrometer",
+    "io.netty",
+    "it.unimi",
+    "jakarta",
+    "java",
+    "javax",
+    "jdk",
+    "kotlin",
+    "kotlinx",
+    "lombok",
+    "ml.dmlc",
+    "net.bytebuddy",
+    "okhttp3",
+    "okio",
+    "org.antlr",
+    "org.apache",
+    "org.bouncycastle",
+    "org.checkerframework",
+    "org.codehaus",
+    "org.deeplearning4j",
+    "org.dmg",
+    "org.eclipse",
+    "org.glassfish",
+    "org.hibernate",
+    "org.jboss",
+    "org.jetbrains",
+    "org.joda",
+    "org.jpmml",
+    "org.json",
+    "org.nd4j",
+    "org.objectweb",
+    "org.slf4j",
+    "org.springframework",
+    "org.tensorflow",
+    "org.w3c",
+    "org.xml",
+    "org.yaml",
+    "scala",
+    "smile",
+    "sun",
+    "weka",
+)
+# a package segment that marks relocated (shaded) library code inside an application's namespace
+_SHADED_SEGMENTS = {
+    "shaded",
+    "shade",
+    "repackaged",
+    "relocated",
+    "thirdparty",
+    "third_party",
+    "vendor",
+    "vendored",
+}
+_MODEL_LIKE = re.compile(
+    r"(Model|Scorer|Classifier|Predictor|Regressor|Estimator|Evaluator|Recommender|Detector|Ranker"
+    r"|Forecaster)$"
+)
+
+
+def is_library_package(package: str) -> bool:
+    """Whether ``package`` belongs to a well-known library (or the JDK), or is shaded library code."""
+    if any(package == p or package.startswith(p + ".") for p in LIBRARY_PACKAGES):
+        return True
+    return bool(_SHADED_SEGMENTS.intersection(package.split(".")))
+
+
+def rank_candidates(cands: list[dict[str, Any]], jar: Path) -> list[dict[str, Any]]:
+    """``cands`` with the model's own classes first; sets each one's ``"library"``.
+
+    In order: the class an Acumos ``modelConfig.properties`` names (``modelClassName``); classes outside
+    library packages (:data:`LIBRARY_PACKAGES`, shaded code) before those in them; by package distance
+    from the manifest's main class (``Start-Class``, else ``Main-Class``, unless a library's launcher)
+    when the JAR has one; classes of small package families (``com.acme``: the model's own code) before
+    those of large ones (a fat JAR's other libraries); classes whose methods take or return types of
+    their own family (the model's input and output classes) first; classes with instance methods before
+    static utilities; model-like names (``...Model``, ``...Scorer``, ``...Classifier``, ...); then the
+    family's size and the name. A family's classes stay together (its shaded library code apart),
+    where its best class ranks.
+    """
+    main, pinned, families = _jar_facts(jar)
+    anchor = _package(main).split(".") if main else None
+
+    def key(cand: dict[str, Any]) -> tuple[Any, ...]:
+        cls = str(cand.get("class", ""))
+        package = _package(cls)
+        family = _family(package)
+        distance = 0
+        if anchor is not None:
+            parts = package.split(".") if package else []
+            common = 0
+            for a, b in zip(parts, anchor):
+                if a != b:
+                    break
+                common += 1
+            distance = len(parts) + len(anchor) - 2 * common
+        methods = [m for m in cand.get("methods") or [] if isinstance(m, dict)]
+        own_types = bool(family) and any(
+            family + "." in str(m.get("signature", "")).replace(f"{cls}.{m.get('name')}(", "(")
+            for m in methods
+        )
+        static_only = bool(methods) and all(m.get("static") for m in methods)
+        size = families.get(family, 0)
+        return (
+            cls not in pinned,
+            bool(cand["library"]),
+            distance,
+            size > _LARGE_FAMILY,
+            not own_types,
+            static_only,
+            not _MODEL_LIKE.search(cls.rsplit(".", 1)[-1]),
+            size,
+            package,
+            cls,
+        )
+
+    for cand in cands:
+        cand["library"] = is_library_package(_package(str(cand.get("class", ""))))
+    # a family's classes (its library code apart) stay together, placed where its best class ranks
+    keys = {id(cand): key(cand) for cand in cands}
+
+    def group(cand: dict[str, Any]) -> tuple[str, bool]:
+        return _family(_package(str(cand.get("class", "")))), bool(cand["library"])
+
+    best: dict[tuple[str, bool], tuple[Any, ...]] = {}
+    for cand in cands:
+        best[group(cand)] = min(best.get(group(cand), keys[id(cand)]), keys[id(cand)])
+    return sorted(cands, key=lambda c: (best[group(c)], keys[id(c)]))
+
+
+_LARGE_FAMILY = 200  # classes: more than this in one package family is a library's (or a large app's)
+
+
+def _package(class_name: str) -> str:
+    return class_name.rpartition(".")[0]
+
+
+def _family(package: str) -> str:
+    """The first two segments of a package (``com.acme.scoring`` -> ``com.acme``): one vendor's code."""
+    return ".".join(package.split(".")[:2])
+
+
+def _jar_facts(jar: Path) -> tuple[str | None, set[str], Counter[str]]:
+    """(the main class of the manifest unless it is a library's launcher, the class a
+    modelConfig.properties names, the number of non-library classes per package family)."""
+    families: Counter[str] = Counter()
+    pinned: set[str] = set()
+    main: str | None = None
+    try:
+        with zipfile.ZipFile(jar) as zf:
+            for name in zf.namelist():
+                if name.endswith(".class") and not name.startswith("META-INF/"):
+                    package = _package(name[: -len(".class")].replace("/", "."))
+                    if not is_library_package(package):
+                        families[_family(package)] += 1
+            manifest = _properties(zf, "META-INF/MANIFEST.MF", continuation=True)
+            config = _properties(zf, "modelConfig.properties")
+    except (OSError, zipfile.BadZipFile):
+        return None, pinned, families
+    for value in (manifest.get("Start-Class"), manifest.get("Main-Class")):
+        if value and not is_library_package(_package(value)):
+            main = main or value
+    if config.get("modelClassName"):
+        pinned.add(config["modelClassName"])
+    return main, pinned, families
+
+
+def _properties(zf: zipfile.ZipFile, name: str, *, continuation: bool = False) -> dict[str, str]:
+    """``key: value`` / ``key=value`` lines of a text entry (a manifest's continuation lines joined)."""
+    try:
+        text = zf.read(name).decode("utf-8", "replace")
+    except KeyError:
+        return {}
+    lines: list[str] = []
+    for line in text.splitlines():
+        if continuation and line.startswith(" ") and lines:
+            lines[-1] += line[1:]
+        else:
+            lines.append(line)
+    out: dict[str, str] = {}
+    for line in lines:
+        m = re.match(r"^\s*([^#!:=\s][^:=\s]*)\s*[:=]\s*(.*?)\s*$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
 
 
 def _check_jar(path: Path, *, role: str) -> None:
@@ -199,12 +576,13 @@ def bundle_from_python(
     name = check_name(name or default_name(class_name=class_name))
     entry_point = f"{module_name}:{class_name}"
     before = set(sys.modules)
+    required: dict[str, list[str]] = {}
     try:
         cls = _import_class(source, module_name, class_name, spec)
         if proto is not None:
             proto_text = _read_text(Path(proto), "contract (.proto)")
         else:
-            proto_text = _proto_from_class(cls, spec)
+            proto_text = _proto_from_class(cls, spec, required)
     finally:
         # Forget the user's modules imported for inspection: the bundle's copy is what gets loaded.
         top = module_name.split(".")[0]
@@ -212,7 +590,7 @@ def bundle_from_python(
             if mod == top or mod.startswith(top + "."):
                 sys.modules.pop(mod, None)
 
-    with _filling(dest):
+    with _filling(dest), _showing_contract(lambda: None if proto is not None else proto_text, name):
         for src, rel in files:
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +605,10 @@ def bundle_from_python(
             "description": (cls.__doc__ or f"{entry_point}").strip().splitlines()[0],
             "examples": _parse_examples(examples or [], proto_text),
         }
+        if required:
+            meta["required"] = required
+        if proto is None and generated_method_overrides(proto_text):
+            meta["methods"] = generated_method_overrides(proto_text)
         _finish(dest, meta, validate, on_report, settings)
     return dest
 
@@ -388,11 +770,12 @@ def _user_frame(exc: BaseException, root: Path) -> dict[str, Any]:
     return {}
 
 
-def _proto_from_class(cls: type, spec: str) -> str:
+def _proto_from_class(cls: type, spec: str, required: dict[str, list[str]]) -> str:
+    """The contract from the class's type hints; ``required`` receives the fields they make required."""
     from runner.runtimes.python import hints as pyinspect  # noqa: PLC0415
 
     try:
-        return str(pyinspect.generate_proto(cls))
+        return str(pyinspect.generate_proto(cls, required=required))
     except ModelRunnerError as exc:
         exc.detail.setdefault(
             "hint",
@@ -470,6 +853,39 @@ def _write_metadata(dest: Path, meta: dict[str, Any]) -> None:
     if not meta.get("examples"):
         meta.pop("examples", None)
     (dest / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n", "utf-8")
+
+
+_GENERATED_METHOD_RE = re.compile(
+    r"^\s*rpc\s+(\w+)\s*\(.*//\s*(java_method|python_method):\s*(\S+)\s*$", re.MULTILINE
+)
+
+
+def generated_method_overrides(proto_text: str) -> dict[str, dict[str, str]]:
+    """metadata.json ``methods`` for a generated contract: an rpc whose method the runtime would not
+    find from the rpc's name (a Java method ``Score`` beside ``score``, a name proto cannot spell) ends
+    its line with ``// java_method: NAME`` (or ``python_method``) - docs/java-conventions.md."""
+    return {m.group(1): {m.group(2): m.group(3)} for m in _GENERATED_METHOD_RE.finditer(proto_text)}
+
+
+@contextlib.contextmanager
+def _showing_contract(text: Callable[[], str | None], name: str) -> Iterator[None]:
+    """A core error raised inside names a copy of the generated contract, ``text()`` (None: the user's
+    own contract, nothing to add): protoc's line numbers and the names in bind problems refer to it,
+    and the bundle folder that held it is removed on failure."""
+    try:
+        yield
+    except ModelRunnerError as exc:
+        current = text()
+        if current is not None and "generated_proto" not in exc.detail:
+            fd, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".generated.proto")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(current)
+            exc.detail["generated_proto"] = path
+            exc.detail["generated_proto_text"] = current
+            note = f"the generated contract is in {path} (the line numbers of model.proto refer to it)"
+            hint = exc.detail.get("hint")
+            exc.detail["hint"] = f"{hint}; {note}" if hint else note
+        raise
 
 
 def _rpc_names(proto_text: str) -> list[str]:

@@ -6,6 +6,12 @@ atomically, reports the flip in its serving record, and closes the old version o
 flight on it have finished (reference counts taken by :meth:`Registry.acquire`). A load that fails
 leaves the old version serving; the failure is logged, listed by :meth:`load_errors` and put in the
 serving record so an admin waiting for the swap learns about it at once.
+
+Each model loads on a thread of its own (``registry-load-<name>``, at most one per model), so a slow
+load of one model never delays a swap of another: the watcher only starts loads and unloads. When the
+pointer moves while a load runs, the loader loads the newest version next; a version that is no longer
+current when its load ends (superseded, rolled back over, deleted) is closed, never served. Bounding a
+load in time is the hooks' job (BundleLoader: ``load_timeout``, reported as a load failure).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pathlib import Path
 from typing import Protocol, Self
 
 from runner.bundle import Metadata
-from runner.contract import Contract
+from runner.contract import Contract, RequiredFields
 from runner.errors import ModelRunnerError, NotFound, NotReady
 from runner.runtimes import Model
 from runner.store import HOST, Repository
@@ -43,6 +49,13 @@ class LoadedVersion:
     metadata: Metadata
     contract: Contract
     model: Model
+    required: RequiredFields = field(init=False, repr=False, compare=False)
+    """The fields each rpc's requests must set (metadata ``required`` resolved against the contract;
+    InvalidBundle here when they do not fit it), checked on every request path."""
+
+    def __post_init__(self) -> None:
+        spec = getattr(self.metadata, "required", None)
+        object.__setattr__(self, "required", RequiredFields.build(self.contract, spec))
 
 
 class RegistryHooks(Protocol):
@@ -55,13 +68,23 @@ class RegistryHooks(Protocol):
         with the options all of them need). Must not raise for a broken bundle: its load reports it."""
 
     def load(self, name: str, version: int, version_dir: Path) -> LoadedVersion:
-        """Load a stored version beside the one serving; any exception leaves the old one serving."""
+        """Load a stored version beside the one serving; any exception leaves the old one serving.
+        Runs on the model's loader thread, concurrently with other models' loads; it should end within
+        a bounded time (a load that never ends holds only its own model back)."""
 
     def unload(self, loaded: LoadedVersion) -> None:
         """Close a version nobody holds any more (its calls have drained)."""
 
     def facts(self) -> dict[str, object]:
         """Extra facts about this process for its serving record (e.g. the JVM's options)."""
+
+
+@dataclass
+class _Loading:
+    """A model's loader thread: the version it loads now; ``done`` once the thread has ended."""
+
+    version: int
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -100,11 +123,12 @@ class Registry:
         self.heartbeat_interval = heartbeat_interval
         n = next(_ids)
         self.process_id = process_id or f"{_SAFE_HOST}-{os.getpid()}" + (f"-{n}" if n else "")
-        self._lock = threading.Lock()  # guards _live, _wanted, _errors and slot ref counts
+        self._lock = threading.Lock()  # guards _live, _wanted, _errors, _loading and slot ref counts
         self._sync_lock = threading.Lock()  # one synchronisation at a time
         self._live: dict[str, _Slot] = {}
         self._wanted: dict[str, int] = {}  # the pointers as last seen
         self._errors: dict[str, tuple[int, str]] = {}  # name -> (version that failed, why)
+        self._loading: dict[str, _Loading] = {}  # name -> its loader thread, while it runs
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._started = False
@@ -113,7 +137,7 @@ class Registry:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Load every current model, then follow the repository from a background thread."""
+        """Load every current model (concurrently), then follow the repository from a background thread."""
         if self._started:
             return
         self._stop.clear()
@@ -140,6 +164,7 @@ class Registry:
             slots = list(self._live.values())
             self._live.clear()
             self._wanted.clear()
+            self._loading.clear()  # a loader still running closes what it loads (see _load_and_flip)
             self._started = False
         for slot in slots:
             self._retire(slot)
@@ -149,7 +174,7 @@ class Registry:
     def _run(self) -> None:
         while not self._stop.wait(self.poll_interval):
             try:
-                self.poll_now()  # writes the serving record after every change
+                self._sync()  # starts loads without waiting; writes the serving record after every change
             except Exception:  # the watcher must survive anything
                 log.exception("registry %s: poll failed", self.process_id)
 
@@ -169,38 +194,81 @@ class Registry:
     # ------------------------------------------------------------------ following the repository
 
     def poll_now(self) -> bool:
-        """Bring the live models in line with the repository's pointers now; True if anything flipped."""
+        """Bring the live models in line with the repository's pointers now, and wait for the loads
+        this starts or finds running to end (each model's on its own thread); True if anything changed."""
+        changed, loads = self._sync()
+        for load in loads:
+            load.done.wait()
+        return changed or bool(loads)
+
+    def _sync(self) -> tuple[bool, list[_Loading]]:
+        """Start a loader for each model whose pointer moved (none for one already loading: it loads the
+        newest version next), unload deleted models; the loaders started or found running."""
         with self._sync_lock:
             pointers = self.repository.pointers()
+            changed = False
+            loads: list[_Loading] = []
+            start: list[tuple[str, _Loading]] = []
             with self._lock:
                 self._wanted = dict(pointers)
-                live = {name: slot.loaded.version for name, slot in self._live.items()}
-                errors = dict(self._errors)
-            changed = False
-            for name, version in pointers.items():
-                if self._stop.is_set():
-                    break
-                if live.get(name) == version:
-                    if name in errors:
-                        with self._lock:
-                            self._errors.pop(name, None)
-                        changed = True
-                    continue
-                if errors.get(name, (None,))[0] == version:
-                    continue  # already failed; retried when the pointer moves again
-                changed |= self._load_and_flip(name, version)
-            for name in set(live) - set(pointers):
+                for name, version in pointers.items():
+                    slot = self._live.get(name)
+                    if slot is not None and slot.loaded.version == version:
+                        changed |= self._errors.pop(name, None) is not None
+                        continue
+                    running = self._loading.get(name)
+                    if running is not None:
+                        loads.append(running)
+                    elif self._errors.get(name, (None, ""))[0] != version and not self._stop.is_set():
+                        running = self._loading[name] = _Loading(version)
+                        loads.append(running)
+                        start.append((name, running))
+                    # else: that version already failed here; retried when the pointer moves again
+                for name in set(self._errors) - set(pointers):
+                    del self._errors[name]
+                    changed = True
+                gone = sorted(set(self._live) - set(pointers))
+            for name, load in start:
+                thread = threading.Thread(
+                    target=self._loader, args=(name, load), name=f"registry-load-{name}", daemon=True
+                )
+                thread.start()
+            for name in gone:
                 self._unload(name)
-                changed = True
-            for name in set(errors) - set(pointers):
-                with self._lock:
-                    self._errors.pop(name, None)
                 changed = True
             if changed:
                 self._heartbeat()
-            return changed
+            return changed, loads
 
-    def _load_and_flip(self, name: str, version: int) -> bool:
+    def _loader(self, name: str, load: _Loading) -> None:
+        """A model's loader thread: loads the version its pointer names until it serves it (or that
+        version failed), then ends."""
+        try:
+            while True:
+                with self._lock:
+                    if self._loading.get(name) is not load:
+                        return  # the registry stopped
+                    version = self._wanted.get(name)
+                    slot = self._live.get(name)
+                    if (
+                        self._stop.is_set()
+                        or version is None
+                        or (slot is not None and slot.loaded.version == version)
+                        or self._errors.get(name, (None, ""))[0] == version
+                    ):
+                        del self._loading[name]
+                        return
+                    load.version = version
+                self._load_and_flip(name, version, load)
+        except Exception:  # never leave the model marked as loading for ever
+            log.exception("registry %s: the loader of %s failed", self.process_id, name)
+            with self._lock:
+                if self._loading.get(name) is load:
+                    del self._loading[name]
+        finally:
+            load.done.set()
+
+    def _load_and_flip(self, name: str, version: int, load: _Loading) -> None:
         try:
             loaded = self.hooks.load(name, version, self.repository.version_dir(name, version))
         except Exception as err:  # noqa: BLE001 - any failure leaves the old version serving
@@ -213,23 +281,36 @@ class Registry:
                 why,
             )
             with self._lock:
+                if self._loading.get(name) is not load:
+                    return  # stopped meanwhile
                 self._errors[name] = (version, why)
-            return True
+            self._heartbeat()  # a publisher waiting for this version learns why at once
+            return
         close: _Slot | None = None
+        flipped = False
         with self._lock:
-            if self._stop.is_set():
-                close = self._retire_locked(_Slot(loaded))  # stopped meanwhile: close what we just loaded
+            if self._loading.get(name) is not load or self._wanted.get(name) != version:
+                # stopped, or the pointer moved on (superseded, rolled back over, deleted) meanwhile
+                close = self._retire_locked(_Slot(loaded))
             else:
                 old = self._live.get(name)
                 self._live[name] = _Slot(loaded)
                 self._errors.pop(name, None)
                 # Retired in the same critical section as the flip: the last call to release it closes it.
                 close = self._retire_locked(old) if old is not None else None
-        log.info("registry %s: model %s now serves version %d", self.process_id, name, version)
-        self._heartbeat()  # tell waiting publishers first; closing the old one may take a while
+                flipped = True
+        if flipped:
+            log.info("registry %s: model %s now serves version %d", self.process_id, name, version)
+            self._heartbeat()  # tell waiting publishers first; closing the old one may take a while
+        else:
+            log.info(
+                "registry %s: model %s version %d loaded but no longer wanted: closing it",
+                self.process_id,
+                name,
+                version,
+            )
         if close is not None:
             self._close(close)
-        return True
 
     def _unload(self, name: str) -> None:
         with self._lock:

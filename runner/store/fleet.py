@@ -12,7 +12,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypedDict, cast
 
@@ -47,6 +47,9 @@ class ServingRecord(TypedDict, total=False):
     ready: bool
     jvm_options: list[str] | None
     """The options its JVM runs with; None when it has no JVM (yet)."""
+    abandoned_loads: list[dict[str, object]]
+    """Loads (and validations) it gave up at their load_timeout that are still running on their thread:
+    {"what", "model", "version", "since", "limit", "thread"} each."""
 
 
 class Fleet:
@@ -123,11 +126,18 @@ class Fleet:
         return out
 
     def wait_until_served(
-        self, name: str, version: int | None, timeout: float, poll: float = 0.02
+        self,
+        name: str,
+        version: int | None,
+        timeout: float,
+        poll: float = 0.02,
+        *,
+        cancelled: Callable[[], bool] | None = None,
     ) -> list[str]:
         """Wait until every live serving process serves ``version`` of ``name`` (None: serves it no
         more). Returns the laggards ([] = done). Stops early when every laggard has reported that it
-        failed to load that version."""
+        failed to load that version, or when ``cancelled()`` says there is no point waiting any more
+        (e.g. the version is no longer current: the processes will never serve it)."""
         deadline = time.monotonic() + timeout
         while True:
             laggards = []
@@ -142,7 +152,7 @@ class Fleet:
                         failed.append(process_id)
             if not laggards or time.monotonic() >= deadline:
                 return sorted(laggards)
-            if len(failed) == len(laggards):
+            if len(failed) == len(laggards) or (cancelled is not None and cancelled()):
                 return sorted(laggards)
             time.sleep(poll)
 

@@ -22,16 +22,19 @@ from __future__ import annotations
 import base64
 import collections.abc
 import dataclasses
+import functools
 import inspect
+import itertools
+import json
 import re
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from runner.errors import InvalidBundle
 from runner.runtimes.python.isolation import load_entry_class
@@ -100,6 +103,83 @@ def snake(name: str) -> str:
     s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
     s = re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", s)
     return s.lower()
+
+
+# ---- names in the contract ---------------------------------------------------------------------------
+# The same rules as the Java generator (bridge/java ProtoGen, docs/java-conventions.md): whatever the
+# Python names, the contract compiles and binds back.
+
+_NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
+_FIELD_RESERVED = frozenset({"DESCRIPTOR"})  # the class attribute of every generated message class
+
+
+def _ident(name: str) -> str:
+    """``name`` with every character proto does not allow in an identifier replaced by ``_``."""
+    s = _NOT_IDENT.sub("_", name)
+    return "_" + s if not s or s[0].isdigit() else s
+
+
+def _type_ident(name: str) -> str:
+    """A message/service name: an identifier starting with an upper-case ASCII letter (never a proto
+    keyword nor a scalar type name)."""
+    s = _ident(name).lstrip("_")
+    return s[:1].upper() + s[1:] if s[:1].isalpha() else "X" + s
+
+
+def json_name(name: str) -> str:
+    """protoc's default JSON name of a field: underscores dropped, the letter after one upper-cased."""
+    return re.sub(r"_+(.?)", lambda m: m.group(1).upper(), name)
+
+
+@functools.lru_cache(maxsize=1024)
+def proto_field_names(names: tuple[str, ...]) -> tuple[tuple[str, str | None], ...]:
+    """(proto name, json_name or None) for Python field/parameter names, in order. A name is kept as it
+    is when proto can spell it and neither it nor its JSON name is taken (protoc requires names and JSON
+    names to be distinct within a message: ``fooBar`` and ``foo_bar`` cannot both stay); otherwise it is
+    made an identifier with ``_2``, ``_3``... appended until free, and its json_name is the Python name
+    (:func:`to_python` and the model binder find it again; JSON clients use the Python name)."""
+    taken: set[str] = set()
+    out: list[tuple[str, str | None] | None] = [None] * len(names)
+    everyone = set(names)
+    for i, n in enumerate(names):
+        j = json_name(n)
+        if (
+            _ident(n) == n
+            and n not in _FIELD_RESERVED
+            and not {n, j} & taken
+            and (j == n or j not in everyone)
+        ):
+            out[i] = (n, None)
+            taken |= {n, j}
+    for i, n in enumerate(names):
+        if out[i] is not None:
+            continue
+        base = _ident(n)
+        for k in itertools.count(1):
+            c = base if k == 1 else f"{base}_{k}"
+            j = json_name(c)
+            if c in _FIELD_RESERVED or {c, j} & (taken | everyone):
+                continue
+            out[i] = (c, n)
+            taken |= {c, j, n}
+            break
+    return tuple(x for x in out if x is not None)
+
+
+def _numbered(base: str, taken: Collection[str]) -> str:
+    """``base`` with the smallest number from 2 that makes it free."""
+    return next(f"{base}{i}" for i in itertools.count(2) if f"{base}{i}" not in taken)
+
+
+def proto_keys(names: Sequence[str]) -> dict[str, str]:
+    """Python name -> the proto field name :func:`generate_proto` gave it (most are the same).
+    Read-only: the dict is shared by every caller with the same names."""
+    return _proto_keys(tuple(names))
+
+
+@functools.lru_cache(maxsize=1024)
+def _proto_keys(names: tuple[str, ...]) -> dict[str, str]:
+    return {n: p for n, (p, _j) in zip(names, proto_field_names(names), strict=True)}
 
 
 # ---- call conventions -------------------------------------------------------------------------------
@@ -171,9 +251,12 @@ def to_python(value: Any, tp: Any) -> Any:
         return {k: to_python(v, vt) for k, v in value.items()}
     if is_structured(tp):
         kwargs = {}
-        for name, hint, _opt in struct_fields(tp):
-            if name in value:
-                kwargs[name] = to_python(value[name], hint)
+        fields = struct_fields(tp)
+        keys = proto_keys([n for n, _h, _o in fields])
+        for name, hint, _opt in fields:
+            key = name if name in value else keys[name]  # a renamed field: see proto_field_names
+            if key in value:
+                kwargs[name] = to_python(value[key], hint)
         if typing.is_typeddict(tp):
             return kwargs
         return tp(**kwargs)
@@ -204,7 +287,7 @@ def fit_to_message(value: Any, desc: Descriptor) -> Any:
         return value
     out: dict[str, Any] = {}
     for key, v in value.items():
-        f = desc.fields_by_name.get(key)
+        f = desc.fields_by_name.get(key) or _fields_by_json_name(desc).get(key)
         mt = f.message_type if f is not None else None
         if f is None or mt is None:
             out[key] = v
@@ -218,6 +301,11 @@ def fit_to_message(value: Any, desc: Descriptor) -> Any:
         else:
             out[key] = _fit_one(v, mt)
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _fields_by_json_name(desc: Descriptor) -> dict[str, FieldDescriptor]:
+    return {f.json_name: f for f in desc.fields}
 
 
 def _is_wrapper(mt: Descriptor) -> bool:
@@ -235,34 +323,69 @@ def _fit_one(v: Any, mt: Descriptor) -> Any:
 
 
 class _Gen:
-    def __init__(self) -> None:
+    def __init__(self, required: dict[str, list[str]] | None = None) -> None:
         self.messages: dict[str, list[str]] = {}
         self.origin: dict[str, type | None] = {}
         self.order: list[str] = []
+        self.required = required  # filled with message -> required fields when not None
+        self.input_types: set[type] = set()  # structured types found in some rpc's input
+        self.used: set[str] = set()  # package-level names: messages and the service
+        self.of_type: dict[type, str] = {}
 
-    def message_for(self, tp: type) -> str:
-        name = tp.__name__
-        if name in self.origin:
-            if self.origin[name] is not tp:
-                raise UnsupportedType(
-                    f"two different types are both named {name} ({_qual(self.origin[name])}, {_qual(tp)})"
-                )
-            return name
-        self.origin[name] = tp
-        self.messages[name] = []  # placeholder first: recursive types refer to themselves
-        self.order.append(name)
-        self.messages[name] = self.fields_of(name, [(n, h, o) for n, h, o in struct_fields(tp)])
+    def unique(self, *candidates: str) -> str:
+        """The first free candidate, else the first with the smallest free number appended."""
+        name = next((c for c in candidates if c not in self.used), None) or _numbered(
+            candidates[0], self.used
+        )
+        self.used.add(name)
         return name
 
-    def fields_of(self, owner: str, fields: list[tuple[str, Any, bool]]) -> list[str]:
+    def new_message(self, *candidates: str, origin: type | None = None) -> str:
+        name = self.unique(*candidates)
+        self.order.append(name)
+        self.origin[name] = origin
+        self.messages[name] = []
+        return name
+
+    def message_for(self, tp: type) -> str:
+        """A structured type's message: named after the class, else after its qualified name
+        (``Outer.Inner`` -> ``OuterInner``), else with a number (two classes of one name)."""
+        if tp in self.of_type:
+            return self.of_type[tp]
+        qual = "".join(_type_ident(p) for p in getattr(tp, "__qualname__", "").split(".") if p != "<locals>")
+        name = self.new_message(_type_ident(tp.__name__), qual or _type_ident(tp.__name__), origin=tp)
+        self.of_type[tp] = name  # before the fields: recursive types refer to themselves
+        must = required_members(tp) if tp in self.input_types else frozenset()
+        self.messages[name] = self.fields_of(name, [(n, h, o) for n, h, o in struct_fields(tp)], must)
+        return name
+
+    def fields_of(
+        self, owner: str, fields: list[tuple[str, Any, bool]], must: Collection[str] = ()
+    ) -> list[str]:
         lines = []
-        for number, (fname, hint, optional) in enumerate(fields, start=1):
-            lines.append(self.field_line(owner, fname, hint, number, optional))
+        names = proto_field_names(tuple(f[0] for f in fields))
+        for number, ((fname, hint, optional), (pname, as_json)) in enumerate(
+            zip(fields, names, strict=True), 1
+        ):
+            lines.append(
+                self.field_line(owner, pname, hint, number, optional, fname in must, json_as=as_json)
+            )
         return lines
 
-    def field_line(self, owner: str, fname: str, hint: Any, number: int, optional: bool = False) -> str:
-        if not re.fullmatch(r"[A-Za-z_]\w*", fname):
-            raise UnsupportedType(f"{owner}.{fname}: not a valid field name")
+    def field_line(
+        self,
+        owner: str,
+        fname: str,
+        hint: Any,
+        number: int,
+        optional: bool = False,
+        required: bool = False,
+        *,
+        json_as: str | None = None,
+    ) -> str:
+        """``fname`` is the proto name; ``json_as`` a json_name to declare (the Python name), or None."""
+        option = f" [json_name = {json.dumps(json_as, ensure_ascii=False)}]" if json_as else ""
+        tail = f" {fname} = {number}{option};"
         tp, opt = _unwrap_optional(hint)
         optional = optional or opt
         origin = typing.get_origin(tp)
@@ -274,16 +397,20 @@ class _Gen:
             args = typing.get_args(tp)
             if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
                 raise UnsupportedType(f"{owner}.{fname}: use tuple[T, ...] or list[T] (one element type)")
-            return f"repeated {self.element_type(owner, fname, args[0])} {fname} = {number};"
+            return f"repeated {self.element_type(owner, fname, args[0])}{tail}"
         if origin in _MAP_ORIGINS:
             k, v = typing.get_args(tp)
             if k is not str and k is not int:
                 raise UnsupportedType(f"{owner}.{fname}: map keys must be str or int")
-            return f"map<{_SCALARS[k]}, {self.element_type(owner, fname, v)}> {fname} = {number};"
+            return f"map<{_SCALARS[k]}, {self.element_type(owner, fname, v)}>{tail}"
         t = self.single_type(owner, fname, tp)
+        if required and not optional and self.required is not None:
+            # presence, so that "not sent" differs from 0 (metadata.json "required" lists it)
+            self.required.setdefault(owner, []).append(fname)
+            optional = True
         if optional and t in _SCALARS.values():
-            return f"optional {t} {fname} = {number};"
-        return f"{t} {fname} = {number};"
+            return f"optional {t}{tail}"
+        return f"{t}{tail}"
 
     def single_type(self, owner: str, fname: str, tp: Any) -> str:
         if tp in _SCALARS:
@@ -300,13 +427,43 @@ class _Gen:
         tp, _ = _unwrap_optional(tp)
         origin = typing.get_origin(tp)
         if origin in _LIST_ORIGINS or origin in _MAP_ORIGINS:
-            wrapper = pascal(owner) + pascal(fname) + "Item"
-            if wrapper not in self.messages:
-                self.order.append(wrapper)
-                self.origin[wrapper] = None
-                self.messages[wrapper] = [self.field_line(wrapper, "values", tp, 1)]
+            wrapper = self.new_message(_type_ident(pascal(owner) + pascal(fname) + "Item"))
+            self.messages[wrapper] = [self.field_line(wrapper, "values", tp, 1)]
             return wrapper
         return self.single_type(owner, fname, tp)
+
+
+def required_members(tp: type) -> frozenset[str]:
+    """Fields of a structured type that a value must have: a dataclass or NamedTuple field without a
+    default, a key of a total TypedDict (``Optional`` and ``NotRequired`` are left to the caller)."""
+    if dataclasses.is_dataclass(tp):
+        return frozenset(
+            f.name
+            for f in dataclasses.fields(tp)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
+    if typing.is_typeddict(tp):
+        return frozenset(getattr(tp, "__required_keys__", frozenset()))
+    defaults = getattr(tp, "_field_defaults", {})
+    return frozenset(n for n in getattr(tp, "_fields", ()) if n not in defaults)
+
+
+def _required_params(func: Callable[..., object]) -> frozenset[str]:
+    return frozenset(p.name for p in inspect.signature(func).parameters.values() if p.default is p.empty)
+
+
+def _collect_structured(hint: Any, out: set[type]) -> None:
+    """Every structured type ``hint`` holds (through Optional, lists, maps and fields) into ``out``."""
+    tp, _ = _unwrap_optional(hint)
+    if is_structured(tp):
+        if tp in out:
+            return
+        out.add(tp)
+        for _n, h, _o in struct_fields(tp):
+            _collect_structured(h, out)
+        return
+    for arg in typing.get_args(tp):
+        _collect_structured(arg, out)
 
 
 def _qual(tp: object) -> str:
@@ -330,16 +487,36 @@ def public_methods(cls: type, methods: Sequence[str] | None = None) -> list[str]
     return out
 
 
-def generate_proto(cls: type, *, package: str | None = None, methods: Sequence[str] | None = None) -> str:
-    """The proto3 contract of a Python model class (service named after the class)."""
-    gen = _Gen()
-    rpcs: list[tuple[str, str, str]] = []
+def generate_proto(
+    cls: type,
+    *,
+    package: str | None = None,
+    methods: Sequence[str] | None = None,
+    required: dict[str, list[str]] | None = None,
+) -> str:
+    """The proto3 contract of a Python model class (service named after the class).
+
+    ``required``, when given, is filled with metadata.json's ``required`` (message -> fields): the
+    input fields the hints make mandatory (a parameter or a dataclass / NamedTuple field without a
+    default, a TypedDict key that is not ``NotRequired``; not ``Optional``; a scalar or a structured
+    type, not a list or dict), each scalar among them declared ``optional`` for presence."""
+    gen = _Gen(required)
+    service = gen.unique(_type_ident(cls.__name__))
+    rpcs: list[tuple[str, str, str, str | None]] = []
     names = public_methods(cls, methods)
     if not names:
         raise InvalidBundle(f"{cls.__name__} has no public method to serve")
+    rpc_of = rpc_names(cls, names)
+    if required is not None:
+        for mname in names:
+            func = getattr(cls, mname)
+            conv = call_convention(func, skip_self=inspect.isfunction(inspect.getattr_static(cls, mname)))
+            inputs = [conv.struct_type] if conv.kind == "struct" else list(conv.param_types.values())
+            for hint in inputs:
+                _collect_structured(hint, gen.input_types)
     for mname in names:
         func = getattr(cls, mname)
-        rpc = pascal(mname)
+        rpc, python_method = rpc_of[mname]
         conv = call_convention(func, skip_self=inspect.isfunction(inspect.getattr_static(cls, mname)))
         if conv.kind == "message":
             raise UnsupportedType(
@@ -349,29 +526,24 @@ def generate_proto(cls: type, *, package: str | None = None, methods: Sequence[s
         if conv.kind == "struct":
             req = gen.message_for(conv.struct_type)
         else:
-            req = rpc + "Request"
             for pname, hint in conv.param_types.items():
                 if hint is Any:
                     raise UnsupportedType(f"{cls.__name__}.{mname}: parameter {pname!r} has no type hint")
-            gen.order.append(req)
-            gen.origin[req] = None
-            gen.messages[req] = gen.fields_of(req, [(p, h, False) for p, h in conv.param_types.items()])
+            req = gen.new_message(_type_ident(rpc) + "Request")
+            gen.messages[req] = gen.fields_of(
+                req, [(p, h, False) for p, h in conv.param_types.items()], _required_params(func)
+            )
         ret = conv.return_type
         if ret is None or ret is type(None):
             if "return" not in typing.get_type_hints(func):
                 raise UnsupportedType(f"{cls.__name__}.{mname}: add a return type hint")
-            resp = rpc + "Response"
-            gen.order.append(resp)
-            gen.origin[resp] = None
-            gen.messages[resp] = []
+            resp = gen.new_message(_type_ident(rpc) + "Response")
         elif is_structured(ret):
             resp = gen.message_for(ret)
         else:
-            resp = rpc + "Response"
-            gen.order.append(resp)
-            gen.origin[resp] = None
+            resp = gen.new_message(_type_ident(rpc) + "Response")
             gen.messages[resp] = [gen.field_line(resp, "value", ret, 1)]
-        rpcs.append((rpc, req, resp))
+        rpcs.append((rpc, req, resp, python_method))
     pkg = package or _package_name(cls)
     out = [
         f"// Generated by model-runner from the type hints of {_qual(cls)}.",
@@ -385,15 +557,46 @@ def generate_proto(cls: type, *, package: str | None = None, methods: Sequence[s
         out.append(f"message {name} {{")
         out += [f"  {line}" for line in gen.messages[name]]
         out += ["}", ""]
-    out.append(f"service {cls.__name__} {{")
-    rpc_names = {r for r, _q, _p in rpcs}
+    out.append(f"service {service} {{")
+    taken = {r for r, _q, _p, _m in rpcs}
 
     def ref(msg: str) -> str:  # an rpc named like a message hides it inside the service scope
-        return f".{pkg}.{msg}" if msg in rpc_names else msg
+        return f".{pkg}.{msg}" if msg in taken else msg
 
-    out += [f"  rpc {rpc} ({ref(req)}) returns ({ref(resp)});" for rpc, req, resp in rpcs]
+    for rpc, req, resp, python_method in rpcs:
+        note = f"  // python_method: {python_method}" if python_method else ""
+        out.append(f"  rpc {rpc} ({ref(req)}) returns ({ref(resp)});{note}")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def rpc_names(cls: type, methods: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """method -> (rpc, None), or (rpc, method) when the model binder (runner.runtimes.python.model)
+    would not find the method from the rpc's name: then the rpc line says ``// python_method: name``
+    and onboarding writes that into metadata.json's ``methods``. An rpc is the PascalCase method name
+    (``predict_proba`` -> ``PredictProba``) when that binds back to the method, else the method name
+    itself (``predictProba`` beside ``predict_proba``), else a free identifier."""
+    public = {n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n, None))}
+    loose = {n.replace("_", "").lower(): n for n in sorted(public)}
+
+    def binds(rpc: str) -> str | None:  # as PythonModel._bind looks a method up
+        return next((c for c in (rpc, snake(rpc), loose.get(rpc.lower())) if c and c in public), None)
+
+    out: dict[str, tuple[str, str | None]] = {}
+    taken: set[str] = set()
+    for m in methods:
+        for rpc in (pascal(m), m):
+            if _ident(rpc) == rpc and rpc not in taken and binds(rpc) == m:
+                out[m] = (rpc, None)
+                taken.add(rpc)
+                break
+    for m in methods:
+        if m not in out:
+            base = _type_ident(m)
+            rpc = base if base not in taken else _numbered(base, taken)
+            out[m] = (rpc, m)
+            taken.add(rpc)
+    return out
 
 
 def _package_name(cls: type) -> str:

@@ -32,6 +32,7 @@ from runner.runtimes.python.hints import (
     CallConvention,
     call_convention,
     fit_to_message,
+    proto_keys,
     snake,
     struct_fields,
     to_plain,
@@ -137,7 +138,8 @@ class PythonModel:
             in_desc = self.contract.method(rpc).input_type
             fields = {f.name for f in in_desc.fields}
             if conv.kind == "params":
-                missing = [p for p in conv.param_types if p not in fields]
+                keys = proto_keys(list(conv.param_types))
+                missing = [p for p in conv.param_types if p not in fields and keys[p] not in fields]
                 if missing:
                     problems.append(
                         {
@@ -147,7 +149,9 @@ class PythonModel:
                     )
                     continue
             elif conv.kind == "struct":
-                missing = [n for n, _h, _o in struct_fields(conv.struct_type) if n not in fields]
+                names = [n for n, _h, _o in struct_fields(conv.struct_type)]
+                keys = proto_keys(names)
+                missing = [n for n in names if n not in fields and keys[n] not in fields]
                 if missing:
                     problems.append(
                         {
@@ -214,7 +218,12 @@ class PythonModel:
                 result = b.func(to_python(self.contract.to_dict(req), conv.struct_type))
             else:
                 d = self.contract.to_dict(req)
-                kwargs = {p: to_python(d[p], hint) for p, hint in conv.param_types.items() if p in d}
+                keys = proto_keys(list(conv.param_types))  # a renamed field: hints.proto_field_names
+                kwargs = {
+                    p: to_python(d[p if p in d else keys[p]], hint)
+                    for p, hint in conv.param_types.items()
+                    if p in d or keys[p] in d
+                }
                 result = b.func(**kwargs)
         except (Exception, SystemExit) as err:
             # The model raised: report it, the service carries on (a sys.exit() escaping here would

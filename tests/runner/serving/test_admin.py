@@ -18,6 +18,7 @@ from runner.errors import (
     Conflict,
     InvalidBundle,
     InvalidContract,
+    ModelRunnerError,
     NotFound,
     PreconditionFailed,
     SwapTimeout,
@@ -30,6 +31,8 @@ from runner.serving.registry import Registry
 from runner.settings import Settings
 from runner.store import Repository
 from tests.runner.repo_helpers import ECHO_PROTO, FAIL_PROTO, MODEL_PY, write_echo_bundle
+from tests.runner.serving.slow_models import GatedLoader, hold_in_constructor
+from tests.waiting import wait_for
 
 JSON = "application/json"
 
@@ -271,7 +274,7 @@ def test_swap_timeout_reports_a_load_failure_in_a_serving_process(
     # The model refuses to load on the registry's watcher thread only: validation (this thread) passes.
     code = (
         "import threading\n"
-        "        if threading.current_thread().name.startswith('registry-watch'):\n"
+        "        if threading.current_thread().name.startswith('registry-'):\n"
         "            raise RuntimeError('gpu missing')"
     )
     folder = write_echo_bundle(tmp_path / "b", "b", init_code=code)
@@ -417,3 +420,84 @@ def test_a_bundle_needing_jvm_options_a_live_process_lacks_is_refused(
     repo.fleet.remove_serving("worker-old-jvm")
     repo.fleet.remove_serving("worker-no-jvm")
     assert admin.upload("iris", folder, caller="x", expected_version=0)["version"] == 1
+
+
+def test_a_model_slower_to_load_than_load_timeout_is_refused_before_publish(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """Validation has a time limit: a constructor still running at load_timeout is refused (422) with
+    the limit named, nothing is published, and the abandoned load is recorded until it ends."""
+    admin = Admin(repo, Settings(repo=repo.root, load_timeout=0.5))
+    admin.upload("echo", write_echo_bundle(tmp_path / "a", "a"), caller="x")
+    before = state(repo)
+    started, release = tmp_path / "started", tmp_path / "release"
+    slow = write_echo_bundle(
+        tmp_path / "slow", "slow", init_code=hold_in_constructor(release, started=started)
+    )
+    try:
+        with pytest.raises(InvalidBundle) as info:
+            admin.upload("echo", slow, caller="x")
+        assert started.exists()  # it was loading, and still is: nothing waited for it
+        assert "load_timeout" in info.value.message and "0.5s" in info.value.message
+        assert info.value.detail["load_timeout"] == 0.5 and info.value.detail["phase"] == "load"
+        from runner.serving.loading import abandoned_loads
+
+        assert [load["what"] for load in abandoned_loads()] == [info.value.detail["what"]]
+        assert state(repo) == before and list((repo.root / "staging").iterdir()) == []
+    finally:
+        release.touch()
+    wait_for(lambda: abandoned_loads() == [], what="the abandoned load to end and be closed")
+    assert admin.upload("echo", write_echo_bundle(tmp_path / "b", "b"), caller="x")["version"] == 2
+
+
+def test_concurrent_pushes_superseded_ones_answer_at_once_and_truthfully(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """Five pushes at once without If-Match: the versions published before the last one are superseded
+    before any serving process serves them. Their callers learn it as soon as the pointer moves past
+    their version (409 conflict naming what superseded it and what is current), not at swap_timeout;
+    only the last publish's caller waits for the swap and gets 200."""
+    admin = Admin(repo, swap_timeout=100)
+    admin.upload("echo", write_echo_bundle(tmp_path / "base", "base"), caller="ops")
+    gate = threading.Event()  # the serving process loads nothing after version 1 until the gate opens
+    registry = Registry(repo, GatedLoader(gate, held_from=2), poll_interval=0.02)
+    registry.start()
+    answers: dict[int, dict | ModelRunnerError] = {}
+
+    def push(i: int) -> None:
+        folder = write_echo_bundle(tmp_path / f"p{i}", f"p{i}")
+        try:
+            answers[i] = admin.upload("echo", folder, caller=f"client{i}")
+        except ModelRunnerError as err:
+            answers[i] = err
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(5)]
+    try:
+        for thread in threads:
+            thread.start()
+        # every superseded caller is answered while the serving process still serves version 1
+        wait_for(lambda: len(answers) == 4, timeout=60, what="the four superseded pushes to answer")
+        assert registry.snapshot()["echo"].version == 1 and not gate.is_set()
+        gate.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        gate.set()
+        registry.stop()
+    assert len(answers) == 5 and repo.current_version("echo") == 6
+    published = {e["version"]: e["caller"] for e in repo.history("echo")}
+    won = [i for i, answer in answers.items() if isinstance(answer, dict)]
+    assert len(won) == 1, answers
+    winner = answers[won[0]]
+    assert isinstance(winner, dict) and winner["version"] == 6 and published[6] == f"client{won[0]}"
+    assert winner["served_by"] == [registry.process_id]
+    for i, answer in answers.items():
+        if i in won:
+            continue
+        assert isinstance(answer, Conflict), answer
+        version = answer.detail["version"]
+        assert 2 <= version <= 5 and published[version] == f"client{i}"
+        assert answer.detail["superseded_by"] == version + 1
+        assert answer.detail["superseded_by_caller"] == published[version + 1]
+        assert version + 1 <= answer.detail["current_version"] <= 6
+        assert f"version {version} of 'echo'" in answer.message and "superseded" in answer.message

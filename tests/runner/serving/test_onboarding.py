@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runner.errors import BadInput, InvalidBundle, ModelRunnerError, NotFound
 from runner.serving import onboarding
+from tests.e2e.java_projects import (
+    LEGACY_CLASS,
+    LIBRARY_CLASSES,
+    MISSING_BASE,
+    SCORER_CLASS,
+    Projects,
+    artifacts,
+    build_fat_jars,
+    build_projects,
+    expected_risk,
+)
 
 IRIS_CLASS = "org.modelrunner.samples.iris.IrisClassifier"
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -193,3 +207,167 @@ def test_python_missing_class(tmp_path: Path) -> None:
     with pytest.raises(NotFound) as info:
         onboarding.bundle_from_python(f"{mod}:Model", dest=tmp_path / "b")
     assert "Other" in info.value.detail["hint"]
+
+
+# ------------------------------------------------------------------ --lib forms, candidate listing
+# Model JARs built from source by tests.e2e.java_projects: RiskScorer extends net.mathlib.LinearModel
+# (mathlib.jar) and calls net.textlib.Cities (textlib.jar); it reads bias.txt from its artifact folder.
+
+
+@pytest.fixture(scope="module")
+def projects() -> Projects:
+    return build_projects()
+
+
+def _touch_jars(folder: Path, *names: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (folder / n).write_bytes(b"PK")
+    return [folder / n for n in names]
+
+
+def test_expand_libs_takes_jars_folders_and_class_paths(tmp_path: Path) -> None:
+    a, b = _touch_jars(tmp_path / "libs", "a.jar", "b.JAR")
+    (tmp_path / "libs" / "notes.txt").write_text("not a jar")
+    (c,) = _touch_jars(tmp_path / "libs" / "sub", "c.jar")  # a subfolder is not searched (as java -cp)
+    (d,) = _touch_jars(tmp_path / "other", "d.jar")
+    libs = tmp_path / "libs"
+    assert onboarding.expand_libs([a]) == [a]
+    assert onboarding.expand_libs([libs]) == [a, b]
+    assert onboarding.expand_libs([f"{libs}/*"]) == [a, b]
+    assert onboarding.expand_libs([f"{d}:{libs}/*"]) == [d, a, b]
+    # repeated, overlapping and empty entries: each JAR once, in the order first named
+    assert onboarding.expand_libs([str(b), f"{libs}/*::{d}", libs, c]) == [b, a, d, c]
+    missing = tmp_path / "nope.jar"
+    assert onboarding.expand_libs([f"{a}:{missing}"]) == [a, missing]  # the JAR check names it later
+    with pytest.raises(NotFound, match="no such folder"):
+        onboarding.expand_libs([f"{tmp_path}/absent/*"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BadInput, match="holds no .jar file") as info:
+        onboarding.expand_libs([empty])
+    assert "jar cf" in info.value.detail["hint"]
+
+
+def test_jar_with_lib_folder_class_path_artifacts_and_example(projects: Projects, tmp_path: Path) -> None:
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    for jar in (projects.mathlib, projects.textlib):
+        shutil.copy(jar, libs)
+    data = artifacts(tmp_path / "data", bias=0.5)
+    example = {"age": 40, "city": "Lyon"}
+    reports: list[Any] = []
+    for i, lib_spec in enumerate([str(libs), f"{libs}/*", f"{projects.mathlib}:{projects.textlib}"]):
+        dest = onboarding.bundle_from_jar(
+            projects.scorer,
+            class_name=SCORER_CLASS,
+            libs=[lib_spec],
+            artifacts=data,
+            examples=["Score=" + json.dumps(example)],
+            dest=tmp_path / f"b{i}",
+            on_report=reports.append,
+        )
+        assert sorted(p.name for p in (dest / "lib").iterdir()) == ["mathlib.jar", "textlib.jar"]
+        assert (dest / "bias.txt").read_text().strip() == "0.5"
+        assert json.loads((dest / "metadata.json").read_text())["examples"] == {"Score": [example]}
+        # the self-test ran the example through the model with both libraries and the data file
+        assert reports[-1].outputs["Score"][0]["value"] == pytest.approx(expected_risk(40, "Lyon", 0.5))
+
+
+def test_two_lib_jars_of_one_name_both_go_in(projects: Projects, tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    shutil.copy(projects.mathlib, one / "deps.jar")
+    shutil.copy(projects.textlib, two / "deps.jar")
+    dest = onboarding.bundle_from_jar(
+        projects.scorer,
+        class_name=SCORER_CLASS,
+        libs=[one, two],
+        artifacts=artifacts(tmp_path / "data", bias=0.0),
+        dest=tmp_path / "b",
+    )
+    assert sorted(p.name for p in (dest / "lib").iterdir()) == ["deps-2.jar", "deps.jar"]
+    assert (dest / "lib" / "deps-2.jar").read_bytes() == projects.textlib.read_bytes()
+
+
+def test_listing_names_the_missing_dependency(projects: Projects) -> None:
+    cands = onboarding.list_candidates(projects.scorer)
+    scorer = next(c for c in cands if c["class"] == SCORER_CLASS)
+    assert scorer["methods"] == [] and scorer["missing"] == MISSING_BASE
+    assert MISSING_BASE in scorer["hint"] and "--lib" in scorer["hint"]
+    assert "NoClassDefFoundError" in scorer["error"]
+    # given the JAR that holds it, the class loads and lists its methods with their conventions
+    cands = onboarding.list_candidates(projects.scorer, [projects.mathlib])
+    assert cands[0]["class"] == SCORER_CLASS and "missing" not in cands[0]
+    conventions = {m["name"]: m["convention"] for m in cands[0]["methods"]}
+    assert conventions == {"risk": "params", "score": "pojo"}
+    assert all("warning" not in m for m in cands[0]["methods"])  # compiled with -parameters
+    assert {m["name"]: m["parameters"] for m in cands[0]["methods"]}["risk"] == ["age", "city"]
+
+
+def test_listing_warns_when_parameter_names_are_missing(projects: Projects) -> None:
+    (legacy,) = onboarding.list_candidates(projects.legacy)
+    assert legacy["class"] == LEGACY_CLASS
+    methods = {m["name"]: m for m in legacy["methods"]}
+    risk = methods["risk"]
+    assert risk["parameters"] == ["arg0", "arg1"] and risk["convention"] == "params"
+    warning = risk["warning"]
+    assert "arg0, arg1" in warning and "-parameters" in warning
+    assert "options.compilerArgs" in warning and "maven.compiler.parameters" in warning
+    # one parameter of a class type: its properties name the fields, the parameter's name is not used
+    assert methods["scoreInput"]["convention"] == "pojo" and "warning" not in methods["scoreInput"]
+
+
+@pytest.mark.slow  # the fat JAR: one javac run of ~1,500 generated classes the first time (then cached)
+def test_fat_jar_lists_the_model_first() -> None:
+    fat = build_fat_jars()
+    for jar in (fat.fat, fat.fat_main):
+        cands = onboarding.list_candidates(jar)
+        classes = [c["class"] for c in cands]
+        assert len(cands) > LIBRARY_CLASSES
+        assert classes[0] == SCORER_CLASS, classes[:5]
+        assert classes[1] == "com.acme.scoring.Features"  # the model's own helper next
+        assert {m["name"]: m["convention"] for m in cands[0]["methods"]} == {
+            "risk": "params",
+            "score": "pojo",
+        }
+        # the unknown generated library after the model's code, the known one (com.fasterxml) last
+        first_library = min(i for i, c in enumerate(classes) if c.startswith("ai.bigstats."))
+        assert classes.index("net.textlib.Cities") < first_library
+        assert all(c["library"] for c in cands if c["class"].startswith("com.fasterxml."))
+        assert not any(c["library"] for c in cands if c["class"].startswith(("ai.", "com.acme.")))
+        assert all(c.startswith("com.fasterxml.") for c in classes[-300:])
+
+
+def test_ranking_rules(tmp_path: Path) -> None:
+    """rank_candidates on its own: Acumos's modelClassName first, the manifest's main class as the
+    anchor, library and shaded packages last."""
+    jar = tmp_path / "app.jar"
+    with zipfile.ZipFile(jar, "w") as z:
+        z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\nMain-Class: org.shop.app.Main\r\n\r\n")
+        z.writestr("modelConfig.properties", "modelClassName=org.shop.legacy.Acu\nmodelMethod=predict\n")
+
+    def cand(cls: str) -> dict[str, Any]:
+        return {
+            "class": cls,
+            "methods": [{"name": "f", "signature": f"public int {cls}.f()", "static": False}],
+        }
+
+    names = [
+        "com.google.common.Lists",
+        "org.shop.shaded.guava.Cache",
+        "org.other.Thing",
+        "org.shop.app.deep.Helper",
+        "org.shop.app.Scorer",
+        "org.shop.legacy.Acu",
+    ]
+    ranked = [c["class"] for c in onboarding.rank_candidates([cand(n) for n in names], jar)]
+    assert ranked == [
+        "org.shop.legacy.Acu",
+        "org.shop.app.Scorer",
+        "org.shop.app.deep.Helper",
+        "org.other.Thing",
+        "org.shop.shaded.guava.Cache",
+        "com.google.common.Lists",
+    ]

@@ -15,6 +15,11 @@ from runner.serving.registry import Registry
 from runner.settings import Settings
 from runner.store import Repository
 from tests.runner.repo_helpers import TrackingLoader, write_echo_bundle
+from tests.runner.serving.slow_models import (
+    hold_in_constructor,
+    slow_java_jar,
+    write_slow_java_bundle,
+)
 from tests.waiting import wait_for
 
 JSON = "application/json"
@@ -245,3 +250,112 @@ def test_java_and_python_bundles_in_one_repository(
         assert json.loads(plane.predict("iris-python", "Classify", row, JSON).body)["species"] == "setosa"
     finally:
         registry.stop()
+
+
+def test_a_slow_load_of_one_model_does_not_delay_a_swap_of_another(
+    repo: Repository, tmp_path: Path, sample_bundles: dict[str, Path]
+) -> None:
+    """Each model loads on its own thread: while model A's new version is still in its constructor,
+    model B (the Java iris) swaps to its new version and A's old version keeps answering."""
+    publish(repo, tmp_path, "a1", name="slow")
+    repo.publish("iris", sample_bundles["iris"], expected_version=None, caller="test")
+    registry = Registry(repo, BundleLoader(Settings()), poll_interval=0.02)
+    started, release = tmp_path / "started", tmp_path / "release"
+    registry.start()
+    try:
+        assert registry.ready(), registry.load_errors()
+        plane = DataPlane(registry)
+        a2 = publish(
+            repo, tmp_path, "a2", name="slow", init_code=hold_in_constructor(release, started=started)
+        )
+        wait_for(started.exists, what="the load of model A's version 2 to start")
+        b2 = repo.publish("iris", sample_bundles["iris-v2"], expected_version=1, caller="test")
+        assert repo.fleet.wait_until_served("iris", b2, timeout=30) == []
+        assert not release.exists()  # B swapped while A's constructor is still held
+        row = b'{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
+        result = plane.predict("iris", "Classify", row, JSON)
+        assert (json.loads(result.body)["species"], result.version) == ("Iris-setosa", 2)
+        assert say(plane, model="slow") == {"text": "hi", "label": "a1", "version": 1}
+        release.touch()
+        assert repo.fleet.wait_until_served("slow", a2, timeout=60) == []
+        assert say(plane, model="slow")["label"] == "a2"
+    finally:
+        release.touch()
+        registry.stop()
+
+
+def test_a_load_beyond_load_timeout_is_abandoned_and_reported_while_the_old_version_serves(
+    repo: Repository, tmp_path: Path
+) -> None:
+    publish(repo, tmp_path, "v1")
+    registry = Registry(repo, BundleLoader(Settings(load_timeout=0.5)), poll_interval=0.02)
+    release = tmp_path / "release"
+    registry.start()
+    try:
+        plane = DataPlane(registry)
+        v2 = publish(repo, tmp_path, "v2", init_code=hold_in_constructor(release))
+        # the serving record says why as soon as the limit passes: a waiting publisher stops waiting
+        assert repo.fleet.wait_until_served("echo", v2, timeout=30) == [registry.process_id]
+        record = repo.fleet.live_processes()[registry.process_id]
+        error = record["errors"]["echo"]
+        assert error["version"] == 2 and record["models"] == {"echo": 1}
+        assert "load_timeout" in error["error"] and "0.5s" in error["error"] and "abandoned" in error["error"]
+        assert say(plane) == {"text": "hi", "label": "v1", "version": 1}
+        from runner.serving.loading import abandoned_loads
+
+        abandoned = wait_for(
+            lambda: repo.fleet.live_processes()[registry.process_id].get("abandoned_loads"),
+            what="the abandoned load in the serving record",
+        )
+        assert [(load["model"], load["version"]) for load in abandoned] == [("echo", 2)]
+        release.touch()
+        wait_for(lambda: abandoned_loads() == [], what="the abandoned load to end and be closed")
+        assert registry.snapshot()["echo"].version == 1  # a late load is not served: it was given up
+        v3 = publish(repo, tmp_path, "v3")
+        assert repo.fleet.wait_until_served("echo", v3, timeout=30) == []
+        assert say(plane)["label"] == "v3" and registry.load_errors() == {}
+    finally:
+        release.touch()
+        registry.stop()
+
+
+def test_a_java_constructor_that_does_not_return_is_abandoned_and_later_loads_go_on(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """A Java thread cannot be stopped safely: the load is abandoned on its (daemon) thread, reported,
+    the old version keeps serving, and the next version of the same model loads meanwhile."""
+    from runner.serving.loading import abandoned_loads
+
+    jar = slow_java_jar(tmp_path / "jar")
+    release = tmp_path / "release"
+    repo.publish(
+        "slowjava", write_slow_java_bundle(tmp_path / "v1", jar, "j1"), expected_version=None, caller="t"
+    )
+    registry = Registry(repo, BundleLoader(Settings(load_timeout=1.0)), poll_interval=0.02)
+    registry.start()
+    try:
+        assert registry.ready(), registry.load_errors()
+        plane = DataPlane(registry)
+
+        def label() -> tuple[str, int]:
+            result = plane.predict("slowjava", "Say", b'{"text": "x"}', JSON)
+            return json.loads(result.body)["label"], result.version
+
+        assert label() == ("j1", 1)
+        held = write_slow_java_bundle(tmp_path / "v2", jar, "j2", hold=release)
+        v2 = repo.publish("slowjava", held, expected_version=1, caller="t")
+        assert repo.fleet.wait_until_served("slowjava", v2, timeout=30) == [registry.process_id]
+        error = registry.load_errors()["slowjava"]
+        assert "version 2" in error and "load_timeout" in error and "1s" in error
+        assert label() == ("j1", 1)
+        v3 = repo.publish(
+            "slowjava", write_slow_java_bundle(tmp_path / "v3", jar, "j3"), expected_version=2, caller="t"
+        )
+        assert repo.fleet.wait_until_served("slowjava", v3, timeout=30) == []
+        assert label() == ("j3", 3)
+        # version 2's constructor is still running on its abandoned thread
+        assert [(load["model"], load["version"]) for load in abandoned_loads()] == [("slowjava", 2)]
+    finally:
+        release.touch()
+        registry.stop()
+    wait_for(lambda: abandoned_loads() == [], what="the abandoned Java load to end and be closed")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner.bundle import open_bundle
-from runner.errors import InvalidBundle, InvalidContract
+from runner.errors import BadInput, InvalidBundle, InvalidContract
 from runner.runtimes.python.isolation import ROOT_PACKAGE
 from runner.serving.validate import validate_bundle
 from runner.settings import Settings
@@ -111,3 +111,30 @@ def test_unbound_rpc_and_broken_contract(iris_py: Path) -> None:
     with pytest.raises(InvalidContract) as e:
         validate_bundle(open_bundle(iris_py), settings=Settings())
     assert e.value.detail["line"] == 13
+
+
+def test_examples_share_the_load_timeout_with_the_load(tmp_path: Path) -> None:
+    """The load and the examples together get load_timeout: an example still running at the limit
+    refuses the bundle, naming the limit and the example."""
+    from tests.runner.repo_helpers import write_echo_bundle
+
+    release = tmp_path / "release"
+    folder = write_echo_bundle(
+        tmp_path / "echo", "slow-example", examples={"Say": [{"text": "x", "wait_for": str(release)}]}
+    )
+    try:
+        with pytest.raises(InvalidBundle) as e:
+            validate_bundle(open_bundle(folder), settings=Settings(load_timeout=0.5))
+    finally:
+        release.touch()  # ends the abandoned call
+    assert "load_timeout=0.5s" in e.value.message and "Say on its example 1" in e.value.message
+    assert e.value.detail["phase"] == "examples" and e.value.detail["load_timeout"] == 0.5
+    assert validate_bundle(open_bundle(folder), settings=Settings(load_timeout=30)).outputs["Say"] == [
+        {"text": "x", "label": "slow-example"}
+    ]
+
+
+def test_load_timeout_is_a_validated_setting() -> None:
+    assert Settings.from_env({"MODEL_RUNNER_LOAD_TIMEOUT": "2.5"}).load_timeout == 2.5
+    with pytest.raises(BadInput, match="load_timeout must be a number of seconds above 0"):
+        Settings.from_env({"MODEL_RUNNER_LOAD_TIMEOUT": "0"})

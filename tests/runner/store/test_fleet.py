@@ -84,3 +84,20 @@ def test_a_repository_fleet_is_the_serving_folder_of_its_root(tmp_path: Path) ->
     Fleet(tmp_path / "repo").record_serving("p1", {"kind": "http", "models": {"m": 3}})
     assert repo.fleet.served_versions("m") == {3}
     assert repo.fleet.serving_root == tmp_path / "repo" / "serving"
+
+
+def test_wait_until_served_stops_when_cancelled(fleet: Fleet) -> None:
+    """A publisher stops waiting as soon as its version is no longer current (``cancelled``)."""
+    fleet.record_serving("p1", {"kind": "http", "models": {"m": 1}})
+    superseded = threading.Event()
+    calls: list[bool] = []
+
+    def cancelled() -> bool:
+        calls.append(superseded.is_set())
+        return superseded.is_set()
+
+    threading.Timer(0, superseded.set).start()
+    assert fleet.wait_until_served("m", 2, timeout=60, cancelled=cancelled) == ["p1"]
+    assert calls[-1] is True
+    # once every live process serves the version, the wait succeeds whatever ``cancelled`` says
+    assert fleet.wait_until_served("m", 1, timeout=60, cancelled=lambda: True) == []

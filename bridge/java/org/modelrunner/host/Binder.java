@@ -283,6 +283,7 @@ final class Binder {
         for (int i = 0; i < m.fields.size(); i++) {
             Schema.Field f = m.fields.get(i);
             Props.Prop p = Props.match(f.name, byName);
+            if (p == null && f.jsonName != null) p = byName.get(f.jsonName); // a generated name: json_name is the Java name
             if (p == null) {
                 problem(m.name, f.name, "no Java field or property '" + Props.camel(f.name) + "' in class " + c.getName()
                         + " (it has: " + String.join(", ", byName.keySet()) + ")");
@@ -334,6 +335,7 @@ final class Binder {
             for (int i = 0; i < m.fields.size(); i++) {
                 Schema.Field f = m.fields.get(i);
                 Integer pi = Props.match(f.name, byName);
+                if (pi == null && f.jsonName != null) pi = byName.get(f.jsonName);
                 if (pi == null) {
                     problem(m.name, f.name, "no parameter '" + Props.camel(f.name) + "' in " + method.getName()
                             + "(" + String.join(", ", byName.keySet()) + ")");

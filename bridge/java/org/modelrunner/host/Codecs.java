@@ -58,7 +58,15 @@ final class Codecs {
             switch (ptype) {
                 case Schema.DOUBLE: return ofDouble(in.fixedDouble());
                 case Schema.FLOAT: return ofDouble(in.fixedFloat());
-                case Schema.STRING: return ofString(in.string(end));
+                case Schema.STRING: {
+                    String s;
+                    try {
+                        s = in.string(end);
+                    } catch (Wire.BadUtf8 e) {
+                        throw new Wire.WireException("string field " + f.where() + " is not valid UTF-8 (byte " + e.offset + ")");
+                    }
+                    return ofString(s);
+                }
                 case Schema.BYTES: return in.bytes(end);
                 case Schema.BOOL: return in.varint64() != 0;
                 case Schema.ENUM: return ofEnum((int) in.varint64());
@@ -240,7 +248,7 @@ final class Codecs {
         SingularScalar(Schema.Field f, ScalarConv c) { super(f); this.c = c; this.wt = c.wireType(); }
 
         Object read(Wire.In in, int w, int end, Object state) {
-            if (w != wt) { in.skip(w, end); return state; }
+            if (w != wt) { in.skip(f.number, w, end); return state; }
             return c.read(in, end);
         }
 
@@ -258,10 +266,12 @@ final class Codecs {
         SingularMessage(Schema.Field f, MsgCodec mc) { super(f); this.mc = mc; }
 
         Object read(Wire.In in, int w, int end, Object state) throws Throwable {
-            if (w != Wire.LEN) { in.skip(w, end); return state; }
+            if (w != Wire.LEN) { in.skip(f.number, w, end); return state; }
             int len = in.length(end);
             int e = in.pos + len;
+            in.enter();
             Object v = mc.read(in, e);
+            in.leave();
             in.pos = e;
             return v;
         }
@@ -329,13 +339,16 @@ final class Codecs {
                     int len = in.length(end);
                     int e = in.pos + len;
                     while (in.pos < e) l.add(sc.read(in, e));
+                    in.expectEnd(e, "packed field " + f.where());
                 } else if (w == sc.wireType()) l.add(sc.read(in, end));
-                else in.skip(w, end);
+                else in.skip(f.number, w, end);
             } else {
-                if (w != Wire.LEN) { in.skip(w, end); return l; }
+                if (w != Wire.LEN) { in.skip(f.number, w, end); return l; }
                 int len = in.length(end);
                 int e = in.pos + len;
+                in.enter();
                 Object v = mc.read(in, e);
+                in.leave();
                 in.pos = e;
                 l.add(v);
             }
@@ -382,33 +395,48 @@ final class Codecs {
         }
     }
 
+    /** The values of a repeated double field while its message is decoded: grows by doubling (linear in
+     * the values however they arrive: packed runs or one value per tag). */
+    static final class DoubleAcc {
+        double[] a;
+        int n;
+        DoubleAcc(int capacity) { a = new double[Math.max(capacity, 4)]; }
+        void room(int more) { if (a.length - n < more) a = Arrays.copyOf(a, Math.max(a.length * 2, n + more)); }
+        double[] done() { return n == a.length ? a : Arrays.copyOf(a, n); }
+    }
+
     /** repeated double <-> double[]: packed doubles decoded straight into the array. */
     static final class PackedDoubles extends FieldCodec {
         PackedDoubles(Schema.Field f) { super(f); }
 
         Object read(Wire.In in, int w, int end, Object state) {
-            double[] prev = (double[]) state;
+            DoubleAcc acc = (DoubleAcc) state;
             if (w == Wire.LEN) {
                 int len = in.length(end);
-                if ((len & 7) != 0) throw new Wire.WireException("packed doubles of length " + len);
-                int n = len >>> 3, off = prev == null ? 0 : prev.length;
-                double[] a = prev == null ? new double[n] : Arrays.copyOf(prev, off + n);
+                if ((len & 7) != 0) throw new Wire.WireException("packed doubles of length " + len + " in field " + f.where());
+                int n = len >>> 3;
+                if (acc == null) acc = new DoubleAcc(n);
+                acc.room(n);
+                double[] a = acc.a;
                 byte[] b = in.buf;
-                int p = in.pos;
+                int p = in.pos, off = acc.n;
                 for (int i = 0; i < n; i++, p += 8) a[off + i] = (double) Wire.LE_DOUBLE.get(b, p);
+                acc.n = off + n;
                 in.pos = p;
-                return a;
+                return acc;
             }
             if (w == Wire.I64) {
-                double[] a = prev == null ? new double[1] : Arrays.copyOf(prev, prev.length + 1);
-                a[a.length - 1] = in.fixedDouble();
-                return a;
+                if (acc == null) acc = new DoubleAcc(4);
+                double v = in.fixedDouble();
+                acc.room(1);
+                acc.a[acc.n++] = v;
+                return acc;
             }
-            in.skip(w, end);
-            return prev;
+            in.skip(f.number, w, end);
+            return acc;
         }
 
-        Object finish(Object state) { return state == null ? new double[0] : state; }
+        Object finish(Object state) { return state == null ? new double[0] : ((DoubleAcc) state).done(); }
 
         void write(Object v, Wire.Out out) {
             double[] a = (double[]) v;
@@ -427,26 +455,41 @@ final class Codecs {
     static final class PackedFloats extends FieldCodec {
         PackedFloats(Schema.Field f) { super(f); }
 
-        Object read(Wire.In in, int w, int end, Object state) {
-            float[] prev = (float[]) state;
-            if (w == Wire.LEN) {
-                int len = in.length(end);
-                if ((len & 3) != 0) throw new Wire.WireException("packed floats of length " + len);
-                int n = len >>> 2, off = prev == null ? 0 : prev.length;
-                float[] a = prev == null ? new float[n] : Arrays.copyOf(prev, off + n);
-                for (int i = 0; i < n; i++) a[off + i] = in.fixedFloat();
-                return a;
-            }
-            if (w == Wire.I32) {
-                float[] a = prev == null ? new float[1] : Arrays.copyOf(prev, prev.length + 1);
-                a[a.length - 1] = in.fixedFloat();
-                return a;
-            }
-            in.skip(w, end);
-            return prev;
+        /** The values read so far (grows by doubling, as {@link DoubleAcc}). */
+        static final class Acc {
+            float[] a;
+            int n;
+            Acc(int capacity) { a = new float[Math.max(capacity, 4)]; }
+            void room(int more) { if (a.length - n < more) a = Arrays.copyOf(a, Math.max(a.length * 2, n + more)); }
         }
 
-        Object finish(Object state) { return state == null ? new float[0] : state; }
+        Object read(Wire.In in, int w, int end, Object state) {
+            Acc acc = (Acc) state;
+            if (w == Wire.LEN) {
+                int len = in.length(end);
+                if ((len & 3) != 0) throw new Wire.WireException("packed floats of length " + len + " in field " + f.where());
+                int n = len >>> 2;
+                if (acc == null) acc = new Acc(n);
+                acc.room(n);
+                for (int i = 0; i < n; i++) acc.a[acc.n++] = in.fixedFloat();
+                return acc;
+            }
+            if (w == Wire.I32) {
+                if (acc == null) acc = new Acc(4);
+                float v = in.fixedFloat();
+                acc.room(1);
+                acc.a[acc.n++] = v;
+                return acc;
+            }
+            in.skip(f.number, w, end);
+            return acc;
+        }
+
+        Object finish(Object state) {
+            if (state == null) return new float[0];
+            Acc acc = (Acc) state;
+            return acc.n == acc.a.length ? acc.a : Arrays.copyOf(acc.a, acc.n);
+        }
 
         void write(Object v, Wire.Out out) {
             float[] a = (float[]) v;
@@ -470,8 +513,9 @@ final class Codecs {
                 int len = in.length(end);
                 int e = in.pos + len;
                 while (in.pos < e) acc.add(in.varint64());
+                in.expectEnd(e, "packed field " + f.where());
             } else if (w == Wire.VARINT) acc.add(in.varint64());
-            else in.skip(w, end);
+            else in.skip(f.number, w, end);
             return acc;
         }
 
@@ -522,22 +566,27 @@ final class Codecs {
         @SuppressWarnings("unchecked")
         Object read(Wire.In in, int w, int end, Object state) throws Throwable {
             Map<Object, Object> m = state != null ? (Map<Object, Object>) state : sorted ? new TreeMap<>() : new LinkedHashMap<>();
-            if (w != Wire.LEN) { in.skip(w, end); return m; }
+            if (w != Wire.LEN) { in.skip(f.number, w, end); return m; }
             int len = in.length(end);
             int e = in.pos + len;
             Object k = null, v = null;
+            in.enter(); // a map entry is a message of its own
             while (in.pos < e) {
-                int tag = in.varint32();
+                int tag = in.tag();
                 int num = tag >>> 3, wt = tag & 7;
                 if (num == 1 && wt == key.wireType()) k = key.read(in, e);
                 else if (num == 2 && vsc != null && wt == vsc.wireType()) v = vsc.read(in, e);
                 else if (num == 2 && vmc != null && wt == Wire.LEN) {
                     int l2 = in.length(e);
                     int e2 = in.pos + l2;
+                    in.enter();
                     v = vmc.read(in, e2);
+                    in.leave();
                     in.pos = e2;
-                } else in.skip(wt, e);
+                } else in.skip(num, wt, e);
             }
+            in.expectEnd(e, "map entry of " + f.where());
+            in.leave();
             if (k == null) k = key.defaultValue();
             if (v == null) v = vsc != null ? vsc.defaultValue() : vmc.absent();
             m.put(k, v);
@@ -609,10 +658,10 @@ final class Codecs {
             FieldCodec[] fs = fields;
             Object[] st = new Object[fs.length];
             while (in.pos < end) {
-                int tag = in.varint32();
+                int tag = in.tag();
                 int wt = tag & 7;
                 int idx = index(tag >>> 3);
-                if (idx < 0 || fs[idx] == null) { in.skip(wt, end); continue; }
+                if (idx < 0 || fs[idx] == null) { in.skip(tag >>> 3, wt, end); continue; }
                 st[idx] = fs[idx].read(in, wt, end, st[idx]);
             }
             if (in.pos != end) throw new Wire.WireException("field overruns message " + msg.name);
@@ -683,10 +732,11 @@ final class Codecs {
         Object read(Wire.In in, int end) throws Throwable {
             Object st = null;
             while (in.pos < end) {
-                int tag = in.varint32();
+                int tag = in.tag();
                 if ((tag >>> 3) == number) st = fc.read(in, tag & 7, end, st);
-                else in.skip(tag & 7, end);
+                else in.skip(tag >>> 3, tag & 7, end);
             }
+            in.expectEnd(end, "message " + msg.name);
             return fc.finish(st);
         }
 

@@ -9,7 +9,8 @@ import java.util.concurrent.ConcurrentHashMap;
  * check is that no model class is on the stack of System.exit / Runtime.halt) and a watchdog that stops
  * calls past their deadline: interrupt first, then Thread.stop after a grace period (repeated while the
  * call keeps running). The call runs on the caller's own thread, so an untimed call costs nothing extra and a
- * timed one two uncontended monitor enters.
+ * timed one two uncontended monitor enters. The watchdog thread never runs model code (so it needs no model
+ * context class loader, and holds none).
  */
 final class Guard {
     private Guard() {}
@@ -66,6 +67,8 @@ final class Guard {
     static synchronized void startWatchdog() {
         if (watchdog != null) return;
         watchdog = new Thread(Guard::watch, "model-runner-watchdog");
+        // Started from inside a call, it would inherit that model's context loader and pin it for good.
+        watchdog.setContextClassLoader(Guard.class.getClassLoader());
         watchdog.setDaemon(true);
         watchdog.start();
     }

@@ -12,7 +12,7 @@ import java.util.Map;
  * <p>Text format, one record per line, fields separated by TAB:
  * <pre>
  * M  fullName  mapEntry(0|1)
- * F  name  number  type  repeated(0|1)  presence(0|1)  typeRef(or -)      (belongs to the last M)
+ * F  name  number  type  repeated(0|1)  presence(0|1)  typeRef(or -)  jsonName(or -)   (belongs to the last M)
  * E  fullName  NAME=number,NAME=number,...
  * </pre>
  * {@code type} is the protobuf FieldDescriptor type number (1 double ... 18 sint64).
@@ -45,6 +45,8 @@ final class Schema {
         final int number, type;
         final boolean repeated, presence;
         final String typeRef;
+        /** The field's JSON name (json_name), or null; the binder matches it when the name matches nothing. */
+        String jsonName;
         Msg message;
         EnumDef enumDef;
 
@@ -83,6 +85,7 @@ final class Schema {
                 case "F": {
                     Field f = new Field(current, p[1], Integer.parseInt(p[2]), Integer.parseInt(p[3]),
                             p[4].equals("1"), p[5].equals("1"), p[6].equals("-") ? null : p[6]);
+                    if (p.length > 7 && !p[7].equals("-")) f.jsonName = p[7];
                     current.fields.add(f);
                     all.add(f);
                     break;

@@ -26,10 +26,18 @@ import org.modelrunner.host.Codecs.MsgCodec;
 /**
  * One loaded model version: its own class loader (parent: the host's), the model instance, and one compiled
  * binding per rpc. Python holds only this object; model classes never leave the JVM.
+ *
+ * <p>Whenever model code may run (class initialisation at open, construction and binding, every call, closing)
+ * the calling thread's context class loader is this version's loader, restored afterwards: libraries that
+ * find their parts through it (ServiceLoader.load(X.class), JAXB, JDBC drivers, ...) see the model's own
+ * {@code lib/}, and threads the model starts inherit it.
  */
 public final class Slot {
     static final byte[] EMPTY = new byte[0];
     static final MethodType INVOKER = MethodType.methodType(Object.class, Object[].class);
+    static final ClassLoader HOST_LOADER = Slot.class.getClassLoader();
+    /** How long a model's close() may run before the watchdog stops it. */
+    static final long CLOSE_MILLIS = Long.getLong("modelrunner.closeTimeoutMillis", 10_000L);
 
     // Not final: close() drops them so a Slot still referenced from Python pins no model class.
     private ModelLoader loader;
@@ -65,7 +73,10 @@ public final class Slot {
         } catch (RuntimeException e) {
             throw new HostException("load", "bad contract schema: " + e.getMessage());
         }
-        ModelLoader loader = new ModelLoader("model:" + className, urls, Host.class.getClassLoader());
+        Path dir = artifactDir == null ? null : Paths.get(artifactDir);
+        ModelLoader loader = new ModelLoader("model:" + className, urls, Host.class.getClassLoader(), dir);
+        Thread th = Thread.currentThread();
+        ClassLoader prev = enter(th, loader);
         try {
             Class<?> c;
             try {
@@ -78,11 +89,25 @@ public final class Slot {
             } catch (LinkageError e) {
                 throw new HostException("load", "class " + className + " cannot be loaded: " + e, e, null);
             }
-            return new Slot(loader, c, artifactDir == null ? null : Paths.get(artifactDir), schema);
+            return new Slot(loader, c, dir, schema);
         } catch (HostException e) {
             try { loader.close(); } catch (Exception ignored) { }
             throw e;
+        } finally {
+            th.setContextClassLoader(prev);
         }
+    }
+
+    /**
+     * Makes {@code l} the thread's context class loader; returns the one to restore. A model loader found there
+     * is stale (a call stopped by the watchdog after it ended, before its restore: model code cannot reach a
+     * Slot, so calls never nest): it is not restored, or the thread would pin that version's classes.
+     */
+    static ClassLoader enter(Thread th, ClassLoader l) {
+        ClassLoader prev = th.getContextClassLoader();
+        if (prev instanceof ModelLoader) prev = HOST_LOADER;
+        th.setContextClassLoader(l);
+        return prev;
     }
 
     private static List<String> names(String[] jars) {
@@ -179,6 +204,16 @@ public final class Slot {
      */
     public synchronized String bind(String rpc, String method, String convention, String inName, String outName) throws HostException {
         if (closed) throw new HostException("closed", "model is closed");
+        Thread th = Thread.currentThread();
+        ClassLoader prev = enter(th, loader); // binding builds the instance and initialises model classes
+        try {
+            return bindHere(rpc, method, convention, inName, outName);
+        } finally {
+            th.setContextClassLoader(prev);
+        }
+    }
+
+    private String bindHere(String rpc, String method, String convention, String inName, String outName) throws HostException {
         Schema.Msg in = schema.messages.get(inName), out = schema.messages.get(outName);
         if (in == null || out == null) throw new HostException("load", "rpc " + rpc + ": message types not in schema");
         String name = method == null || method.isEmpty() ? lowerCamel(rpc) : method;
@@ -260,7 +295,7 @@ public final class Slot {
     }
 
     private Binding tryBind(Binder bd, Method m, String conv, Schema.Msg in, Schema.Msg out) throws HostException {
-        Binding b = new Binding(m, conv);
+        Binding b = new Binding(m, conv, loader);
         switch (conv) {
             case "proto": {
                 if (m.getParameterCount() != 1) { bd.problem(in.name, "", "proto-native method " + m.getName() + " must take one message"); return null; }
@@ -340,7 +375,7 @@ public final class Slot {
             bd.problem("", "", "Acumos method " + m.getDeclaringClass().getName() + "." + m.getName() + " must be static");
             return null;
         }
-        Binding b = new Binding(m, "acumos");
+        Binding b = new Binding(m, "acumos", loader);
         Acumos a = new Acumos();
         a.json = acu.getProperty("modelInputType", "csv").toLowerCase(java.util.Locale.ROOT).contains("json");
         a.header = Boolean.parseBoolean(acu.getProperty("modelInputHeader", "false").trim());
@@ -361,6 +396,16 @@ public final class Slot {
         Binding[] t = table;
         if (closed || index < 0 || index >= t.length) throw new HostException("closed", closed ? "model is closed" : "no binding " + index);
         b = t[index];
+        Thread th = Thread.currentThread();
+        ClassLoader prev = enter(th, b.loader);
+        try {
+            return run(b, request, timeoutMillis);
+        } finally {
+            th.setContextClassLoader(prev);
+        }
+    }
+
+    private static byte[] run(Binding b, byte[] request, long timeoutMillis) throws HostException {
         Guard.Control ctl = Guard.CONTROL.get();
         ctl.exitAttempted = false;
         boolean timed = timeoutMillis > 0;
@@ -403,19 +448,52 @@ public final class Slot {
 
     public String className() { return cls == null ? "" : cls.getName(); }
 
-    /** Releases the class loader and the JAR files; calls after this fail with kind "closed". */
-    public synchronized void close() {
-        if (closed) return;
+    /**
+     * Closes the model instance when it is {@code AutoCloseable} (under the watchdog, at most CLOSE_MILLIS), then
+     * releases the class loader, the JAR files and the native library copies; calls after this fail with kind
+     * "closed". Returns "" or what went wrong in the model's close() (the slot is closed either way).
+     */
+    public synchronized String close() {
+        if (closed) return "";
         closed = true;
         table = new Binding[0];
         bindings.clear();
+        Object inst = instance;
         instance = null;
         acumosConfig = null;
-        try { loader.close(); } catch (Exception ignored) { }
+        String problem = "";
+        Thread th = Thread.currentThread();
+        ClassLoader prev = enter(th, loader);
+        try {
+            if (inst instanceof AutoCloseable) problem = closeInstance((AutoCloseable) inst);
+            try { loader.close(); } catch (Exception ignored) { }
+        } finally {
+            th.setContextClassLoader(prev);
+        }
         loader = null;
         cls = null;
         schema = null;
         artifactDir = null;
+        return problem;
+    }
+
+    private String closeInstance(AutoCloseable inst) {
+        Guard.Control ctl = Guard.CONTROL.get();
+        ctl.exitAttempted = false;
+        Throwable err = null;
+        boolean timedOut;
+        ctl.begin(CLOSE_MILLIS);
+        try {
+            inst.close();
+        } catch (Throwable e) {
+            err = e;
+        } finally {
+            timedOut = ctl.end();
+        }
+        String what = cls.getName() + ".close()";
+        if (ctl.exitAttempted || Guard.causedByExit(err)) return what + " called System.exit/Runtime.halt: blocked";
+        if (timedOut) return what + " overran " + CLOSE_MILLIS + " ms and was stopped";
+        return err == null ? "" : what + " threw " + HostException.stackOf(err);
     }
 
     public boolean isClosed() { return closed; }
@@ -426,6 +504,7 @@ public final class Slot {
         int index;
         final String javaClass, javaMethod, convention, signature;
         final boolean isStatic;
+        final ClassLoader loader;         // the version's loader: the context loader during the call
         MethodHandle invoker;             // (Object[])Object
         MsgCodec in, out;
         boolean inArgs;
@@ -433,7 +512,8 @@ public final class Slot {
         Acumos acumos;
         volatile int outHint = 64;
 
-        Binding(Method m, String convention) {
+        Binding(Method m, String convention, ClassLoader loader) {
+            this.loader = loader;
             this.javaClass = m.getDeclaringClass().getName();
             this.javaMethod = m.getName();
             this.convention = convention;

@@ -1,0 +1,6 @@
+package com.acme.lib;
+
+/** A service interface: implementations are found with java.util.ServiceLoader (META-INF/services). */
+public interface Greeter {
+    String greet(String who);
+}

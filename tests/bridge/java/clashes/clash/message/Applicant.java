@@ -1,0 +1,3 @@
+package clash.message;
+
+public record Applicant(String name, int age) {}

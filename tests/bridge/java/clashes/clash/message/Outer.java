@@ -1,0 +1,5 @@
+package clash.message;
+
+public class Outer {
+    public static class Inner { public String text; }
+}

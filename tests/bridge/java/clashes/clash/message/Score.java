@@ -1,0 +1,6 @@
+package clash.message;
+
+public class Score {
+    public double value;
+    public Applicant applicant;
+}

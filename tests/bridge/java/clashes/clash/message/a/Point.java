@@ -1,0 +1,3 @@
+package clash.message.a;
+
+public class Point { public double x; public double y; }

@@ -1,0 +1,3 @@
+package clash.message.b;
+
+public class Point { public String label; }

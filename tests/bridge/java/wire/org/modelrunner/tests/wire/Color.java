@@ -1,0 +1,3 @@
+package org.modelrunner.tests.wire;
+
+public enum Color { RED, GREEN, BLUE }

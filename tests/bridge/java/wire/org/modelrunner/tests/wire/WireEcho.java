@@ -1,0 +1,18 @@
+package org.modelrunner.tests.wire;
+
+/** Answers each message as it was decoded: what comes back is what the host's codec read, written again. */
+public class WireEcho {
+    public Rich echoRich(Rich r) { return r; }
+
+    public Node echoNode(Node n) { return n; }
+
+    public Iris.IrisInput echoInput(Iris.IrisInput x) { return x; }
+
+    public Iris.IrisPrediction echoPrediction(Iris.IrisPrediction p) { return p; }
+
+    public Iris.IrisBatch echoBatch(Iris.IrisBatch b) { return b; }
+
+    public Iris.FeatureMatrix echoMatrix(Iris.FeatureMatrix m) { return m; }
+
+    public Iris.ClassIndices echoIndices(Iris.ClassIndices c) { return c; }
+}
