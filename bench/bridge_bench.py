@@ -9,6 +9,8 @@ Rows (all in this one process / run, after warm-up):
   * the floor: a direct JPype call of the same Java method on a pre-built IrisInput (and, for equal work,
     building the IrisInput from Python floats and reading the species back);
   * Py4J calling the same method of the same JAR in a GatewayServer JVM subprocess;
+  * the context class loader switch the host makes around every call (issue 10), alone: a Java loop of
+    the same get/set/restore, compiled here with javac, against the same loop without it;
   * ClassifyMatrix with 1,000 rows per call (rows/s);
   * load-call-close cycles of iris and weka with loaded classes and Metaspace before/after (after a full GC).
 Targets (issue 2): overhead over direct <= 5 us/call; >= 1,000,000 rows/s; <= 20 classes and <= 2 MB
@@ -20,7 +22,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +61,59 @@ def interleaved(fns: dict[str, Callable[[], object]], n: int, rounds: int = 7) -
                 fn()
             best[k] = min(best[k], (time.perf_counter() - t) / n)
     return best
+
+
+# The host's switch (Slot.enter and its restore) in a loop, and the same loop without it. Each round reads
+# the context loader, as model code looking something up would (and so the JIT cannot drop the stores).
+SWITCH_LOOP = """
+public final class SwitchLoop {
+    static long sink;
+
+    public static long plain(int n) {
+        Thread th = Thread.currentThread();
+        long s = 0, t0 = System.nanoTime();
+        for (int i = 0; i < n; i++) s += System.identityHashCode(th.getContextClassLoader());
+        sink += s;
+        return System.nanoTime() - t0;
+    }
+
+    public static long switched(int n, ClassLoader model) {
+        Thread th = Thread.currentThread();
+        long s = 0, t0 = System.nanoTime();
+        for (int i = 0; i < n; i++) {
+            ClassLoader prev = th.getContextClassLoader();
+            if (prev == model) prev = null;
+            th.setContextClassLoader(model);
+            try { s += System.identityHashCode(th.getContextClassLoader()); } finally { th.setContextClassLoader(prev); }
+        }
+        sink += s;
+        return System.nanoTime() - t0;
+    }
+}
+"""
+
+
+def context_switch_ns(n: int, rounds: int = 7) -> float:
+    """Extra nanoseconds per call that the context class loader switch costs: best of ``rounds`` of the loop
+    with it minus best of ``rounds`` of the loop without it (alternating, as ``interleaved`` does)."""
+    import jpype
+
+    from bridge import jvm
+
+    javac = jvm.find_jvm()[1] / "bin" / "javac"
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "SwitchLoop.java").write_text(SWITCH_LOOP)
+        subprocess.run([str(javac), "-d", tmp, str(Path(tmp) / "SwitchLoop.java")], check=True)
+        url = jpype.JClass("java.net.URL")
+        loader_cls = jpype.JClass("java.net.URLClassLoader")
+        loop = jpype.JClass("SwitchLoop", loader=loader_cls([url(Path(tmp).as_uri() + "/")]))
+        model_loader = loader_cls([url(Path(tmp).as_uri() + "/")])
+        loop.plain(n), loop.switched(n, model_loader)  # warm-up (JIT)
+        plain, switched = float("inf"), float("inf")
+        for _ in range(rounds):
+            plain = min(plain, int(loop.plain(n)) / n)
+            switched = min(switched, int(loop.switched(n, model_loader)) / n)
+        return switched - plain
 
 
 def main() -> int:
@@ -158,6 +215,13 @@ def main() -> int:
         )
     )
     rows.append(("bridge overhead over direct", f"{(t_bridge - t_direct) * us:.2f} µs/call", "target ≤ 5 µs"))
+    rows.append(
+        (
+            "  of which the context class loader switch",
+            f"{context_switch_ns(calls * 50):.1f} ns/call",
+            "set + restore around each call (Java loop, best of 7 each)",
+        )
+    )
     if t_py4j is not None:
         rows.append(("Py4J call (same method, same JAR)", f"{t_py4j * us:.1f} µs/call", "prebuilt input"))
         rows.append(("bridge speed-up over Py4J", f"{t_py4j / t_bridge:.0f}×", "target ≥ 10×"))

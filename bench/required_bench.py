@@ -1,12 +1,14 @@
 """What required fields cost on the predict path (issue 10, item 6).
 
-    python bench/required_bench.py [--n 20000] [--rounds 7]
+    python bench/required_bench.py [--n 2000] [--rounds 40]
 
 One process: a repository holding the Java iris sample twice, as shipped (plain ``double`` fields, no
 ``required``) and with its four IrisInput fields ``optional`` and required; a registry and a DataPlane
-over it. Rows, best mean per call over alternating rounds (the machine is shared):
+over it. Rows, best mean per call over many short alternating rounds (the machine is shared: the
+best of 40 short rounds is steadier than the mean of a few long ones):
 
   * DataPlane.predict, JSON in/out and protobuf in/out, each model: the whole core path minus HTTP;
+  * the Java call alone (model.invoke on the same bytes), each model;
   * the check alone: RequiredFields.check on a parsed message, check_wire on request bytes (parse +
     check), and check_wire for an rpc without required fields (the dict lookup every request pays);
   * the JSON parse of the request with and without ``optional`` fields (the flat-message shortcut
@@ -70,8 +72,8 @@ def required_copy(src: Path, dest: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--n", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=40)
     args = parser.parse_args()
 
     iris = build_sample_bundles()["iris"]
@@ -117,6 +119,8 @@ def main() -> None:
                     "predict protobuf, iris-required (parsed to check)": predict(
                         "iris-required", wire, PROTOBUF
                     ),
+                    "model.invoke, iris": lambda: plain.model.invoke("Classify", wire),
+                    "model.invoke, iris-required": lambda: required.model.invoke("Classify", wire),
                     "check on a parsed message (4 HasField)": lambda: required.required.check(
                         "Classify", message
                     ),

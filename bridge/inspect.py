@@ -66,8 +66,12 @@ def primitive_fields(jar: Path, class_name: str, libs: Sequence[Path], service: 
 
     Matched the way generation numbers fields: rpc ``Score`` is method ``score`` (its overload with the
     fewest parameters), parameter i is field i+1 of its request message, record component i is field
-    i+1 of the record's message. A field whose name or type does not fit its Java counterpart is left
-    out (a contract edited since), and so are beans (their fields have defaults of their own)."""
+    i+1 of the record's message; records are followed into record components and parameters, lists and
+    arrays of records. A field whose name or type does not fit its Java counterpart is left out (a
+    contract edited since), and so are beans (their fields have defaults of their own)."""
+    parameterized = jpype.JClass("java.lang.reflect.ParameterizedType").class_
+    generic_array = jpype.JClass("java.lang.reflect.GenericArrayType").class_
+    collection = jpype.JClass("java.util.Collection").class_
     jclass = jpype.JClass("java.lang.Class")
     urls = [jpype.JClass("java.io.File")(p).toURI().toURL() for p in _jars(jar, libs)]
     loader = jpype.JClass("java.net.URLClassLoader")(
@@ -88,13 +92,36 @@ def primitive_fields(jar: Path, class_name: str, libs: Sequence[Path], service: 
         for i, comp in enumerate(rec.getRecordComponents()):
             field = desc.fields_by_number.get(i + 1)
             if field is not None:
-                slot(comp.getType(), str(comp.getName()), desc, field, seen)
+                slot(comp.getGenericType(), str(comp.getName()), desc, field, seen)
+
+    def raw(jtype: Any) -> Any:
+        if parameterized.isInstance(jtype):
+            return jtype.getRawType()
+        if generic_array.isInstance(jtype):
+            return None
+        return jtype
+
+    def element(jtype: Any) -> Any:
+        """The record a list, set or array holds, or None."""
+        if parameterized.isInstance(jtype) and collection.isAssignableFrom(jtype.getRawType()):
+            found = raw(jtype.getActualTypeArguments()[0])
+        elif generic_array.isInstance(jtype):
+            found = raw(jtype.getGenericComponentType())
+        else:
+            found = jtype.getComponentType() if jtype.isArray() else None
+        return found if found is not None and found.isRecord() else None
 
     def slot(jtype: Any, java_name: str, desc: Any, field: Any, seen: set[str]) -> None:
-        if jtype.isPrimitive():
+        r = raw(jtype)
+        mt = field.message_type
+        if r is not None and r.isPrimitive():
             add(desc, field, java_name)
-        elif jtype.isRecord() and field.message_type is not None and not field.is_repeated:
-            record(jtype, field.message_type, seen)
+        elif mt is None or mt.GetOptions().map_entry:
+            return
+        elif not field.is_repeated and r is not None and r.isRecord():
+            record(r, mt, seen)
+        elif field.is_repeated and (rec := element(jtype)) is not None:
+            record(rec, mt, seen)
 
     try:
         cls = jclass.forName(class_name, False, loader)
@@ -116,7 +143,7 @@ def primitive_fields(jar: Path, class_name: str, libs: Sequence[Path], service: 
                 for i, p in enumerate(params):
                     field = desc.fields_by_number.get(i + 1)
                     if field is not None:
-                        slot(p.getType(), str(p.getName()), desc, field, {desc.full_name})
+                        slot(p.getParameterizedType(), str(p.getName()), desc, field, {desc.full_name})
     except jpype.JException as e:  # a class that cannot load: nothing to add (generation said why)
         logging.getLogger(__name__).debug("primitive_fields(%s): %s", class_name, e)
     finally:

@@ -237,6 +237,30 @@ class JvmOptions(Rule):
         return " ".join(value)
 
 
+@dataclass(frozen=True)
+class Switch(Rule):
+    """On or off: true/false (also 1/0, yes/no, on/off in text), a TOML boolean, a Python bool."""
+
+    accepted = "true or false"
+    toml_type = "boolean"
+
+    def from_text(self, raw: str) -> bool:
+        text = raw.strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise Refused
+
+    def from_toml(self, value: object) -> bool:
+        if not isinstance(value, bool):
+            raise Refused(_toml_type_of(value))
+        return value
+
+    def to_text(self, value: Any) -> str:
+        return "true" if value else "false"
+
+
 def setting(default: T, rule: Rule) -> T:
     """A Settings field: its default and the rule every value from a source must pass."""
     return field(default=default, metadata={"rule": rule})
@@ -280,6 +304,18 @@ class Settings:
     """File holding the admin token; `serve` generates one (0600) in the repository when neither is set."""
     max_body_bytes: int = setting(256 * 1024 * 1024, BYTES)
     """Largest accepted request body (uploads included); larger answers 413."""
+    client_header_timeout: float = setting(10.0, Seconds(0.0, 3600.0, above=True))
+    """Longest a client may take to send a request line and headers (seconds); past it the HTTP worker
+    answers 408 and closes the connection."""
+    client_body_timeout: float = setting(30.0, Seconds(0.0, MAX_SECONDS, above=True))
+    """Longest a client may take to send a request body (seconds), plus one second per
+    client_body_min_rate bytes of it; past it the HTTP worker answers 408 and closes the connection."""
+    client_body_min_rate: int = setting(64 * 1024, Int(1))
+    """Slowest a long request body may arrive (bytes per second): its deadline grows by one second
+    per client_body_min_rate bytes (see client_body_timeout)."""
+    request_buffer_bytes: int = setting(1024 * 1024, Int(1024))
+    """Request bodies up to this size are received in memory before a thread takes the request; larger
+    ones (up to max_body_bytes) are received into a temporary file first."""
     max_message_bytes: int = setting(64 * 1024 * 1024, Int(1, 2**31 - 1))
     """Largest predict request / gRPC message (gRPC takes a 32-bit signed limit)."""
     bundle_max_total_bytes: int = setting(1024 * 1024 * 1024, BYTES)
@@ -290,6 +326,9 @@ class Settings:
     """Most entries (files and folders) in a bundle zip."""
     max_json_depth: int = setting(64, Int(1, 1000))
     """Deepest nesting accepted in a JSON body (Python's JSON decoder recurses: not beyond 1000)."""
+    error_traces: bool = setting(False, Switch())
+    """Send stack traces of failed calls (a model's Python traceback or Java stack) to callers in the
+    error detail; off, they are only logged, under the request id the answer gives."""
     poll_interval: float = setting(0.1, Seconds(0.01, 60.0))
     """How often a serving process checks the repository for new current versions (seconds); the
     floor keeps it from busy-looping."""
@@ -301,6 +340,10 @@ class Settings:
     the previous version and reports why in its serving record."""
     predict_timeout: float = setting(30.0, Seconds(0.0, MAX_SECONDS, above=True))
     """Default deadline of one model call (seconds); a bundle's timeout_seconds or the client's deadline may lower it."""
+    stop_timeout: float = setting(30.0, Seconds(0.0, MAX_SECONDS, above=True))
+    """How long a serving process stopping (SIGTERM) lets calls in flight finish (seconds). Then it closes
+    its models and exits: threads a model left running get a few seconds more, are logged, and do not
+    keep the process alive."""
     jvm_max_heap: str | None = setting(None, HeapSize())
     """Maximum JVM heap per process in the JVM's -Xmx syntax, e.g. '2g'."""
     jvm_options: tuple[str, ...] = setting((), JvmOptions())

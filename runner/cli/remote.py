@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import BadInput
+from runner.errors import BadInput, Conflict
 
 if TYPE_CHECKING:
     from runner.client import Client, JsonObject
@@ -287,9 +287,16 @@ def cmd_push(args: argparse.Namespace) -> int:
         name = name or _bundle_name(path)
     progress = _Progress(len(data)) if len(data) >= PROGRESS_MIN_BYTES and not args.json else None
     started = time.monotonic()
-    result = client.push(
-        name, data, expected_version=args.if_match, allow_breaking=args.allow_breaking, progress=progress
-    )
+    try:
+        result = client.push(
+            name, data, expected_version=args.if_match, allow_breaking=args.allow_breaking, progress=progress
+        )
+    except Conflict as err:
+        if err.detail.get("breaking_changes") or "breaks existing clients" in err.message:
+            err.detail["hint"] = (
+                "rerun with --allow-breaking to accept it (clients of the old contract may fail)"
+            )
+        raise
     elapsed = time.monotonic() - started
     version = result.get("version")
     _out(

@@ -30,6 +30,7 @@ from runner.bundle import extract_bundle, open_bundle
 from runner.cli import EXIT_FAILURE
 from runner.cli.onboard import add_model_options, model_options
 from runner.errors import BadInput, ModelRunnerError, PreconditionFailed
+from runner.serving.lifecycle import CLOSE_GRACE
 from runner.settings import Flag, Settings
 from runner.store import Repository
 from runner.store.files import atomic_write
@@ -162,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
 
     def stop_grpc() -> None:
         signal_grpc()
-        deadline = time.monotonic() + max(30.0, settings.predict_timeout)
+        # a gRPC process drains for stop_timeout, then is gone within CLOSE_GRACE (runner.serving.lifecycle)
+        deadline = time.monotonic() + settings.stop_timeout + CLOSE_GRACE + 2
         for proc in grpc_procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -183,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
                         str(settings.grpc_port),
                         "--log-level",
                         args.log_level,
+                        "--parent-pid",  # it stops when serve dies, even by SIGKILL
+                        str(os.getpid()),
                     ],
                     env=env,
                 )
@@ -234,6 +238,23 @@ def _prepare_in_child(settings: Settings, args: argparse.Namespace) -> list[str]
             raise
         except concurrent.futures.process.BrokenProcessPool as err:
             raise ModelRunnerError(f"preparing the repository crashed: {err}", {}) from None
+        finally:
+            pool.shutdown()
+            _stop_resource_tracker()
+
+
+def _stop_resource_tracker() -> None:
+    """Stop the multiprocessing resource tracker the helper pool started. Left running, it would be
+    inherited by every gunicorn worker (its pipe) and outlive a `serve` killed with SIGKILL for as
+    long as any of them."""
+    from multiprocessing import resource_tracker  # noqa: PLC0415 (only after the helper pool ran)
+
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)  # Python >= 3.11.? has it
+    if stop is not None:
+        try:
+            stop()
+        except Exception:  # noqa: BLE001 - a tracker that is already gone is fine
+            pass
 
 
 def prepare_repository(

@@ -4,6 +4,11 @@ JSON follows the proto3 JSON mapping (``json_format``): input accepts the ``.pro
 their lowerCamelCase JSON names; output uses the ``.proto`` field names and prints fields that have
 their default value (so a zero score is ``0``, not missing). Flat messages (plain scalar fields only)
 take a shortcut (:class:`FlatPlan`) that gives exactly what json_format would, much faster.
+
+One deliberate difference from json_format, in request bodies (``decode``, ``from_json``): a JSON
+``true``/``false`` for a float, double or enum field is refused (json_format reads it as 1.0/0.0 or enum
+number 1/0; the proto3 JSON mapping, and protobuf's C++ and Java parsers, take only numbers, numerals and
+"NaN"/"Infinity"/"-Infinity" there, or enum names). ``parse_dict`` alone stays json_format's exact equal.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class Codec:
         self.pool = pool
         # descriptor full name -> FlatPlan, or None when json_format must handle the message
         self._flat_plans: dict[str, FlatPlan | None] = {}
+        # descriptor full name -> whether its messages can hold a float, double or enum field at any depth
+        self._holds_floats: dict[str, bool] = {}
 
     def decode(
         self,
@@ -97,25 +104,48 @@ class Codec:
                 f"expected a JSON object for {name}, got {type(obj).__name__}", detail={"message": name}
             )
         try:
-            return self.parse_dict(cls, obj)
+            return self.parse_dict(cls, obj, strict_floats=True)
         except json_format.ParseError as err:
             raise json_error(name, str(err)) from err
         except RecursionError as err:
             raise BadInput(f"JSON nested deeper than {max_json_depth} levels") from err
 
-    def parse_dict(self, cls: type[Message], obj: dict[str, Any]) -> Message:
+    def parse_dict(self, cls: type[Message], obj: dict[str, Any], *, strict_floats: bool = False) -> Message:
         """``json_format.ParseDict(obj, cls())`` (unknown fields refused; json_format's errors).
 
         Flat messages (scalar fields only) with plainly valid values take a shortcut giving the very
-        same message; anything else (unknown names, nulls, strings for numbers, ...) goes to json_format."""
-        plan = self.flat_plan(descriptor_of(cls))
+        same message; anything else (unknown names, nulls, strings for numbers, ...) goes to json_format.
+        ``strict_floats`` (request bodies): a true/false for a float, double or enum field is refused
+        (BadInput naming it) where json_format would read 1.0/0.0 or enum number 1/0."""
+        desc = descriptor_of(cls)
+        plan = self.flat_plan(desc)
         if plan is not None:
             msg = plan.parse(cls, obj)
             if msg is not None:
                 return msg
+        if strict_floats and self.holds_floats(desc):
+            where = _bool_for_float(desc, obj, desc.name, self.holds_floats)
+            if where is not None:
+                raise BadInput(
+                    f"invalid {desc.full_name}: a number or enum field takes no true or false, at {where}",
+                    detail={"message": desc.full_name, "path": where},
+                )
         msg = cls()
         json_format.ParseDict(obj, msg, ignore_unknown_fields=False, descriptor_pool=self.pool)
         return msg
+
+    def holds_floats(self, desc: Descriptor) -> bool:
+        """Whether a ``desc`` message can hold a float, double or enum field at any depth."""
+        known = self._holds_floats.get(desc.full_name)
+        if known is not None:
+            return known
+        self._holds_floats[desc.full_name] = False  # a recursive message: what its other fields say
+        found = desc.full_name in _FLOAT_WRAPPERS or any(
+            f.cpp_type in _FLOAT_TYPES or (f.message_type is not None and self.holds_floats(f.message_type))
+            for f in desc.fields
+        )
+        self._holds_floats[desc.full_name] = found
+        return found
 
     def flat_plan(self, desc: Descriptor) -> FlatPlan | None:
         """The shortcut for messages of type ``desc``, or None when json_format handles them."""
@@ -203,6 +233,58 @@ def check_json_depth(text: str, max_depth: int) -> None:
                 )
         else:
             depth -= 1
+
+
+# ---- JSON booleans for float, double and enum fields -----------------------------------------------------
+
+_FLOAT_TYPES = (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_ENUM)
+_FLOAT_WRAPPERS = ("google.protobuf.DoubleValue", "google.protobuf.FloatValue")
+
+
+def _bool_for_float(
+    desc: Descriptor, obj: Any, path: str, holds_floats: Callable[[Descriptor], bool]
+) -> str | None:
+    """Where in ``obj`` (the JSON of a ``desc`` message) a boolean stands for a float, double or enum, if
+    anywhere (``holds_floats`` says which messages need no look)."""
+    if desc.full_name in _FLOAT_WRAPPERS:
+        return path if isinstance(obj, bool) else None
+    if not isinstance(obj, dict) or desc.full_name.startswith("google.protobuf."):
+        return None  # json_format says what is wrong with it; Struct, Value, Any take anything
+    fields = desc.fields_by_name
+    by_json = {f.json_name: f for f in desc.fields}
+    for key, value in obj.items():
+        f = fields.get(key) or by_json.get(key)
+        if f is None or value is None:
+            continue
+        where = f"{path}.{key}"
+        mt = f.message_type
+        if mt is not None and mt.GetOptions().map_entry:
+            vf = mt.fields_by_name["value"]
+            if isinstance(value, dict) and (vf.cpp_type in _FLOAT_TYPES or vf.message_type is not None):
+                for k, v in value.items():
+                    found = _bool_for_value(vf, v, f"{where}[{k}]", holds_floats)
+                    if found:
+                        return found
+        elif f.is_repeated and isinstance(value, list):
+            for i, v in enumerate(value):
+                found = _bool_for_value(f, v, f"{where}[{i}]", holds_floats)
+                if found:
+                    return found
+        else:
+            found = _bool_for_value(f, value, where, holds_floats)
+            if found:
+                return found
+    return None
+
+
+def _bool_for_value(
+    f: FieldDescriptor, value: Any, where: str, holds_floats: Callable[[Descriptor], bool]
+) -> str | None:
+    if f.cpp_type in _FLOAT_TYPES:
+        return where if isinstance(value, bool) else None
+    if f.message_type is not None and holds_floats(f.message_type):
+        return _bool_for_float(f.message_type, value, where, holds_floats)
+    return None
 
 
 # ---- the flat-message shortcut of the JSON mapping -----------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +159,14 @@ class Contract:
 
     # ---- schema ------------------------------------------------------------------------------------
 
-    def json_schema(self, cls: type[Message] | Descriptor) -> dict[str, Any]:
+    def json_schema(
+        self, cls: type[Message] | Descriptor, required: Mapping[str, Sequence[str]] | None = None
+    ) -> dict[str, Any]:
         """JSON Schema (OpenAPI 3 compatible subset) of a message under the proto3 JSON mapping.
 
-        Nested messages are inlined; a recursive reference becomes a plain ``object``."""
-        return message_schema(cls if isinstance(cls, Descriptor) else descriptor_of(cls))
+        Nested messages are inlined; a recursive reference becomes a plain ``object``. ``required``:
+        message full name -> the fields its schema lists as required (RequiredFields.spec)."""
+        return message_schema(cls if isinstance(cls, Descriptor) else descriptor_of(cls), required)
 
     def messages(self) -> dict[str, Descriptor]:
         """Every message defined by the contract's own file (nested included), by full name."""

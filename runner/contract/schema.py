@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -46,13 +47,16 @@ _WKT_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-def message_schema(desc: Descriptor) -> dict[str, Any]:
+def message_schema(desc: Descriptor, required: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """JSON Schema of ``desc`` messages. Nested messages are inlined; a recursive reference becomes a
-    plain ``object``."""
-    return _message_schema(desc, ())
+    plain ``object``. ``required`` (message full name -> field names, runner.contract.RequiredFields'
+    ``spec``) gives each such message's schema its ``required`` list."""
+    return _message_schema(desc, (), required or {})
 
 
-def _scalar_schema(field: FieldDescriptor, stack: tuple[str, ...]) -> dict[str, Any]:
+def _scalar_schema(
+    field: FieldDescriptor, stack: tuple[str, ...], required: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
     t = field.type
     if t in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return {"type": "number", "format": "double" if t == FieldDescriptor.TYPE_DOUBLE else "float"}
@@ -73,11 +77,13 @@ def _scalar_schema(field: FieldDescriptor, stack: tuple[str, ...]) -> dict[str, 
     if field.enum_type is not None:
         return {"type": "string", "enum": [v.name for v in field.enum_type.values]}
     if field.message_type is not None:
-        return _message_schema(field.message_type, stack)
+        return _message_schema(field.message_type, stack, required)
     raise AssertionError(f"{field.full_name}: field type {t} has neither an enum nor a message type")
 
 
-def _message_schema(desc: Descriptor, stack: tuple[str, ...]) -> dict[str, Any]:
+def _message_schema(
+    desc: Descriptor, stack: tuple[str, ...], required: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
     if desc.full_name in _WKT_SCHEMAS:
         return dict(_WKT_SCHEMAS[desc.full_name])
     if desc.full_name in stack:
@@ -87,9 +93,16 @@ def _message_schema(desc: Descriptor, stack: tuple[str, ...]) -> dict[str, Any]:
     for f in desc.fields:
         if f.message_type is not None and f.message_type.GetOptions().map_entry:
             value_field = f.message_type.fields_by_name["value"]
-            props[f.name] = {"type": "object", "additionalProperties": _scalar_schema(value_field, stack)}
+            props[f.name] = {
+                "type": "object",
+                "additionalProperties": _scalar_schema(value_field, stack, required),
+            }
         elif f.is_repeated:
-            props[f.name] = {"type": "array", "items": _scalar_schema(f, stack)}
+            props[f.name] = {"type": "array", "items": _scalar_schema(f, stack, required)}
         else:
-            props[f.name] = _scalar_schema(f, stack)
-    return {"type": "object", "title": desc.full_name, "properties": props, "additionalProperties": False}
+            props[f.name] = _scalar_schema(f, stack, required)
+    schema = {"type": "object", "title": desc.full_name, "properties": props, "additionalProperties": False}
+    must = [n for n in required.get(desc.full_name, ()) if n in props]  # a required oneof has no property
+    if must:
+        schema["required"] = must
+    return schema

@@ -6,9 +6,12 @@ of kind "grpc", so swaps wait for it too) and serves on ``settings.grpc_port`` w
 several such processes share the port and the kernel spreads connections over them (both cores).
 
 Prints one line ``model-runner grpc ready host=H port=P pid=N`` on stdout once serving.
-SIGTERM/SIGINT: report NOT_SERVING, drain in-flight calls (up to ``--grace`` seconds), stop the registry
-(which removes the serving record), exit 0. The JVM of this process gets ``-Xrs`` so that it leaves
-SIGTERM/SIGINT to us (its own handlers would exit at once, without draining).
+SIGTERM/SIGINT: report NOT_SERVING, drain in-flight calls (up to ``--grace`` seconds, default
+``stop_timeout``), stop the registry (which removes the serving record), exit 0 within
+runner.serving.lifecycle.CLOSE_GRACE seconds more (threads a model left running are logged, not waited
+for). The JVM of this process gets ``-Xrs`` so that it leaves SIGTERM/SIGINT to us (its own handlers
+would exit at once, without draining). With ``--parent-pid`` (`serve` passes its own), the process gets
+SIGTERM when that parent dies, even by SIGKILL (parent-death signal).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import threading
 from types import FrameType
 
 from runner.grpc.server import DEFAULT_THREADS, create_server
+from runner.serving.lifecycle import ProcessEnd, die_with_parent
 from runner.serving.loading import BundleLoader
 from runner.serving.registry import Registry
 from runner.settings import Settings
@@ -42,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         "--grace",
         type=float,
         default=None,
-        help="seconds to drain in-flight calls on SIGTERM (default: predict_timeout)",
+        help="seconds to drain in-flight calls on SIGTERM (default: stop_timeout)",
+    )
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="stop (SIGTERM) when this process, the parent, dies (`serve` passes its pid)",
     )
     parser.add_argument("--no-reuse-port", action="store_true", help="do not set SO_REUSEPORT")
     parser.add_argument(
@@ -70,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     parent = os.getppid()
+    if args.parent_pid is not None:
+        parent = args.parent_pid
+        die_with_parent(parent)  # SIGTERM (on_signal above) when `serve` dies, even by SIGKILL
     repository = _open_repository(settings)
     registry = Registry(
         repository, BundleLoader(settings), process_kind="grpc", poll_interval=settings.poll_interval
@@ -89,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
             # `serve` died without stopping us (SIGKILL): do not hold the port forever
             log.warning("parent process %d is gone: stopping", parent)
             break
-    grace = settings.predict_timeout if args.grace is None else args.grace
+    grace = settings.stop_timeout if args.grace is None else args.grace
     server.stop(grace).wait()
+    end = ProcessEnd(f"gRPC process {os.getpid()}")
+    end.begin()  # from here on the process is gone within CLOSE_GRACE seconds, whatever its models do
     registry.stop()
     log.info("stopped")
-    return 0
+    end.exit(0)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from runner.errors import BadInput, ModelRunnerError, NotFound, TooLarge, UnsupportedMedia
 from runner.http.admin import AdminRoutes
 from runner.http.auth import AdminAuth, load_admin_token
-from runner.http.errors import error_response
+from runner.http.errors import error_response, new_request_id
 from runner.http.health import HealthRoutes
 from runner.http.metrics import Metrics
 from runner.http.oip import OipRoutes
@@ -94,8 +94,10 @@ def create_app(
 def _add_error_handlers(app: Flask, settings: Settings) -> None:
     """Every error answers ``{"error": {"kind", "message", "detail"}}`` with the status of its kind."""
 
+    traces = settings.error_traces
+
     def core_error(err: ModelRunnerError) -> Response:
-        return error_response(err)
+        return error_response(err, traces=traces)
 
     def http_error(err: HTTPException) -> Response:
         code = err.code or 500
@@ -121,7 +123,7 @@ def _add_error_handlers(app: Flask, settings: Settings) -> None:
             )
             response.status_code = code
             return response
-        response = error_response(core)
+        response = error_response(core, traces=traces)
         if code == 405:
             # the path exists for other verbs: keep HTTP's own status and say which verbs
             response.status_code = 405
@@ -129,9 +131,14 @@ def _add_error_handlers(app: Flask, settings: Settings) -> None:
         return response
 
     def unexpected(err: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        core = ModelRunnerError(f"internal error: {type(err).__name__}: {err}", {"type": type(err).__name__})
-        return error_response(core)
+        # what it says (paths, values) stays in the server log, under the request id the answer gives
+        request_id = new_request_id()
+        log.exception("request %s: unexpected error on %s %s", request_id, request.method, request.path)
+        core = ModelRunnerError(
+            f"internal error ({type(err).__name__}); the server log has it under request id {request_id}",
+            {"type": type(err).__name__, "request_id": request_id},
+        )
+        return error_response(core, traces=traces)
 
     app.register_error_handler(ModelRunnerError, core_error)
     app.register_error_handler(HTTPException, http_error)

@@ -2,13 +2,21 @@
 
 The JVM does not survive fork, so nothing that starts it is created in the master: each worker opens
 the repository, builds its own Registry (own JVM) and the Flask app when gunicorn loads the app inside
-the worker (``preload_app`` is off). SIGTERM drains in-flight requests (gunicorn's graceful stop), then
-the worker stops its registry, which removes its serving record.
+the worker (``preload_app`` is off). SIGTERM drains in-flight requests (gunicorn's graceful stop, at most
+``stop_timeout``), then the worker stops its registry, which removes its serving record, and exits within
+runner.serving.lifecycle.CLOSE_GRACE seconds (threads a model left running are logged, not waited for).
+
+The workers are runner.http.buffering.BufferingWorker (gthread receiving each request whole before a
+thread takes it: slow clients hold no thread). A worker dies with the `serve` process (parent-death
+signal). gunicorn ends a worker with ``sys.exit()`` raised inside the master's loop, where it was forked:
+:meth:`HttpServer.run` ends the worker process there, so that it never unwinds into its caller's code
+(`serve`'s own clean-up: stopping the gRPC processes, removing the ready file).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -18,7 +26,9 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from runner.http import buffering
 from runner.http.app import create_app
+from runner.serving.lifecycle import CLOSE_GRACE, ProcessEnd, die_with_parent
 from runner.serving.loading import BundleLoader
 from runner.serving.registry import Registry
 from runner.settings import Settings
@@ -28,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # The registry of this worker process (set inside the worker only).
 _worker_registry: Any = None
+# The bounded end of this worker process (set inside the worker only, when it stops serving).
+_worker_end: ProcessEnd | None = None
 
 
 def build_worker_app(settings: Settings) -> Any:
@@ -88,11 +100,13 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
             "bind": [bind],
             "workers": max(1, s.workers),
             "threads": max(1, s.threads),
-            "worker_class": "gthread",
+            "worker_class": buffering.BufferingWorker if buffering.supported() else "gthread",
             "preload_app": False,  # never start a JVM before the fork
             # gthread workers heartbeat from their event loop, so this only catches a stuck worker
             "timeout": int(max(120.0, 2 * s.predict_timeout, s.swap_timeout + 30)),
-            "graceful_timeout": int(max(30.0, s.predict_timeout)),
+            # the master's bound on a stopping worker: its drain (stop_timeout, set in the worker by
+            # _post_fork) and the close after it; a worker past it is SIGKILLed
+            "graceful_timeout": math.ceil(s.stop_timeout + CLOSE_GRACE + 2),
             "keepalive": 5,
             "loglevel": self._log_level,
             "accesslog": None,
@@ -100,6 +114,7 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
             "proc_name": "model-runner-http",
             "control_socket_disable": True,  # a fixed per-user socket path would clash between servers
             "limit_request_field_size": 16384,
+            "post_fork": _post_fork,
             "post_worker_init": _post_worker_init,
             "worker_exit": _worker_exit,
             "when_ready": self._when_ready,
@@ -126,8 +141,13 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
                 app._stop_signal(signal.SIGQUIT)
                 super().handle_quit()
 
+        master = os.getpid()
         try:
             _Arbiter(self).run()
+        except SystemExit as exit_:
+            if os.getpid() != master:  # a worker: it ends here (see the module docstring)
+                _end_worker(exit_.code)
+            raise
         except RuntimeError as err:
             print(f"\nError: {err}\n", file=sys.stderr, flush=True)
             sys.exit(1)
@@ -163,10 +183,28 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
             self._on_exit()
 
 
+def _post_fork(server: Any, worker: Any) -> None:
+    # in the worker, right after the fork: it dies with the master (kill -9 of `serve` included) ...
+    die_with_parent(worker.ppid)
+    # ... and drains for stop_timeout when it stops (the master waits that, plus CLOSE_GRACE, for it)
+    worker.cfg.set("graceful_timeout", server.app.settings.stop_timeout)
+
+
 def _post_worker_init(worker: Any) -> None:
     # gunicorn's signal handlers stay in charge even once a JVM starts: the bridge starts it with -Xrs
     log.info("worker %s serving", os.getpid())
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
+    # the worker has stopped serving: from now on, its end is bounded (a model's close may hang too)
+    global _worker_end
+    if _worker_end is None:
+        _worker_end = ProcessEnd(f"HTTP worker {os.getpid()}")
+    _worker_end.begin()
     _stop_worker_registry()
+
+
+def _end_worker(code: object) -> None:
+    """End this worker process with gunicorn's exit ``code``, within the bound (never returns)."""
+    end = _worker_end or ProcessEnd(f"HTTP worker {os.getpid()}")
+    end.exit(code if isinstance(code, int) else 0 if code is None else 1)

@@ -5,10 +5,12 @@ the same data plane as every other call (deadlines, metrics of the model, errors
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from runner.contract import MEDIA_JSON, Contract
+from runner.contract.codec import check_json_depth
 from runner.errors import BadInput, NotFound, NotReady
 from runner.serving import oip
 from runner.serving.dataplane import DataPlane
@@ -54,6 +56,28 @@ class OipRoutes:
             )
         return current
 
+    def _request_object(self) -> dict[str, Any]:
+        """The JSON object of an inference request; BadInput for anything else (the data plane's depth
+        limit applies: json's decoder recurses)."""
+        depth = self.dataplane.max_json_depth
+        try:
+            text = request.get_data().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise BadInput(f"the body is not UTF-8 text (byte {err.start})", {"offset": err.start}) from None
+        check_json_depth(text, depth)
+        try:
+            body = json.loads(text) if text.strip() else None
+        except ValueError as err:
+            raise BadInput(f"the body is not JSON: {err}") from None
+        except RecursionError:
+            raise BadInput(f"JSON nested deeper than {depth} levels", {"max_json_depth": depth}) from None
+        if not isinstance(body, dict):
+            raise BadInput(
+                f'a V2 inference request is a JSON object with a list "inputs", not {_json_type(body)}',
+                {"expected": "object"},
+            )
+        return body
+
     def v2_server(self) -> Response:
         return jsonify({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": []})
 
@@ -75,10 +99,7 @@ class OipRoutes:
         return jsonify({"name": name, "ready": True})
 
     def v2_infer(self, name: str, version: str | None = None) -> Response:
-        try:
-            body = json.loads(request.get_data() or b"null")
-        except ValueError as err:
-            raise BadInput(f"the body is not JSON: {err}") from None
+        body = self._request_object()
         contract: Contract = self.loaded(name, version).contract
         method = oip.method_of(contract, body.get("parameters") if isinstance(body, dict) else None)
         payload = json.dumps(oip.request_to_json(contract, method, body)).encode()
@@ -96,3 +117,10 @@ class OipRoutes:
         response.headers["X-Model-Name"] = result.model
         response.headers["X-Model-Version"] = str(result.version)
         return response
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null (or an empty body)"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}
+    return names.get(type(value), type(value).__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf.message import Message
@@ -18,7 +18,7 @@ def build_openapi(snapshot: Mapping[str, LoadedVersion]) -> dict[str, Any]:
     for name, loaded in sorted(snapshot.items()):
         contract: Contract = loaded.contract
         for method in contract.method_names():
-            in_schema = _schema(contract, contract.input_class(method))
+            in_schema = _schema(contract, contract.input_class(method), loaded.required.spec)
             out_schema = _schema(contract, contract.output_class(method))
             binary = {"schema": {"type": "string", "format": "binary"}}
             paths[f"/models/{name}/methods/{method}"] = {
@@ -81,8 +81,10 @@ def build_openapi(snapshot: Mapping[str, LoadedVersion]) -> dict[str, Any]:
     }
 
 
-def _schema(contract: Contract, cls: type[Message]) -> dict[str, Any]:
+def _schema(
+    contract: Contract, cls: type[Message], required: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, Any]:
     try:
-        return contract.json_schema(cls)
+        return contract.json_schema(cls, required)
     except Exception as err:  # noqa: BLE001 - one broken schema must not take the document down
         return {"description": f"schema unavailable: {err}"}

@@ -6,7 +6,6 @@ two paths from the WSGI environ, through the data plane, and counts every answer
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -16,9 +15,10 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, request
 
+from runner.bundle import NAME_RE
 from runner.contract import MEDIA_JSON
 from runner.errors import BadInput, Kind, ModelRunnerError, TooLarge
-from runner.http.errors import status_for
+from runner.http.errors import error_json, new_request_id
 from runner.http.metrics import Metrics
 from runner.serving.dataplane import DataPlane
 from runner.settings import Settings
@@ -66,7 +66,12 @@ class PredictPath:
             match = _PREDICT_PATH.match(environ.get("PATH_INFO") or "")
             if match is not None:
                 name, method = (match.group(1), match.group(2)) if match.group(2) else (None, match.group(3))
-                status, headers, body = self.handle(environ, name, method)
+                try:
+                    name, method = _utf8(name), _utf8(method)
+                except BadInput as err:
+                    status, headers, body = self._error(err, None)
+                else:
+                    status, headers, body = self.handle(environ, name, method)
                 start_response(_REASONS.get(status, str(status)), headers)
                 return [body]
         return self.app(environ, start_response)
@@ -118,10 +123,13 @@ class PredictPath:
             status = answer[0]
             return answer
         except Exception as err:
-            log.exception("predict %s/%s failed unexpectedly", name, method)
+            # what it says (paths, values) stays in the server log, under the request id the answer gives
+            request_id = new_request_id()
+            log.exception("request %s: predict %r/%r failed unexpectedly", request_id, name, method)
             return self._error(
                 ModelRunnerError(
-                    f"internal error: {type(err).__name__}: {err}", {"type": type(err).__name__}
+                    f"internal error ({type(err).__name__}); the server log has it under request id {request_id}",
+                    {"type": type(err).__name__, "request_id": request_id},
                 ),
                 name,
             )
@@ -151,16 +159,26 @@ class PredictPath:
             raise TooLarge(f"message exceeds the limit of {limit} bytes", {"limit": limit})
         return data
 
-    @staticmethod
-    def _error(err: ModelRunnerError, name: str | None) -> Answer:
-        status = status_for(err.kind)
-        body = json.dumps(err.to_dict(), default=str).encode()
+    def _error(self, err: ModelRunnerError, name: str | None) -> Answer:
+        """The JSON error answer (bounded: runner.http.errors). X-Model-Name and X-Model-Version name the
+        version that handled the request, when one did: never a name as the URL gave it (a header cannot
+        carry every text, and it would not be true)."""
+        status, headers, body = error_json(err, traces=self.settings.error_traces)
         detail = err.detail if isinstance(err.detail, dict) else {}
-        headers = [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body))),
-            ("X-Model-Name", str(detail.get("model") or name or "")),
-        ]
-        if detail.get("version") is not None:
-            headers.append(("X-Model-Version", str(detail["version"])))
+        model, version = detail.get("model"), detail.get("version")
+        if isinstance(model, str) and NAME_RE.fullmatch(model) and isinstance(version, int):
+            headers += [("X-Model-Name", model), ("X-Model-Version", str(version))]
         return status, headers, body
+
+
+def _utf8(segment: str | None) -> str | None:
+    """A path segment as the client wrote it: WSGI gives the URL's bytes as latin-1 characters."""
+    if segment is None:
+        return None
+    try:
+        return segment.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise BadInput(
+            "the URL is not UTF-8 (percent-encode names as UTF-8)",
+            {"segment": segment.encode("latin-1").decode("utf-8", "replace")},
+        ) from None

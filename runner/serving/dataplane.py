@@ -120,7 +120,9 @@ class DataPlane:
         with self.registry.acquire(name) as loaded:
             try:
                 contract = loaded.contract
-                if method not in contract.service.methods_by_name:
+                # exactly this name: upb's lookup stops at a NUL ("Classify\x00" would find Classify)
+                found = contract.service.methods_by_name.get(method)
+                if found is None or found.name != method:
                     raise MethodNotFound(
                         f"model {name!r} has no method {method!r} "
                         f"(methods: {', '.join(contract.method_names())})",

@@ -129,7 +129,7 @@ def response_from_json(
     """The V2 inference response from the proto3 JSON of the rpc's output message."""
     names = None
     if isinstance(wanted, list):
-        names = {t.get("name") for t in wanted if isinstance(t, dict)}
+        names = {t["name"] for t in wanted if isinstance(t, dict) and isinstance(t.get("name"), str)}
     tensors = []
     for field in _tensor_fields(descriptor_of(contract.output_class(method))):
         if names is not None and field.name not in names:

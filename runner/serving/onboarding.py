@@ -9,6 +9,7 @@ describes (metadata.json, model.proto, artifacts), then checked with :func:`runn
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import importlib
 import importlib.util
 import json
@@ -224,6 +225,8 @@ def bundle_from_jar(
     libs = expand_libs(libs)
     for lib in libs:
         _check_jar(lib, role="library JAR")
+    # a build's folder of runtime JARs (gradle installDist's lib/) holds the model JAR itself too
+    libs = [lib for lib in libs if not filecmp.cmp(lib, jar, shallow=False)]
     if not class_name:
         cands = list_candidates(jar, libs, settings=settings)
         loadable = [c for c in cands if c.get("methods")]

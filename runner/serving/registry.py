@@ -286,11 +286,21 @@ class Registry:
                 self._errors[name] = (version, why)
             self._heartbeat()  # a publisher waiting for this version learns why at once
             return
+        try:  # the pointer now, not as last polled: a load can take long, and a flip must not go back
+            current = self.repository.current_version(name)
+        except OSError:
+            current = version  # cannot tell: the next poll decides
         close: _Slot | None = None
         flipped = False
         with self._lock:
+            if self._loading.get(name) is load and current != version:
+                # the pointer moved on (superseded, rolled back over, deleted): the loader loads `current` next
+                if current is None:
+                    self._wanted.pop(name, None)
+                else:
+                    self._wanted[name] = current
             if self._loading.get(name) is not load or self._wanted.get(name) != version:
-                # stopped, or the pointer moved on (superseded, rolled back over, deleted) meanwhile
+                # stopped, or no longer the version wanted
                 close = self._retire_locked(_Slot(loaded))
             else:
                 old = self._live.get(name)

@@ -15,7 +15,7 @@ from typing import Any
 import jpype
 import pytest
 
-from bridge.errors import JavaModelError
+from bridge.errors import BridgeError, JavaModelError
 from bridge.model import JavaModel
 from runner.contract import Contract
 from tests.bridge.artifacts import build_jar, java_bundle
@@ -154,6 +154,21 @@ def test_close_runs_with_the_context_loader(
     model = load(bundles["2.0"], contract)
     model.close()  # ContextModel is AutoCloseable: its close() records what it saw
     assert str(system.getProperty("modelrunner.tests.context.closed")) == "model 2.0"
+
+
+def test_a_failing_close_is_logged_and_the_version_is_closed(
+    bundles: dict[str, Path], contract: Contract, jvm_started: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    system = jpype.JClass("java.lang.System")
+    model = load(bundles["1.0"], contract)
+    system.setProperty("modelrunner.tests.context.failClose", "true")
+    try:
+        model.close()
+    finally:
+        system.clearProperty("modelrunner.tests.context.failClose")
+    assert "ContextModel.close() threw java.lang.IllegalStateException: cannot release acme" in caplog.text
+    with pytest.raises(BridgeError, match="is closed"):
+        model.call("Context", b"")
 
 
 def test_shared_jvm_pool_threads_are_not_the_models(v1: JavaModel, contract: Contract) -> None:

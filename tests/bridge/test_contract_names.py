@@ -202,5 +202,5 @@ def test_cli_shows_the_lines_an_error_names() -> None:
     shown = explain(err).splitlines()
     assert shown[0] == "contract does not compile: model.proto:12:3: boom"
     assert "  generated model.proto, lines 9-15:" in shown
-    assert "  >   12 | // line 12" in shown and "       11 | // line 11" in shown
+    assert "  >   12 | // line 12" in shown and "      11 | // line 11" in shown
     assert len(shown) == 1 + 1 + 7

@@ -11,7 +11,8 @@ the binding's, not the parser's, and the generators stay clear of them:
 - a singular message field sent twice is replaced by the second (Python merges the two): no encoder writes
   that, so only the refusal is compared for such input.
 
-Every hypothesis run prints its seed (FUZZ_SEED=<n> reproduces it; pytest shows it with a failure).
+Every hypothesis run prints its seed (FUZZ_SEED=<n> reproduces it; pytest shows it with a failure);
+FUZZ_EXAMPLES=<n> runs more examples than the 200 of CI.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ ECHO_CLASS = "org.modelrunner.tests.wire.WireEcho"
 
 FUZZ_SEED = int(os.environ.get("FUZZ_SEED") or secrets.randbelow(2**32))
 FUZZ = settings(
-    max_examples=200,
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES") or 200),  # a longer fuzz: FUZZ_EXAMPLES=20000
     deadline=None,
     database=None,  # nothing written into the checkout; the seed reproduces a run
     print_blob=True,
@@ -72,7 +73,9 @@ service WireEcho {
 """
 
 # protos/iris.proto's messages, each echoed by its own rpc
-IRIS_ECHO_PROTO = (ROOT / "protos" / "iris.proto").read_text().split("service IrisClassifier")[0] + """
+IRIS_ECHO_PROTO = (
+    (ROOT / "protos" / "iris.proto").read_text().split("service IrisClassifier")[0]
+    + """
 service IrisEcho {
   rpc EchoInput (IrisInput) returns (IrisInput);
   rpc EchoPrediction (IrisPrediction) returns (IrisPrediction);
@@ -81,6 +84,7 @@ service IrisEcho {
   rpc EchoIndices (ClassIndices) returns (ClassIndices);
 }
 """
+)
 
 # packed repeated fields at the top level of each input message: number -> wire type of one element
 VARINT, I64, LEN, SGROUP, EGROUP, I32 = 0, 1, 2, 3, 4, 5
@@ -358,7 +362,9 @@ def encode(draw: Callable[..., Any], rpc: str, msg: Message) -> bytes:
 @seed(FUZZ_SEED)
 @FUZZ
 @given(data=st.data())
-def test_random_rich_messages_round_trip(rich: JavaModel, rich_contract: Contract, data: st.DataObject) -> None:
+def test_random_rich_messages_round_trip(
+    rich: JavaModel, rich_contract: Contract, data: st.DataObject
+) -> None:
     values = data.draw(st.fixed_dictionaries({}, optional=RICH_FIELDS), label="fields")
     msg = rich_contract.input_class("EchoRich")(**values)
     assert_round_trip(rich, rich_contract, "EchoRich", msg, encode(data.draw, "EchoRich", msg))
@@ -400,7 +406,16 @@ def mutated(draw: Callable[..., Any], valid: bytes) -> bytes:
 
 
 BAD_UTF8 = st.sampled_from(
-    [b"\xff", b"\xc3\x28", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82", b"\x80"]
+    [
+        b"\xff",
+        b"\xc3\x28",
+        b"\xc0\xaf",
+        b"\xe0\x80\xaf",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xe2\x82",
+        b"\x80",
+    ]
 )
 GOOD_UTF8 = st.text(max_size=4).map(lambda s: s.encode())
 
@@ -420,7 +435,12 @@ def raw_fields(draw: Callable[..., Any], depth: int = 0) -> bytes:
             out += bytes([(key & 0x7F) | 0x80, ((key >> 7) & 0x7F) | 0x80, ((key >> 14) & 0x7F) | 0x80])
             out += bytes([((key >> 21) & 0x7F) | 0x80, (key >> 28) & 0x0F])
         elif form == "overlong6":
-            out += varint(key)[:-1] + bytes([varint(key)[-1] | 0x80]) + b"\x80" * (5 - len(varint(key))) + b"\x00"
+            out += (
+                varint(key)[:-1]
+                + bytes([varint(key)[-1] | 0x80])
+                + b"\x80" * (5 - len(varint(key)))
+                + b"\x00"
+            )
         elif form == "wide":
             out += varint(key | (draw(st.integers(1, 15)) << 32))
         else:
@@ -584,7 +604,9 @@ def test_deep_nesting_is_an_input_error_not_a_stack_overflow(rich: JavaModel) ->
         assert isinstance(answer, Refused) and "nested deeper than 100" in answer.why, answer
 
 
-@pytest.mark.parametrize("why,raw", [(k, CORNERS[k][1]) for k in ("tag 0", "wire type 6", "string not UTF-8")])
+@pytest.mark.parametrize(
+    "why,raw", [(k, CORNERS[k][1]) for k in ("tag 0", "wire type 6", "string not UTF-8")]
+)
 def test_malformed_input_names_what_is_wrong(rich: JavaModel, why: str, raw: bytes) -> None:
     answer = java_echo(rich, "EchoRich", raw)
     assert isinstance(answer, Refused)

@@ -141,12 +141,15 @@ def test_serve_and_push_take_every_onboard_flag(workspace: Path) -> None:
         r = ok(served.cli("push", jar, "--class", SCORER_CLASS, "--lib", f"{libs}/*", "--artifacts", data))
         assert "scorer: version 3 is current" in r.stdout
         risk(3, 2.5)
-        # push JAR --name NAME, the libraries as two --lib JARs, one rpc only
+        # push JAR --name NAME, the libraries as two --lib JARs, one rpc only (a breaking change)
+        only_score = ("--class", SCORER_CLASS, "--lib", libs, "--method", "score")
+        r = served.cli("push", jar, "--name", "scorer", *only_score)
+        assert r.returncode == 1 and "rpc Risk removed" in r.stderr and "--allow-breaking" in r.stderr
         data = artifacts(workspace / "data-4", bias=3.5)
         r = ok(
             served.cli(
                 "push", jar, "--name", "scorer", "--class", SCORER_CLASS, "--lib", mathlib, "--lib", textlib,
-                "--artifacts", data, "--method", "score", "--json",
+                "--artifacts", data, "--method", "score", "--allow-breaking", "--json",
             )
         )  # fmt: skip
         assert json.loads(r.stdout)["version"] == 4

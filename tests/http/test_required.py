@@ -143,3 +143,29 @@ def test_generated_java_contract_refuses_missing_primitives(env: Env) -> None:
     assert post(env, "/models/underwriter/methods/Rate", {"base": 2, "years": 3}).get_json() == {"value": 6.0}
     r = post(env, "/models/underwriter/methods/Rate", {"base": 2, "bonus": 1})
     assert r.status_code == 400 and r.get_json()["error"]["detail"]["missing"] == ["years"]
+    # records inside a List<Loan> parameter: each element is checked
+    loans = {"loans": [{"amount": 10.0, "bank": "a"}, {"bank": "b"}, {"amount": 0}]}
+    r = post(env, "/models/underwriter/methods/Total", loans)
+    assert r.status_code == 400 and r.get_json()["error"]["detail"]["missing"] == ["loans[1].amount"]
+    del loans["loans"][1]
+    assert post(env, "/models/underwriter/methods/Total", loans).get_json() == {"value": 10.0}
+
+
+def test_openapi_lists_required_fields_of_inputs(env: Env) -> None:
+    paths = env.client.get("/openapi.json").get_json()["paths"]
+
+    def schemas(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        post = paths[path]["post"]
+        return (
+            post["requestBody"]["content"]["application/json"]["schema"],
+            post["responses"]["200"]["content"]["application/json"]["schema"],
+        )
+
+    request, reply = schemas("/models/iris-py/methods/Classify")
+    assert request["required"] == IRIS_FIELDS
+    assert "required" not in reply
+    batch, _ = schemas("/models/iris-py/methods/ClassifyBatch")
+    assert batch["properties"]["rows"]["items"]["required"] == IRIS_FIELDS and "required" not in batch
+    score, _ = schemas("/models/underwriter/methods/Score")
+    assert score["required"] == ["age", "income"]
+    assert score["properties"]["address"]["required"] == ["floor"]

@@ -12,6 +12,10 @@ Each public method becomes an rpc named in PascalCase (``predict_proba`` -> ``Pr
 - a structured return type is the response message; anything else is wrapped in
   ``<Rpc>Response { T value = 1; }``.
 
+Asked for them (``generate_proto(..., required={})``), the input fields a caller must give (no default,
+not ``Optional``) are listed for metadata.json's ``required``, each scalar among them declared proto3
+``optional`` so that "not sent" differs from 0 (runner.contract.required).
+
 The same rules convert at call time (:func:`call_convention`, :func:`to_python`, :func:`to_plain`),
 used by runner.runtimes.python.model. Type hints (run-time type forms) and proto3-JSON values are
 typed ``Any`` here: no static type describes them all.
@@ -29,7 +33,7 @@ import json
 import re
 import types
 import typing
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,39 +135,62 @@ def json_name(name: str) -> str:
     return re.sub(r"_+(.?)", lambda m: m.group(1).upper(), name)
 
 
+def map_entry_name(name: str) -> str:
+    """protoc's name of a map field's entry message (a symbol in the message): PascalCase + Entry."""
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_")) + "Entry"
+
+
 @functools.lru_cache(maxsize=1024)
-def proto_field_names(names: tuple[str, ...]) -> tuple[tuple[str, str | None], ...]:
-    """(proto name, json_name or None) for Python field/parameter names, in order. A name is kept as it
-    is when proto can spell it and neither it nor its JSON name is taken (protoc requires names and JSON
-    names to be distinct within a message: ``fooBar`` and ``foo_bar`` cannot both stay); otherwise it is
-    made an identifier with ``_2``, ``_3``... appended until free, and its json_name is the Python name
-    (:func:`to_python` and the model binder find it again; JSON clients use the Python name)."""
+def proto_field_names(
+    names: tuple[str, ...], maps: tuple[bool, ...] = ()
+) -> tuple[tuple[str, str | None], ...]:
+    """(proto name, json_name or None) for Python field/parameter names, in order (``maps``: which are
+    map fields). A name is kept as it is when proto can spell it and neither it, its JSON name nor (a
+    map) its entry message's name is taken - protoc requires them distinct within a message: ``fooBar``
+    and ``foo_bar`` cannot both stay, nor maps ``a`` and ``A``; otherwise it is made an identifier with
+    ``_2``, ``_3``... appended until free, and its json_name is the Python name (:func:`to_python` and
+    the model binder find it again; JSON clients use the Python name)."""
+    maps = maps or (False,) * len(names)
     taken: set[str] = set()
     out: list[tuple[str, str | None] | None] = [None] * len(names)
     everyone = set(names)
+
+    def symbols(i: int, c: str) -> set[str]:
+        return {c, json_name(c), map_entry_name(c)} if maps[i] else {c, json_name(c)}
+
     for i, n in enumerate(names):
         j = json_name(n)
         if (
             _ident(n) == n
             and n not in _FIELD_RESERVED
-            and not {n, j} & taken
+            and not symbols(i, n) & taken
             and (j == n or j not in everyone)
         ):
             out[i] = (n, None)
-            taken |= {n, j}
+            taken |= symbols(i, n)
     for i, n in enumerate(names):
         if out[i] is not None:
             continue
         base = _ident(n)
         for k in itertools.count(1):
             c = base if k == 1 else f"{base}_{k}"
-            j = json_name(c)
-            if c in _FIELD_RESERVED or {c, j} & (taken | everyone):
+            if c in _FIELD_RESERVED or symbols(i, c) & (taken | everyone):
                 continue
             out[i] = (c, n)
-            taken |= {c, j, n}
+            taken |= symbols(i, c) | {n}
             break
     return tuple(x for x in out if x is not None)
+
+
+def _is_map_hint(hint: Any) -> bool:
+    tp, _ = _unwrap_optional(hint)
+    return tp is dict or typing.get_origin(tp) in _MAP_ORIGINS
+
+
+def field_names_of(fields: Iterable[tuple[str, Any]]) -> tuple[tuple[str, str | None], ...]:
+    """:func:`proto_field_names` of (Python name, type hint) pairs."""
+    pairs = list(fields)
+    return proto_field_names(tuple(n for n, _h in pairs), tuple(_is_map_hint(h) for _n, h in pairs))
 
 
 def _numbered(base: str, taken: Collection[str]) -> str:
@@ -171,15 +198,17 @@ def _numbered(base: str, taken: Collection[str]) -> str:
     return next(f"{base}{i}" for i in itertools.count(2) if f"{base}{i}" not in taken)
 
 
-def proto_keys(names: Sequence[str]) -> dict[str, str]:
-    """Python name -> the proto field name :func:`generate_proto` gave it (most are the same).
-    Read-only: the dict is shared by every caller with the same names."""
-    return _proto_keys(tuple(names))
+def proto_keys(fields: Iterable[tuple[str, Any]]) -> dict[str, str]:
+    """Python name -> the proto field name :func:`generate_proto` gave it (most are the same), for
+    (name, type hint) pairs."""
+    pairs = list(fields)
+    return _proto_keys(tuple(n for n, _h in pairs), tuple(_is_map_hint(h) for _n, h in pairs))
 
 
 @functools.lru_cache(maxsize=1024)
-def _proto_keys(names: tuple[str, ...]) -> dict[str, str]:
-    return {n: p for n, (p, _j) in zip(names, proto_field_names(names), strict=True)}
+def _proto_keys(names: tuple[str, ...], maps: tuple[bool, ...]) -> dict[str, str]:
+    """Read-only: the dict is shared by every caller with the same names."""
+    return {n: p for n, (p, _j) in zip(names, proto_field_names(names, maps), strict=True)}
 
 
 # ---- call conventions -------------------------------------------------------------------------------
@@ -247,12 +276,12 @@ def to_python(value: Any, tp: Any) -> Any:
         return [to_python(v, args[0] if args else Any) for v in value]
     if origin in _MAP_ORIGINS or tp is dict:
         args = typing.get_args(tp)
-        vt = args[1] if len(args) == 2 else Any
-        return {k: to_python(v, vt) for k, v in value.items()}
+        kt, vt = args if len(args) == 2 else (Any, Any)
+        return {to_python(k, kt): to_python(v, vt) for k, v in value.items()}  # JSON keys are strings
     if is_structured(tp):
         kwargs = {}
         fields = struct_fields(tp)
-        keys = proto_keys([n for n, _h, _o in fields])
+        keys = proto_keys((n, h) for n, h, _o in fields)
         for name, hint, _opt in fields:
             key = name if name in value else keys[name]  # a renamed field: see proto_field_names
             if key in value:
@@ -363,7 +392,7 @@ class _Gen:
         self, owner: str, fields: list[tuple[str, Any, bool]], must: Collection[str] = ()
     ) -> list[str]:
         lines = []
-        names = proto_field_names(tuple(f[0] for f in fields))
+        names = field_names_of((n, h) for n, h, _o in fields)
         for number, ((fname, hint, optional), (pname, as_json)) in enumerate(
             zip(fields, names, strict=True), 1
         ):

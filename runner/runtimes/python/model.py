@@ -138,7 +138,7 @@ class PythonModel:
             in_desc = self.contract.method(rpc).input_type
             fields = {f.name for f in in_desc.fields}
             if conv.kind == "params":
-                keys = proto_keys(list(conv.param_types))
+                keys = proto_keys(conv.param_types.items())
                 missing = [p for p in conv.param_types if p not in fields and keys[p] not in fields]
                 if missing:
                     problems.append(
@@ -149,9 +149,8 @@ class PythonModel:
                     )
                     continue
             elif conv.kind == "struct":
-                names = [n for n, _h, _o in struct_fields(conv.struct_type)]
-                keys = proto_keys(names)
-                missing = [n for n in names if n not in fields and keys[n] not in fields]
+                keys = proto_keys((n, h) for n, h, _o in struct_fields(conv.struct_type))
+                missing = [n for n in keys if n not in fields and keys[n] not in fields]
                 if missing:
                     problems.append(
                         {
@@ -218,7 +217,7 @@ class PythonModel:
                 result = b.func(to_python(self.contract.to_dict(req), conv.struct_type))
             else:
                 d = self.contract.to_dict(req)
-                keys = proto_keys(list(conv.param_types))  # a renamed field: hints.proto_field_names
+                keys = proto_keys(conv.param_types.items())  # a renamed field: hints.proto_field_names
                 kwargs = {
                     p: to_python(d[p if p in d else keys[p]], hint)
                     for p, hint in conv.param_types.items()

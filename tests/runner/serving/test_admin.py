@@ -501,3 +501,46 @@ def test_concurrent_pushes_superseded_ones_answer_at_once_and_truthfully(
         assert answer.detail["superseded_by_caller"] == published[version + 1]
         assert version + 1 <= answer.detail["current_version"] <= 6
         assert f"version {version} of 'echo'" in answer.message and "superseded" in answer.message
+
+
+def test_a_delete_superseded_by_a_publish_answers_at_once(repo: Repository, tmp_path: Path) -> None:
+    admin = Admin(repo, swap_timeout=100)
+    admin.upload("echo", write_echo_bundle(tmp_path / "a", "a"), caller="x")
+    stop = threading.Event()
+
+    def stuck_worker() -> None:  # a live process (heartbeating, live pid) that still serves version 1
+        while True:
+            repo.fleet.record_serving(
+                "stuck-worker", {"pid": os.getpid(), "kind": "http", "models": {"echo": 1}}
+            )
+            if stop.wait(0.2):
+                return
+
+    beat = threading.Thread(target=stuck_worker)
+    beat.start()
+    wait_for(lambda: "stuck-worker" in repo.fleet.live_processes(), what="the stuck worker's record")
+    answer: list[BaseException] = []
+
+    def delete() -> None:
+        try:
+            admin.delete("echo", caller="ops")
+        except ModelRunnerError as err:
+            answer.append(err)
+
+    deleting = threading.Thread(target=delete)
+    try:
+        deleting.start()
+        wait_for(lambda: repo.current_version("echo") is None, what="the delete to be recorded")
+        v2 = repo.publish("echo", write_echo_bundle(tmp_path / "b", "b"), expected_version=0, caller="dev")
+        deleting.join(timeout=60)
+        assert answer and not deleting.is_alive()  # answered at once, not after swap_timeout
+    finally:
+        stop.set()
+        beat.join()
+        repo.fleet.remove_serving("stuck-worker")
+    err = answer[0]
+    assert isinstance(err, Conflict) and err.detail["superseded"] is True
+    assert (err.detail["superseded_by"], err.detail["superseded_by_caller"]) == (v2, "dev")
+    assert err.detail["current_version"] == v2 and err.detail["laggards"] == ["stuck-worker"]
+    assert "'echo' was deleted" in err.message and f"version {v2} (upload by dev)" not in err.message
+    assert f"version {v2} (publish by dev)" in err.message

@@ -254,6 +254,7 @@ def test_jar_with_lib_folder_class_path_artifacts_and_example(projects: Projects
     libs.mkdir()
     for jar in (projects.mathlib, projects.textlib):
         shutil.copy(jar, libs)
+    shutil.copy(projects.scorer, libs / "scorer-1.0.jar")  # as gradle installDist's lib/: left out
     data = artifacts(tmp_path / "data", bias=0.5)
     example = {"age": 40, "city": "Lyon"}
     reports: list[Any] = []

@@ -213,6 +213,7 @@ def test_generated_java_contract_marks_primitives_and_record_components(
         "RateRequest": ["base", "years"],
         "Applicant": ["age", "income"],
         "Address": ["floor"],
+        "Loan": ["amount"],  # followed into List<Loan>
     }
     contract = Contract.compile((dest / "model.proto").read_text())
     presence = {

@@ -227,7 +227,9 @@ final class Binder {
         MsgCodec done = memo.get(key);
         if (done != null) return done;
         Class<?> r = raw(t);
-        if (r == Object.class || (Props.isMap(r) && !m.mapEntry)) {
+        // a message whose one field is a map binds to a Map as that map (e.g. generated wrappers: LongMap)
+        boolean oneMap = m.fields.size() == 1 && m.fields.get(0).isMap();
+        if (r == Object.class || (Props.isMap(r) && !m.mapEntry && !oneMap)) {
             GenericCodec g = new GenericCodec(m);
             memo.put(key, g);
             for (int i = 0; i < m.fields.size(); i++) {

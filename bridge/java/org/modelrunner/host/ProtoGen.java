@@ -103,11 +103,30 @@ final class ProtoGen {
         return sb.toString();
     }
 
+    /** protoc's name of the entry message of map field {@code name}: PascalCase + "Entry" (a symbol in the message). */
+    static String mapEntryName(String name) {
+        StringBuilder sb = new StringBuilder();
+        boolean up = true;
+        for (char ch : name.toCharArray()) {
+            if (ch == '_') { up = true; continue; }
+            sb.append(up && ch >= 'a' && ch <= 'z' ? (char) (ch - 'a' + 'A') : ch);
+            up = false;
+        }
+        return sb.append("Entry").toString();
+    }
+
+    /** A Java type that becomes a map field ({@code Map<K, V>}, {@code Optional<Map<K, V>>}). */
+    static boolean isMapType(Type t) {
+        Class<?> r = Binder.raw(t);
+        return Props.isMap(r) || (r == java.util.Optional.class && Props.isMap(Binder.raw(Binder.typeArg(t, 0))));
+    }
+
     /**
      * Proto field names for Java names (the properties of a class, or the parameters of a method) in their
-     * order: {@code {name, jsonName or null}} each. {@link Props#match} must find the Java name again from the
-     * proto name, as {@link Binder} does, and protoc requires names, default JSON names and custom JSON names to be
-     * distinct across a message. In order of preference:
+     * order ({@code maps}: which become map fields): {@code {name, jsonName or null}} each. {@link Props#match}
+     * must find the Java name again from the proto name, as {@link Binder} does, and protoc requires names,
+     * default JSON names, custom JSON names and map entry names ({@link #mapEntryName}) to be distinct across a
+     * message. In order of preference:
      * <ol>
      *   <li>the snake_case name ({@code sepalLength -> sepal_length}), when it matches back to this Java name;</li>
      *   <li>the Java name itself;</li>
@@ -118,7 +137,7 @@ final class ProtoGen {
      * A name from rule 1 or 2 is taken only when neither it nor its JSON name is another Java name, so that rule 3
      * can always use the Java name as the JSON name.
      */
-    static String[][] fieldNames(List<String> javaNames) {
+    static String[][] fieldNames(List<String> javaNames, List<Boolean> maps) {
         Map<String, Integer> byName = new LinkedHashMap<>();
         for (int i = 0; i < javaNames.size(); i++) byName.put(javaNames.get(i), i);
         Set<String> taken = new HashSet<>();
@@ -126,7 +145,8 @@ final class ProtoGen {
         for (int i = 0; i < javaNames.size(); i++) {
             String jn = javaNames.get(i);
             for (String c : new String[] {Props.snake(jn), jn}) {
-                if (!isIdent(c) || FIELD_RESERVED.contains(c) || taken.contains(c) || taken.contains(jsonName(c))) continue;
+                if (!isIdent(c) || FIELD_RESERVED.contains(c) || taken.contains(c) || taken.contains(jsonName(c))
+                        || (maps.get(i) && taken.contains(mapEntryName(c)))) continue;
                 Integer back = Props.match(c, byName);
                 if (back == null || back != i) continue;
                 Integer other = byName.get(jsonName(c));
@@ -134,6 +154,7 @@ final class ProtoGen {
                 out[i] = new String[] {c, null};
                 taken.add(c);
                 taken.add(jsonName(c));
+                if (maps.get(i)) taken.add(mapEntryName(c));
                 break;
             }
         }
@@ -144,11 +165,13 @@ final class ProtoGen {
             for (int k = 1; ; k++) {
                 String c = k == 1 ? base : base + "_" + k;
                 if (FIELD_RESERVED.contains(c) || taken.contains(c) || taken.contains(jsonName(c))
-                        || byName.containsKey(jsonName(c)) || Props.match(c, byName) != null) continue;
+                        || byName.containsKey(jsonName(c)) || Props.match(c, byName) != null
+                        || (maps.get(i) && (taken.contains(mapEntryName(c)) || byName.containsKey(mapEntryName(c))))) continue;
                 out[i] = new String[] {c, jn};
                 taken.add(c);
                 taken.add(jsonName(c));
                 taken.add(jn);
+                if (maps.get(i)) taken.add(mapEntryName(c));
                 break;
             }
         }
@@ -222,10 +245,11 @@ final class ProtoGen {
         String name = unique(rpc + "Request");
         int idx = blocks.size();
         blocks.add("");
-        List<String> javaNames = new ArrayList<>();
-        for (Parameter p : ps) javaNames.add(p.getName());
-        String[][] fn = fieldNames(javaNames);
         Type[] types = m.getGenericParameterTypes();
+        List<String> javaNames = new ArrayList<>();
+        List<Boolean> maps = new ArrayList<>();
+        for (int i = 0; i < ps.length; i++) { javaNames.add(ps[i].getName()); maps.add(isMapType(types[i])); }
+        String[][] fn = fieldNames(javaNames, maps);
         StringBuilder sb = new StringBuilder("message " + name + " {\n");
         for (int i = 0; i < ps.length; i++)
             sb.append("  ").append(field(types[i], fn[i][0], fn[i][1], i + 1, m.getName() + " parameter " + ps[i].getName())).append('\n');
@@ -400,8 +424,9 @@ final class ProtoGen {
         blocks.add("");
         List<Props.Prop> props = Props.of(c);
         List<String> javaNames = new ArrayList<>();
-        for (Props.Prop p : props) javaNames.add(p.name);
-        String[][] fn = fieldNames(javaNames);
+        List<Boolean> maps = new ArrayList<>();
+        for (Props.Prop p : props) { javaNames.add(p.name); maps.add(isMapType(p.type)); }
+        String[][] fn = fieldNames(javaNames, maps);
         StringBuilder sb = new StringBuilder("message " + n + " {\n");
         for (int i = 0; i < props.size(); i++) {
             Props.Prop p = props.get(i);

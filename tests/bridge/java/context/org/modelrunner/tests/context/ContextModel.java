@@ -85,6 +85,7 @@ public class ContextModel implements AutoCloseable {
 
     @Override
     public void close() {
+        if (Boolean.getBoolean("modelrunner.tests.context.failClose")) throw new IllegalStateException("cannot release acme");
         System.setProperty("modelrunner.tests.context.closed",
                 describe(Thread.currentThread().getContextClassLoader()) + " " + Version.value());
     }

@@ -12,6 +12,10 @@ public class Underwriter {
         return base * years + (bonus == null ? 0 : bonus);
     }
 
+    public double total(java.util.List<Loan> loans) {
+        return loans.stream().mapToDouble(Loan::amount).sum();
+    }
+
     public String label(Point p) {
         return p.x + "," + p.y;
     }
