@@ -13,6 +13,7 @@ from typing import Any
 
 import jpype
 
+from bridge import output
 from bridge.build import host_classes
 from bridge.errors import BridgeError, JvmNotFoundError, JvmOptionsError
 
@@ -95,6 +96,7 @@ def start_jvm(options: Sequence[str] = (), max_heap: str | None = None) -> None:
                 )
             if _started_pid is None:
                 _adopt_running_jvm()
+                output.install()
             require_jvm_options(options)
             return
         libjvm, home = find_jvm()
@@ -111,6 +113,7 @@ def start_jvm(options: Sequence[str] = (), max_heap: str | None = None) -> None:
         _options = tuple(args)
         if exit_guard:
             _install_exit_guard_quietly()
+        output.install()  # model output tagged and logged (bridge/output.py)
 
 
 def _install_exit_guard_quietly() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import jpype
 
-from bridge import jvm
+from bridge import jvm, output
 from bridge.errors import (
     BindError,
     BridgeError,
@@ -71,12 +71,19 @@ class JavaModel:
     """One loaded version of a Java model, bound to the rpcs of a contract service."""
 
     def __init__(
-        self, slot: Any, index: dict[str, int], bindings: dict[str, dict[str, Any]], class_name: str
+        self,
+        slot: Any,
+        index: dict[str, int],
+        bindings: dict[str, dict[str, Any]],
+        class_name: str,
+        tag: str = "",
     ):
         self._slot = slot
         self._index = index
         self.bindings = bindings
         self.class_name = class_name
+        self.tag = tag or output.tag(class_name, None)
+        """How this version's output lines are tagged: ``model=iris version=3 pid=1234``."""
         self._closed = False
         self._close_lock = threading.Lock()
         self._host_error = _cls("org.modelrunner.host.HostException")
@@ -91,11 +98,14 @@ class JavaModel:
         service: Any,
         overrides: dict[str, dict[str, Any]] | None = None,
         jvm_options: Sequence[str] = (),
+        name: str | None = None,
+        version: object | None = None,
     ) -> JavaModel:
         """Load ``artifact_dir``/model.jar + lib/*.jar in a new class loader and bind every rpc of ``service``.
 
         ``overrides``: {rpc: {"java_method": name, "convention": "pojo"|"params"|"proto"|"acumos"}}.
-        Raises JavaLoadError, BindError (detail["problems"]) or JvmOptionsError."""
+        ``name``, ``version``: what the model's output lines are tagged with (bridge/output.py; default:
+        the class name). Raises JavaLoadError, BindError (detail["problems"]) or JvmOptionsError."""
         artifact_dir = Path(artifact_dir).absolute()
         jvm.start_jvm(jvm_options)
         jar = artifact_dir / "model.jar"
@@ -106,7 +116,12 @@ class JavaModel:
         host_error_cls = _cls("org.modelrunner.host.HostException")
         try:
             slot = host.open(
-                class_name, str(artifact_dir), [str(p) for p in [jar, *libs]], service_schema(service)
+                class_name,
+                str(artifact_dir),
+                [str(p) for p in [jar, *libs]],
+                service_schema(service),
+                name or class_name,
+                "" if version is None else str(version),
             )
         except host_error_cls as e:
             raise host_error(e) from None
@@ -154,7 +169,7 @@ class JavaModel:
         except BaseException:
             slot.close()
             raise
-        return cls(slot, index, bindings, class_name)
+        return cls(slot, index, bindings, class_name, output.tag(name or class_name, version))
 
     def call(self, rpc: str, request: bytes, timeout: float | None = None) -> bytes:
         """Serialized request message in, serialized response message out."""

@@ -1,7 +1,8 @@
 """Bundle zips: safe extraction of untrusted archives, and reproducible writing.
 
 Zips are untrusted input: :func:`extract_bundle` enforces size, entry-count and compression-ratio
-limits and rejects absolute paths, ``..``, links and devices before anything is written.
+limits (of each large entry, and of the whole archive: many small entries of zeros are a bomb too) and
+rejects absolute paths, ``..``, links and devices before anything is written.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class BundleLimits:
     """Largest uncompressed/compressed ratio of an entry (zip bombs reach thousands)..."""
     ratio_min_bytes: int = 1024 * 1024
     """...checked for entries larger than this (tiny text files compress well legitimately)."""
+    total_ratio_min_bytes: int = 64 * 1024 * 1024
+    """The whole archive may unpack to at most ``max_ratio`` times its size once it unpacks to more than
+    this: 900 entries of 1 MiB of zeros (a 1 MB zip) would otherwise write 900 MiB per version."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BundleLimits:
@@ -111,6 +115,7 @@ def extract_bundle(
                     f"the bundle unpacks to more than {limits.max_total_bytes} bytes (at entry {name!r})",
                     detail={"entry": name, "limit": limits.max_total_bytes},
                 )
+        _check_total_ratio(total, size, limits)
         prefix = _common_prefix(infos)
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
@@ -199,6 +204,25 @@ def _check_sizes(name: str, file_size: int, compress_size: int, limits: BundleLi
                 "refusing a likely zip bomb",
                 detail={"entry": name, "ratio": round(ratio, 1), "limit": limits.max_ratio},
             )
+
+
+def _check_total_ratio(total: int, size: int, limits: BundleLimits) -> None:
+    """Refuse an archive that unpacks to more than ``max_ratio`` times its size (past a floor)."""
+    if total <= limits.total_ratio_min_bytes:
+        return
+    ratio = total / max(size, 1)
+    if ratio > limits.max_ratio:
+        raise TooLarge(
+            f"the bundle unpacks to {total} bytes from a {size}-byte archive ({ratio:.0f}:1; past "
+            f"{limits.total_ratio_min_bytes} bytes the limit is {limits.max_ratio:.0f}:1): refusing a likely zip bomb",
+            detail={
+                "unpacked": total,
+                "archive": size,
+                "ratio": round(ratio, 1),
+                "limit": limits.max_ratio,
+                "floor": limits.total_ratio_min_bytes,
+            },
+        )
 
 
 def _common_prefix(infos: list[zipfile.ZipInfo]) -> str:

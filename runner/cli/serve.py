@@ -8,7 +8,6 @@ process, and every serving process (HTTP worker, gRPC process) starts its own JV
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import logging
 import multiprocessing
@@ -24,13 +23,13 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runner.bundle import extract_bundle, open_bundle
 from runner.cli import EXIT_FAILURE
 from runner.cli.onboard import add_model_options, model_options
 from runner.errors import BadInput, ModelRunnerError, PreconditionFailed
-from runner.serving.lifecycle import CLOSE_GRACE
+from runner.serving.lifecycle import CLOSE_GRACE, ProcessEnd
 from runner.settings import Flag, Settings
 from runner.store import Repository
 from runner.store.files import atomic_write
@@ -227,20 +226,61 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _prepare_in_child(settings: Settings, args: argparse.Namespace) -> list[str]:
-    """Fill the repository (samples, or the arguments) in a spawned process: it may start a JVM."""
+    """Fill the repository (samples, or the arguments) in a spawned process: it may start a JVM.
+
+    The helper validates the models it publishes, so a model that starts a non-daemon thread (Python or
+    Java) leaves it running there: the helper ends like a serving process (runner.serving.lifecycle),
+    and is killed if it has not ended a little later."""
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        options = model_options(args) if args.targets else None
-        future = pool.submit(prepare_repository, settings, list(args.targets), options=options)
+    options = model_options(args) if args.targets else None
+    receiver, sender = ctx.Pipe(duplex=False)
+    helper = ctx.Process(
+        target=_prepare_main,
+        args=(sender, settings, list(args.targets), options),
+        name="model-runner-prepare",
+    )
+    helper.start()
+    sender.close()
+    try:
         try:
-            return future.result()
-        except ModelRunnerError:
-            raise
-        except concurrent.futures.process.BrokenProcessPool as err:
-            raise ModelRunnerError(f"preparing the repository crashed: {err}", {}) from None
-        finally:
-            pool.shutdown()
-            _stop_resource_tracker()
+            outcome, value = receiver.recv()
+        except EOFError:
+            helper.join(5)
+            raise ModelRunnerError(
+                f"preparing the repository crashed (exit status {helper.exitcode}); see the log above", {}
+            ) from None
+        if outcome == "error":
+            kind, message, detail = value
+            raise kind(message, detail)
+        if outcome == "crash":
+            raise ModelRunnerError(f"preparing the repository failed: {value}", {})
+        return list(value)
+    finally:
+        receiver.close()
+        helper.join(CLOSE_GRACE + 3)
+        if helper.is_alive():
+            helper.kill()
+            helper.join()
+        _stop_resource_tracker()
+
+
+def _prepare_main(sender: Any, settings: Settings, targets: list[str], options: ModelOptions | None) -> None:
+    """The helper process: prepare, send the outcome, end within the bound."""
+    logging.basicConfig(level="WARNING", stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    end = ProcessEnd("serve's preparing helper", since="its work was done")
+    try:
+        outcome: tuple[str, object] = ("ok", prepare_repository(settings, targets, options=options))
+    except ModelRunnerError as err:  # sent as its parts: an exception pickles its message only
+        outcome = ("error", (type(err), err.message, err.detail))
+    except BaseException as err:  # reported to serve, which stops
+        log.exception("preparing the repository failed")
+        outcome = ("crash", f"{type(err).__name__}: {err}")
+    try:
+        sender.send(outcome)
+    except Exception as err:  # noqa: BLE001 - e.g. an error that does not pickle: say it in words
+        sender.send(("crash", f"{type(outcome[1]).__name__}: {outcome[1]} ({err})"))
+    sender.close()
+    end.exit(0)
 
 
 def _stop_resource_tracker() -> None:
@@ -249,7 +289,7 @@ def _stop_resource_tracker() -> None:
     long as any of them."""
     from multiprocessing import resource_tracker  # noqa: PLC0415 (only after the helper pool ran)
 
-    stop = getattr(resource_tracker._resource_tracker, "_stop", None)  # Python >= 3.11.? has it
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)  # private: absent, it stays
     if stop is not None:
         try:
             stop()

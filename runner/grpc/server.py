@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent import futures
 from typing import Any
@@ -69,7 +70,9 @@ processes (SO_REUSEPORT) add parallelism without contention. Fewer threads means
 in a slow model (until their deadlines) hold up the others sooner: raise it for slow models."""
 
 _MAX_DETAIL_CHARS = 2000  # metadata must stay well under the client's header size limit
+_MAX_MESSAGE_CHARS = 1024  # the status message a caller gets (the whole one is logged)
 _BULKY_DETAIL = ("traceback", "java_stack", "stack")
+REQUEST_ID_HEADER = "x-request-id"
 _RESOLVE_ATTEMPTS = 3  # a swap between resolving and acquiring retries the lookup
 
 
@@ -226,10 +229,34 @@ class _ModelHandler(grpc.GenericRpcHandler):
     @staticmethod
     def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
         code = status_for(exc)
-        if code is grpc.StatusCode.INTERNAL and not isinstance(exc, errors.ModelError):
-            log.error("gRPC call failed", exc_info=exc)
         kind = exc.kind.value if isinstance(exc, ModelRunnerError) else Kind.INTERNAL.value
         trailing = [(ERROR_KIND_HEADER, kind)]
+        message = _error_message(exc)
+        bulky = isinstance(exc, ModelRunnerError) and any(k in exc.detail for k in _BULKY_DETAIL)
+        if code is grpc.StatusCode.INTERNAL or bulky or len(message) > _MAX_MESSAGE_CHARS:
+            # stack traces, long messages and what went wrong inside stay in the server log, under an id
+            request_id = uuid.uuid4().hex[:16]
+            trailing.append((REQUEST_ID_HEADER, request_id))
+            if isinstance(exc, ModelRunnerError):
+                log.log(
+                    logging.ERROR
+                    if code is grpc.StatusCode.INTERNAL and kind != Kind.MODEL_ERROR
+                    else logging.WARNING,
+                    "gRPC request %s failed (%s): %s\ndetail: %s",
+                    request_id,
+                    kind,
+                    exc.message,
+                    json.dumps(exc.detail, default=str, indent=1)[:200_000],
+                )
+            else:
+                log.error("gRPC request %s failed", request_id, exc_info=exc)
+                message = (
+                    f"internal error ({type(exc).__name__}); "
+                    f"the server log has it under request id {request_id}"
+                )
+        if len(message) > _MAX_MESSAGE_CHARS:
+            more = len(message) - _MAX_MESSAGE_CHARS
+            message = f"{message[:_MAX_MESSAGE_CHARS]}... ({more} more characters in the server log)"
         if isinstance(exc, ModelRunnerError) and exc.detail:
             # Stack traces stay in the server log: metadata must stay small.
             small = {k: v for k, v in exc.detail.items() if k not in _BULKY_DETAIL}
@@ -240,7 +267,7 @@ class _ModelHandler(grpc.GenericRpcHandler):
             if detail and len(detail) <= _MAX_DETAIL_CHARS:
                 trailing.append((ERROR_DETAIL_HEADER, detail))
         context.set_trailing_metadata(tuple(trailing))
-        context.abort(code, _error_message(exc))
+        context.abort(code, message)
 
 
 def _split_path(path: str) -> tuple[str, str]:

@@ -6,6 +6,8 @@ runner.serving.admin.Admin, which answers once the swap is served.
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, jsonify, request
 
 from runner.http import uploads
@@ -15,6 +17,8 @@ from runner.http.metrics import Metrics
 from runner.http.wire import if_match_version, json_answer, query_flag, query_int
 from runner.serving.admin import Admin
 from runner.store import Repository
+
+log = logging.getLogger(__name__)
 
 
 class AdminRoutes:
@@ -52,6 +56,8 @@ class AdminRoutes:
         caller = self.auth.require(request)
         expected = if_match_version(request)
         source, name = uploads.bundle_source(request, name)
+        # the URL's name decides where the bundle goes; a metadata.json naming another model is said
+        warning = uploads.name_warning(name, uploads.declared_name(source))
         result = self.admin.upload(
             name,
             source,
@@ -60,6 +66,9 @@ class AdminRoutes:
             allow_breaking=query_flag(request, "allow_breaking"),
         )
         self.metrics.observe_swap(name, "upload")
+        if warning is not None:
+            log.warning("upload of %s by %s: %s", name, caller, warning)
+            result = {**result, "warnings": [*result.get("warnings", []), warning]}
         return json_answer(result)
 
     # ---------------------------------------------------------------- proto swaps

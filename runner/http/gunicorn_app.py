@@ -187,7 +187,7 @@ def _post_fork(server: Any, worker: Any) -> None:
     # in the worker, right after the fork: it dies with the master (kill -9 of `serve` included) ...
     die_with_parent(worker.ppid)
     # ... and drains for stop_timeout when it stops (the master waits that, plus CLOSE_GRACE, for it)
-    worker.cfg.set("graceful_timeout", server.app.settings.stop_timeout)
+    worker.cfg.set("graceful_timeout", math.ceil(server.app.settings.stop_timeout))
 
 
 def _post_worker_init(worker: Any) -> None:
@@ -196,6 +196,8 @@ def _post_worker_init(worker: Any) -> None:
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
+    if worker.pid != os.getpid():
+        return  # gunicorn calls this hook in the master too, for a worker that died unnoticed
     # the worker has stopped serving: from now on, its end is bounded (a model's close may hang too)
     global _worker_end
     if _worker_end is None:

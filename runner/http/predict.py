@@ -67,9 +67,10 @@ class PredictPath:
             if match is not None:
                 name, method = (match.group(1), match.group(2)) if match.group(2) else (None, match.group(3))
                 try:
-                    name, method = _utf8(name), _utf8(method)
+                    name, method = _utf8(name), _utf8(method) or ""
                 except BadInput as err:
-                    status, headers, body = self._error(err, None)
+                    status, headers, body = self._error(err)
+                    self.metrics.observe_request("-", "-", status, 0.0)
                 else:
                     status, headers, body = self.handle(environ, name, method)
                 start_response(_REASONS.get(status, str(status)), headers)
@@ -119,7 +120,7 @@ class PredictPath:
         except ModelRunnerError as err:
             if "version" in err.detail and err.kind not in (Kind.NOT_FOUND, Kind.METHOD_NOT_FOUND):
                 label, method_label = str(err.detail.get("model") or name or "-"), method
-            answer = self._error(err, name)
+            answer = self._error(err)
             status = answer[0]
             return answer
         except Exception as err:
@@ -130,8 +131,7 @@ class PredictPath:
                 ModelRunnerError(
                     f"internal error ({type(err).__name__}); the server log has it under request id {request_id}",
                     {"type": type(err).__name__, "request_id": request_id},
-                ),
-                name,
+                )
             )
         finally:
             self.metrics.observe_request(label, method_label, status, time.perf_counter() - started)
@@ -159,7 +159,7 @@ class PredictPath:
             raise TooLarge(f"message exceeds the limit of {limit} bytes", {"limit": limit})
         return data
 
-    def _error(self, err: ModelRunnerError, name: str | None) -> Answer:
+    def _error(self, err: ModelRunnerError) -> Answer:
         """The JSON error answer (bounded: runner.http.errors). X-Model-Name and X-Model-Version name the
         version that handled the request, when one did: never a name as the URL gave it (a header cannot
         carry every text, and it would not be true)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -107,15 +108,52 @@ def _upload_parts(request: Request, name: str | None) -> tuple[UploadParts, str]
 
 def name_from_zip(data: bytes) -> str:
     """The model name in a bundle zip's metadata (at its root or in its one top folder)."""
+    name = _zip_metadata_name(data)
+    if name is None:
+        raise BadInput("no model name: use PUT /models/{name} or ?name=", {})
+    return name
+
+
+def declared_name(source: bytes | UploadParts) -> str | None:
+    """The name an upload's own metadata gives its model, if it gives one (a bundle zip's metadata.json,
+    or the 'metadata' part of a multipart upload)."""
+    if isinstance(source, UploadParts):
+        name = (source.metadata or {}).get("name")
+        return name if isinstance(name, str) and name else None
+    return _zip_metadata_name(source)
+
+
+def name_warning(url_name: str, declared: str | None) -> str | None:
+    """What an answer says when the bundle's metadata names another model than the URL (the URL decides)."""
+    if declared is None or declared == url_name:
+        return None
+    return (
+        f"the bundle's metadata.json names the model {declared!r}; it is published as {url_name!r}, "
+        "the name in the URL (the metadata is kept as written)"
+    )
+
+
+def _zip_metadata_name(data: bytes) -> str | None:
+    """The "name" of a bundle zip's metadata.json (at its root or in its one top folder); None when there
+    is none to read (what is wrong with the zip is for the upload's validation to say)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for entry in zf.namelist():
                 if entry.rstrip("/").split("/")[-1] == METADATA_FILE and entry.count("/") <= 1:
                     if zf.getinfo(entry).file_size > _METADATA_MAX_BYTES:
-                        break
+                        return None
                     meta = json.loads(zf.read(entry))
-                    if isinstance(meta, dict) and meta.get("name"):
+                    if isinstance(meta, dict) and isinstance(meta.get("name"), str) and meta["name"]:
                         return str(meta["name"])
-    except (zipfile.BadZipFile, ValueError, KeyError):
-        pass
-    raise BadInput("no model name: use PUT /models/{name} or ?name=", {})
+    # ValueError: not JSON or not UTF-8; RuntimeError: an encrypted entry, or JSON nested too deeply
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        ValueError,
+        KeyError,
+        NotImplementedError,
+        RuntimeError,
+        EOFError,
+    ):
+        return None
+    return None

@@ -12,13 +12,21 @@ JavaLoadError, BindError               InvalidBundle (detail: problems for a Bin
 JvmOptionsError                        InvalidBundle (detail: missing options, hint to restart)
 JvmNotFoundError                       NotReady (detail: tried paths, hint)
 =====================================  ==========================================================
+
+A call that fails in the model (ModelError, DeadlineExceeded) is logged here, once, with the Java stack
+trace, under a request id put in the error's detail (``request_id``): the edges answer with that id and
+leave the stack out of the answer unless the ``error_traces`` setting is on. The log record goes to logger
+``model.<name>`` tagged ``[model=<name> version=<N> pid=<pid>]``, as the model's own output is
+(bridge/output.py).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,6 +48,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _start_lock = threading.Lock()
+_VERSIONS_DIR = "versions"  # <repo>/models/<name>/versions/<N>: the repository's layout (runner.store)
 
 
 def map_bridge_error(
@@ -127,6 +136,8 @@ class JavaModelAdapter:
         self.metadata = metadata
         self.contract = contract
         self.name = metadata.name
+        self.version = version_label(self.version_dir)
+        self._log = logging.getLogger(f"model.{self.name}")
         ensure_jvm(metadata.jvm_options, settings, name=metadata.name)
         self._java = self._mapped(
             lambda: JavaModel.load(
@@ -135,10 +146,13 @@ class JavaModelAdapter:
                 service=contract.service,
                 overrides=metadata.methods or None,
                 jvm_options=list(metadata.jvm_options),
+                name=self.name,
+                version=self.version,
             ),
             loading=True,
         )
         self.bindings: dict[str, dict[str, Any]] = dict(getattr(self._java, "bindings", {}) or {})
+        self.tag = str(getattr(self._java, "tag", "") or f"model={self.name} version={self.version}")
 
     def _mapped(self, fn: Callable[[], T], *, rpc: str | None = None, loading: bool = False) -> T:
         try:
@@ -153,13 +167,44 @@ class JavaModelAdapter:
         self.contract.method(method)  # MethodNotFound for an rpc the contract lacks
         limits = [t for t in (timeout, self.metadata.timeout_seconds) if t is not None]
         deadline = min(limits) if limits else None
-        return self._mapped(lambda: self._java.call(method, bytes(request), deadline), rpc=method)
+        try:
+            return self._java.call(method, bytes(request), deadline)
+        except Exception as err:  # mapped once, here; the model's failures logged with their stack
+            mapped = map_bridge_error(err, name=self.name, rpc=method)
+            if mapped is err:
+                raise
+            if isinstance(mapped, (ModelError, DeadlineExceeded)):
+                self._log_failure(mapped)
+            raise mapped from err
+
+    def _log_failure(self, err: ModelRunnerError) -> None:
+        """Log a failed call with the Java stack, under the request id its answer will carry."""
+        request_id = err.detail.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            request_id = err.detail["request_id"] = uuid.uuid4().hex[:16]
+        stack = str(err.detail.get("java_stack") or "").rstrip()
+        self._log.log(
+            logging.ERROR if isinstance(err, ModelError) else logging.WARNING,
+            "[%s] request %s: %s%s",
+            self.tag,
+            request_id,
+            err.message,
+            f"\n{stack}" if stack else "",
+        )
 
     def close(self) -> None:
         self._mapped(self._java.close)
 
     def __repr__(self) -> str:
         return f"<JavaModelAdapter {self.name} {self.metadata.entry_point} from {self.version_dir}>"
+
+
+def version_label(version_dir: Path) -> str:
+    """The version number of a repository's version folder (``.../versions/3`` -> ``"3"``); ``"staged"``
+    for a bundle that is not (yet) a version: one being validated before a publish, or onboarded."""
+    if version_dir.parent.name == _VERSIONS_DIR and version_dir.name.isdigit():
+        return version_dir.name
+    return "staged"
 
 
 def java_candidates(jar: Path, libs: Sequence[Path], *, settings: Settings) -> list[dict[str, Any]]:

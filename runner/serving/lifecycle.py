@@ -60,9 +60,10 @@ class ProcessEnd:
     :meth:`begin` when it has stopped serving (before closing its models: a close that hangs is bounded
     too); :meth:`exit` when it has nothing left to do. ``what`` names the process in the log."""
 
-    def __init__(self, what: str, grace: float = CLOSE_GRACE) -> None:
+    def __init__(self, what: str, grace: float = CLOSE_GRACE, *, since: str = "it stopped serving") -> None:
         self.what = what
         self.grace = grace
+        self.since = since  # what happened `grace` seconds before the end, for the log
         self.deadline = 0.0
         self._code = 0
         self._exiting = threading.Event()  # exit handlers running: the JVM may be going away
@@ -99,10 +100,10 @@ class ProcessEnd:
         time.sleep(max(0.0, self.deadline - time.monotonic()) + 0.25)
         if self._exiting.is_set():
             log.error(
-                "%s: exit handlers still running %.0f s after the stop began; exiting anyway. Python "
-                "threads: %s",
+                "%s: exit handlers still running %.0f s after %s; exiting anyway. Python threads: %s",
                 self.what,
                 self.grace,
+                self.since,
                 "; ".join(_python_stacks()),
             )
             self._end(self._code)
@@ -114,21 +115,23 @@ class ProcessEnd:
         if lingering:
             self._force(lingering)
         log.error(
-            "%s: still closing its models %.0f s after the stop began; exiting anyway. Python threads: %s",
+            "%s: still stopping %.0f s after %s; exiting anyway. Python threads: %s",
             self.what,
             self.grace,
+            self.since,
             "; ".join(_python_stacks()),
         )
         self._end(self._code)
 
     def _force(self, lingering: list[LingeringThread]) -> NoReturn:
         log.warning(
-            "%s: %d thread%s still running %.0f s after the stop began, which would keep the process "
-            "alive; exiting anyway: %s",
+            "%s: %d thread%s still running %.0f s after %s, which would keep the process alive; "
+            "exiting anyway: %s",
             self.what,
             len(lingering),
             "" if len(lingering) == 1 else "s",
             self.grace,
+            self.since,
             "; ".join(t.describe() for t in lingering),
         )
         self._end(self._code)

@@ -158,23 +158,23 @@ def proto_field_names(
     def symbols(i: int, c: str) -> set[str]:
         return {c, json_name(c), map_entry_name(c)} if maps[i] else {c, json_name(c)}
 
+    def spells(i: int, c: str) -> bool:  # a map's entry message name must start with a letter
+        return _ident(c) == c and c not in _FIELD_RESERVED and (not maps[i] or map_entry_name(c)[0].isalpha())
+
     for i, n in enumerate(names):
         j = json_name(n)
-        if (
-            _ident(n) == n
-            and n not in _FIELD_RESERVED
-            and not symbols(i, n) & taken
-            and (j == n or j not in everyone)
-        ):
+        if spells(i, n) and not symbols(i, n) & taken and (j == n or j not in everyone):
             out[i] = (n, None)
             taken |= symbols(i, n)
     for i, n in enumerate(names):
         if out[i] is not None:
             continue
         base = _ident(n)
+        if not spells(i, base):
+            base = "m" + base  # "1st" as a map: m_1st (its entry message M1stEntry)
         for k in itertools.count(1):
             c = base if k == 1 else f"{base}_{k}"
-            if c in _FIELD_RESERVED or symbols(i, c) & (taken | everyone):
+            if not spells(i, c) or symbols(i, c) & (taken | everyone):
                 continue
             out[i] = (c, n)
             taken |= symbols(i, c) | {n}
@@ -182,7 +182,8 @@ def proto_field_names(
     return tuple(x for x in out if x is not None)
 
 
-def _is_map_hint(hint: Any) -> bool:
+def is_map_hint(hint: Any) -> bool:
+    """``dict[K, V]`` (or a Mapping, optionally Optional): a proto map field."""
     tp, _ = _unwrap_optional(hint)
     return tp is dict or typing.get_origin(tp) in _MAP_ORIGINS
 
@@ -190,7 +191,7 @@ def _is_map_hint(hint: Any) -> bool:
 def field_names_of(fields: Iterable[tuple[str, Any]]) -> tuple[tuple[str, str | None], ...]:
     """:func:`proto_field_names` of (Python name, type hint) pairs."""
     pairs = list(fields)
-    return proto_field_names(tuple(n for n, _h in pairs), tuple(_is_map_hint(h) for _n, h in pairs))
+    return proto_field_names(tuple(n for n, _h in pairs), tuple(is_map_hint(h) for _n, h in pairs))
 
 
 def _numbered(base: str, taken: Collection[str]) -> str:
@@ -202,7 +203,7 @@ def proto_keys(fields: Iterable[tuple[str, Any]]) -> dict[str, str]:
     """Python name -> the proto field name :func:`generate_proto` gave it (most are the same), for
     (name, type hint) pairs."""
     pairs = list(fields)
-    return _proto_keys(tuple(n for n, _h in pairs), tuple(_is_map_hint(h) for _n, h in pairs))
+    return _proto_keys(tuple(n for n, _h in pairs), tuple(is_map_hint(h) for _n, h in pairs))
 
 
 @functools.lru_cache(maxsize=1024)

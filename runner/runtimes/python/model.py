@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
 
 from runner.bundle import Metadata
@@ -81,6 +82,14 @@ class _Binding:
     method_name: str
     func: Callable[..., object]
     convention: CallConvention
+
+
+def _fits(plain: dict[Any, Any], desc: Descriptor) -> bool:
+    """Every key names a field of ``desc`` (by .proto or JSON name), or ``desc`` has not exactly one field."""
+    if len(desc.fields) != 1:
+        return True
+    names = {f.name for f in desc.fields} | {f.json_name for f in desc.fields}
+    return all(k in names for k in plain)
 
 
 class PythonModel:
@@ -244,8 +253,12 @@ class PythonModel:
                     detail={"rpc": b.rpc},
                 )
             return result.SerializeToString()
+        if result is None and not out_cls.DESCRIPTOR.fields:
+            return b""  # a method returning None (-> None): the empty response generate_proto gives it
         plain = to_plain(result)
-        if not isinstance(plain, dict):  # a bare value: the single field of the response
+        # a bare value is the single field of the response; so is a dict (a map, a dataclass returned
+        # as Optional[...]) whose keys are not the response's fields
+        if not isinstance(plain, dict) or not _fits(plain, descriptor_of(out_cls)):
             fields = out_cls.DESCRIPTOR.fields
             if len(fields) != 1:
                 raise ModelError(

@@ -89,6 +89,7 @@ class Maker:
         self.index = index
         self.structs: list[Struct] = []
         self.names: set[tuple[str, str | None, str]] = set()
+        self.method_names: set[str] = set()
 
     def scalar(self) -> PType:
         py, kind = self.rnd.choice(SCALARS)
@@ -121,24 +122,27 @@ class Maker:
         return PType("opt", f"{inner.py} | None", elem=inner)
 
     def struct(self, module: str | None = None, fields: list[tuple[str, PType]] | None = None) -> Struct:
+        """A new class; one given ``fields`` (a method's parameters) is a dataclass named unlike them."""
         rnd = self.rnd
         module = module or ("main" if rnd.random() < 0.7 else "other")
         holder = None if rnd.random() < 0.7 else rnd.choice(["Outer", "Holder"])
         kind = rnd.choice(["dataclass", "dataclass", "namedtuple", "typeddict"]) if fields is None else "dataclass"
         name = rnd.choice(CLASS_NAMES)
-        while (module, holder, name) in self.names or name == holder:
+        avoid = {n for n, _t in fields or ()} | self.method_names  # either would hide the class
+        while (module, holder, name) in self.names or name == holder or name in avoid:
             name += "X"
         self.names.add((module, holder, name))
         s = Struct(module, holder, name, kind)
         if fields is None:
             pools = [PLAIN, TRICKY, PROTO_KEYWORDS] + ([PY_KEYWORDS] if kind == "typeddict" else [])
             names: list[str] = []
+            hidden = {"bytes", "str", "int", "float", "bool", "other", "typing", "Outer", "Holder"}
+            hidden |= {s.name for s in self.structs}  # a field with a default would hide it in the class body
             for _ in range(rnd.randint(1, 5)):
                 n = rnd.choice(rnd.choice(pools))
-                if n in names or (n in PY_KEYWORDS and kind != "typeddict") or (kind == "namedtuple" and n[0] == "_"):
+                if n in names or n in hidden or (n in PY_KEYWORDS and kind != "typeddict") or (kind == "namedtuple" and n[0] == "_"):
                     continue
-                if True:
-                    names.append(n)
+                names.append(n)
             fields = [(n, self.type(0, module)) for n in names]
             if kind != "typeddict":  # fields with a default (None) come last
                 fields.sort(key=lambda f: f[1].kind == "opt")
@@ -154,11 +158,21 @@ class Maker:
         used: set[str] = set()
         for _ in range(rnd.randint(2, 5)):
             name = rnd.choice(METHOD_NAMES)
-            if name in used:
+            if name in used or name in {s.name for s in self.structs}:  # it would hide the class
                 continue
             used.add(name)
+            self.method_names.add(name)
             methods.append(self.method(name))
-        return PShape(self.index, rnd.choice(MODEL_NAMES), self.structs, methods)
+        model = rnd.choice(MODEL_NAMES)
+        while ("main", None, model) in self.names or model in ("Outer", "Holder"):
+            model += "X"
+        return PShape(self.index, model, self.structs, methods)
+
+    def param_name(self, pool: list[str]) -> str:
+        """A parameter name that hides nothing the method body uses (a class, a builtin, a module)."""
+        hidden = {"bytes", "str", "int", "float", "bool", "other", "typing", "types", "dataclasses"}
+        hidden |= {s.name for s in self.structs} | {"Outer", "Holder"}
+        return self.rnd.choice([n for n in pool if n not in hidden])
 
     def method(self, name: str) -> PMethod:
         rnd = self.rnd
@@ -170,7 +184,7 @@ class Maker:
         if r < 0.65:
             names: list[str] = []
             for _ in range(rnd.choice([2, 2, 3, 4])):
-                n = rnd.choice(rnd.choice([PLAIN, TRICKY, PROTO_KEYWORDS]))
+                n = self.param_name(rnd.choice([PLAIN, TRICKY, PROTO_KEYWORDS]))
                 if n not in names:
                     names.append(n)
             if len(names) == 1:
@@ -182,10 +196,11 @@ class Maker:
             t = self.type(1, "main")
             while t.kind == "struct":
                 t = self.type(1, "main")
-            return PMethod(name, "container", [(rnd.choice(PLAIN + TRICKY), t)], t)
+            return PMethod(name, "container", [(self.param_name(PLAIN + TRICKY), t)], t)
         if r < 0.95:
             params = [(n, PType("scalar", k, scalar=k)) for n, k in zip(
-                rnd.sample(PLAIN + PROTO_KEYWORDS, rnd.randint(1, 3)), [rnd.choice(["int", "float"]) for _ in range(3)]
+                list(dict.fromkeys(self.param_name(PLAIN + PROTO_KEYWORDS) for _ in range(rnd.randint(1, 3)))),
+                [rnd.choice(["int", "float"]) for _ in range(3)],
             )]  # fmt: skip
             return PMethod(name, "sum", params, PType("scalar", "float", scalar="float"))
         return PMethod(name, "none", [("text", PType("scalar", "str", scalar="str"))], None)
@@ -230,13 +245,14 @@ def _check(v, hint, path):
 '''
 
 
-def _struct_source(s: Struct, indent: str) -> list[str]:
+def _struct_source(s: Struct, indent: str, var: str) -> list[str]:
+    """The class, bound to ``var`` (its own name, or a temporary one for a nested class)."""
     required = [(n, t) for n, t in s.fields if t.kind != "opt"]
     optional = [(n, t) for n, t in s.fields if t.kind == "opt"]
     if s.kind == "typeddict":
         items = ", ".join(f"{n!r}: {t.py}" for n, t in s.fields)
-        return [f"{indent}{s.name} = typing.TypedDict({s.name!r}, {{{items}}})"]
-    head = "@dataclasses.dataclass\n" + indent + f"class {s.name}:" if s.kind == "dataclass" else f"class {s.name}(typing.NamedTuple):"
+        return [f"{indent}{var} = typing.TypedDict({s.name!r}, {{{items}}})"]
+    head = "@dataclasses.dataclass\n" + indent + f"class {var}:" if s.kind == "dataclass" else f"class {var}(typing.NamedTuple):"
     lines = [indent + head]
     for n, t in required:
         lines.append(f"{indent}    {n}: {t.py}")
@@ -264,17 +280,18 @@ def sources(shape: PShape) -> dict[str, str]:
                     holders[s.holder] = []
                     lines.append(f"class {s.holder}:")
                     lines.append("    pass")
-                # defined at top level under a private name, then attached: keeps definition order simple
-                lines += _struct_source(s, "")
-                lines.append(f"{s.holder}.{s.name} = {s.name}")
-                lines.append(f"{s.name}.__qualname__ = {s.holder + '.' + s.name!r}")
-                lines.append(f"del {s.name}")
+                # defined at top level under a temporary name, then attached to its holder and named
+                var = f"_{s.holder}_{s.name}"
+                lines += _struct_source(s, "", var)
+                lines.append(f"{var}.__name__, {var}.__qualname__ = {s.name!r}, {s.holder + '.' + s.name!r}")
+                lines.append(f"{s.holder}.{s.name} = {var}")
+                lines.append(f"del {var}")
             else:
-                lines += _struct_source(s, "")
+                lines += _struct_source(s, "", s.name)
         if module == "main":
             lines.append(f"class {shape.model}:")
             for m in shape.methods:
-                params = ", ".join(f"{n}: {t.py}" for n, t in m.params)
+                params = ", ".join(f"{n}: {t.py}" + (" = None" if t.kind == "opt" else "") for n, t in m.params)
                 ret = m.ret.py if m.ret else "None"
                 lines.append(f"    def {m.name}(self, {params}) -> {ret}:")
                 for n, t in m.params:

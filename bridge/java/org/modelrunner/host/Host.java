@@ -11,9 +11,22 @@ public final class Host {
 
     /** Opens a model version: a new class loader over {@code jars}, the class loaded and initialised. */
     public static Slot open(String className, String artifactDir, String[] jars, String schema) throws HostException {
-        Guard.installExitGuard();
-        return Slot.open(className, artifactDir, jars, schema);
+        return open(className, artifactDir, jars, schema, null, null);
     }
+
+    /**
+     * As above; the version's output lines (System.out, System.err, java.util.logging) are tagged
+     * {@code [model=<name> version=<version> pid=N]} and go to logger {@code model.<name>} (see ModelOutput).
+     */
+    public static Slot open(String className, String artifactDir, String[] jars, String schema, String name, String version)
+            throws HostException {
+        Guard.installExitGuard();
+        ModelOutput.Tag output = name == null || name.isEmpty() ? null : ModelOutput.tag(name, version);
+        return Slot.open(className, artifactDir, jars, schema, output);
+    }
+
+    /** Tags model output from now on (once per JVM); bridge/output.py drains it: see ModelOutput. */
+    public static void installModelOutput() { ModelOutput.install(); }
 
     /** {loaded classes, unloaded classes, total loaded, metaspace used bytes, heap used bytes, exit guard 0/1}. */
     public static long[] stats() {

@@ -45,6 +45,7 @@ final class ModelLoader extends URLClassLoader {
     private final Set<Path> copiedDirs = new LinkedHashSet<>();     // relative folders under nativeRoot
     private Path copies;                       // this loader's copy directory, created on first use
     private boolean closed;
+    private volatile ModelOutput.Tag output;   // how the version's output lines are tagged (ModelOutput)
 
     ModelLoader(String name, URL[] urls, ClassLoader parent) { this(name, urls, parent, null); }
 
@@ -53,6 +54,15 @@ final class ModelLoader extends URLClassLoader {
         super(name, urls, parent);
         this.nativeRoot = artifactDir == null ? null : artifactDir.resolve("lib").resolve("native");
     }
+
+    /** The tag of this version's output lines (ModelOutput); by default the loader's name. */
+    ModelOutput.Tag output() {
+        ModelOutput.Tag t = output;
+        if (t == null) output = t = ModelOutput.tag(String.valueOf(getName()).replaceFirst("^model:", ""), null);
+        return t;
+    }
+
+    void output(ModelOutput.Tag tag) { output = tag; }
 
     /** The folders searched for native libraries, relative to lib/native, most specific first. */
     static List<String> nativeFolders() {

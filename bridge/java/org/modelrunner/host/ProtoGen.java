@@ -115,6 +115,11 @@ final class ProtoGen {
         return sb.append("Entry").toString();
     }
 
+    /** {@code c} can name a field: an identifier, not reserved, and (a map) its entry message name starts with a letter. */
+    static boolean spells(String c, boolean map) {
+        return isIdent(c) && !FIELD_RESERVED.contains(c) && (!map || Character.isLetter(mapEntryName(c).charAt(0)));
+    }
+
     /** A Java type that becomes a map field ({@code Map<K, V>}, {@code Optional<Map<K, V>>}). */
     static boolean isMapType(Type t) {
         Class<?> r = Binder.raw(t);
@@ -145,7 +150,7 @@ final class ProtoGen {
         for (int i = 0; i < javaNames.size(); i++) {
             String jn = javaNames.get(i);
             for (String c : new String[] {Props.snake(jn), jn}) {
-                if (!isIdent(c) || FIELD_RESERVED.contains(c) || taken.contains(c) || taken.contains(jsonName(c))
+                if (!spells(c, maps.get(i)) || taken.contains(c) || taken.contains(jsonName(c))
                         || (maps.get(i) && taken.contains(mapEntryName(c)))) continue;
                 Integer back = Props.match(c, byName);
                 if (back == null || back != i) continue;
@@ -162,9 +167,10 @@ final class ProtoGen {
             if (out[i] != null) continue;
             String jn = javaNames.get(i);
             String base = ident(Props.snake(jn));
+            if (!spells(base, maps.get(i))) base = "m" + base; // a map _1: m_1 (its entry message M1Entry)
             for (int k = 1; ; k++) {
                 String c = k == 1 ? base : base + "_" + k;
-                if (FIELD_RESERVED.contains(c) || taken.contains(c) || taken.contains(jsonName(c))
+                if (!spells(c, maps.get(i)) || taken.contains(c) || taken.contains(jsonName(c))
                         || byName.containsKey(jsonName(c)) || Props.match(c, byName) != null
                         || (maps.get(i) && (taken.contains(mapEntryName(c)) || byName.containsKey(mapEntryName(c))))) continue;
                 out[i] = new String[] {c, jn};

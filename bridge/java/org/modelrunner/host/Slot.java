@@ -56,7 +56,8 @@ public final class Slot {
         this.loader = loader; this.cls = cls; this.artifactDir = artifactDir; this.schema = schema;
     }
 
-    static Slot open(String className, String artifactDir, String[] jars, String schemaText) throws HostException {
+    static Slot open(String className, String artifactDir, String[] jars, String schemaText, ModelOutput.Tag output)
+            throws HostException {
         URL[] urls = new URL[jars.length];
         for (int i = 0; i < jars.length; i++) {
             File f = new File(jars[i]);
@@ -75,6 +76,7 @@ public final class Slot {
         }
         Path dir = artifactDir == null ? null : Paths.get(artifactDir);
         ModelLoader loader = new ModelLoader("model:" + className, urls, Host.class.getClassLoader(), dir);
+        if (output != null) loader.output(output);   // before any model code runs: its static initialiser may print
         Thread th = Thread.currentThread();
         ClassLoader prev = enter(th, loader);
         try {

@@ -6,6 +6,9 @@ public class WireEcho {
 
     public Node echoNode(Node n) { return n; }
 
+    /** Recurses until the stack overflows when asked to (value 1): a StackOverflowError of the model's own. */
+    public Node overflow(Node n) { return n.value == 1 ? overflow(n) : n; }
+
     public Iris.IrisInput echoInput(Iris.IrisInput x) { return x; }
 
     public Iris.IrisPrediction echoPrediction(Iris.IrisPrediction p) { return p; }
