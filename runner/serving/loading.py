@@ -55,8 +55,8 @@ class Overran(Exception):
             "; ..." if len(self.earlier) > 3 else ""
         )
         return (
-            f" (this process still runs {len(self.earlier)} load(s) abandoned earlier: {whats}; Python models "
-            "of one process load one at a time, so a Python load waits for a Python one among them)"
+            f" (this process still runs {len(self.earlier)} load(s) abandoned earlier: {whats}; a Python load waits for "
+            "one among them whose bundle shares a module name with it)"
         )
 
 

@@ -78,7 +78,11 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 _finder = _Finder()
-_load_lock = threading.RLock()
+# While a version loads, its bundle's top-level module names are importable by their plain names
+# (see Namespace.plain_names_while_loading). Two loads whose bundles share such a name would shadow each
+# other, so they take turns; loads of bundles with disjoint names run side by side.
+_plain_owners: dict[str, tuple[Namespace, int]] = {}  # plain name -> (loading namespace, its thread)
+_plain_changed = threading.Condition()
 
 
 class _AliasLoader(importlib.abc.Loader):
@@ -208,19 +212,34 @@ class Namespace:
     def plain_names_while_loading(self) -> Iterator[None]:
         """While the model loads, its modules are also importable by their plain names from anywhere,
         so pickles/joblib files naming classes of the bundle's modules (``features.Scaler``) load.
-        One version loads at a time; the plain names are removed afterwards."""
-        with _load_lock:
-            alias = _PlainAliasFinder(self)
-            sys.meta_path.insert(0, alias)
-            self.aliasing = True
-            try:
-                yield
-            finally:
-                self.aliasing = False
-                sys.meta_path.remove(alias)
-                for name in alias.added:
-                    if sys.modules.get(name) is alias.added[name]:
-                        del sys.modules[name]
+        Loads whose bundles share a top-level module name take turns; the others load side by side.
+        The plain names are removed afterwards."""
+        me = threading.get_ident()
+
+        def free() -> bool:
+            # a nested load on this thread (the old lock was reentrant) does not wait for itself
+            return all(_plain_owners.get(n, (self, me))[1] == me for n in self.local_names)
+
+        with _plain_changed:
+            _plain_changed.wait_for(free)
+            taken = [n for n in self.local_names if n not in _plain_owners]
+            for name in taken:
+                _plain_owners[name] = (self, me)
+        alias = _PlainAliasFinder(self)
+        sys.meta_path.insert(0, alias)
+        self.aliasing = True
+        try:
+            yield
+        finally:
+            self.aliasing = False
+            sys.meta_path.remove(alias)
+            for name in alias.added:
+                if sys.modules.get(name) is alias.added[name]:
+                    del sys.modules[name]
+            with _plain_changed:
+                for name in taken:
+                    del _plain_owners[name]
+                _plain_changed.notify_all()
 
     def close(self) -> None:
         with _ns_lock:

@@ -359,3 +359,39 @@ def test_a_java_constructor_that_does_not_return_is_abandoned_and_later_loads_go
         release.touch()
         registry.stop()
     wait_for(lambda: abandoned_loads() == [], what="the abandoned Java load to end and be closed")
+
+
+def test_python_models_with_other_module_names_load_while_one_is_held(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """Only Python bundles sharing a module name take turns loading (their plain names would shadow
+    each other): while model A's constructor is held, Python model B (another module) swaps."""
+
+    def publish_renamed(label: str) -> int:
+        src = write_echo_bundle(tmp_path / f"src-other-{label}", label, name="other")
+        (src / "echo_model.py").rename(src / "other_model.py")
+        meta = json.loads((src / "metadata.json").read_text())
+        (src / "metadata.json").write_text(json.dumps({**meta, "entry_point": "other_model:EchoModel"}))
+        return repo.publish("other", src, expected_version=None, caller="test")
+
+    publish(repo, tmp_path, "a1", name="slow")
+    publish_renamed("b1")
+    registry = Registry(repo, BundleLoader(Settings()), poll_interval=0.02)
+    started, release = tmp_path / "started", tmp_path / "release"
+    registry.start()
+    try:
+        plane = DataPlane(registry)
+        a2 = publish(
+            repo, tmp_path, "a2", name="slow", init_code=hold_in_constructor(release, started=started)
+        )
+        wait_for(started.exists, what="the load of model A's version 2 to start")
+        b2 = publish_renamed("b2")
+        assert repo.fleet.wait_until_served("other", b2, timeout=30) == []
+        assert not release.exists()  # B swapped while A's constructor is still held
+        assert say(plane, model="other") == {"text": "hi", "label": "b2", "version": 2}
+        release.touch()
+        assert repo.fleet.wait_until_served("slow", a2, timeout=60) == []
+        assert say(plane, model="slow")["label"] == "a2"
+    finally:
+        release.touch()
+        registry.stop()
