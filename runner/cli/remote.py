@@ -299,11 +299,11 @@ def cmd_push(args: argparse.Namespace) -> int:
         raise
     elapsed = time.monotonic() - started
     version = result.get("version")
-    _out(
-        args,
-        result,
-        f"{name}: version {version} is current and served ({_size(len(data))} uploaded, {elapsed:.1f} s)",
-    )
+    text = f"{name}: version {version} is current and served ({_size(len(data))} uploaded, {elapsed:.1f} s)"
+    warnings = result.get("warnings") or []
+    if warnings:
+        text += "\n" + "\n".join(f"warning: {w}" for w in warnings)
+    _out(args, result, text)
     return 0
 
 
@@ -338,10 +338,11 @@ def cmd_proto(args: argparse.Namespace) -> int:
         )
     except Conflict as err:
         changes = err.detail.get("breaking_changes") or []
-        err.detail["hint"] = (
-            "rerun with --allow-breaking to accept it (clients of the old contract may fail)"
-            + ("; changes: " + "; ".join(map(str, changes)) if changes else "")
-        )
+        if changes or not err.detail.get("superseded"):  # a superseded swap keeps the server's hint
+            err.detail["hint"] = (
+                "rerun with --allow-breaking to accept it (clients of the old contract may fail)"
+                + ("; changes: " + "; ".join(map(str, changes)) if changes else "")
+            )
         raise
     text = f"{args.name}: contract replaced, version {result.get('version')} is current"
     changes = result.get("breaking_changes") or result.get("breaking") or []

@@ -222,13 +222,13 @@ def bundle_from_jar(
     settings = settings or Settings()
     jar = Path(jar)
     _check_jar(jar, role="model JAR")
-    libs = expand_libs(libs)
-    for lib in libs:
+    jars = expand_libs(libs)
+    for lib in jars:
         _check_jar(lib, role="library JAR")
     # a build's folder of runtime JARs (gradle installDist's lib/) holds the model JAR itself too
-    libs = [lib for lib in libs if not filecmp.cmp(lib, jar, shallow=False)]
+    jars = [lib for lib in jars if not filecmp.cmp(lib, jar, shallow=False)]
     if not class_name:
-        cands = list_candidates(jar, libs, settings=settings)
+        cands = list_candidates(jar, jars, settings=settings)
         loadable = [c for c in cands if c.get("methods")]
         raise BadInput(
             f"{jar.name}: choose the model class with --class",
@@ -250,22 +250,22 @@ def bundle_from_jar(
             require_java_primitives,
         )
 
-        proto_text = generate_java_contract(jar, class_name, libs, methods=methods, settings=settings)
+        proto_text = generate_java_contract(jar, class_name, jars, methods=methods, settings=settings)
         # primitive parameters and record components cannot be absent: required, not silently 0
         with _showing_contract(lambda: proto_text, name):
             proto_text, required = require_java_primitives(
-                jar, class_name, libs, proto_text, settings=settings
+                jar, class_name, jars, proto_text, settings=settings
             )
 
     with _filling(dest), _showing_contract(lambda: None if proto is not None else proto_text, name):
         shutil.copyfile(jar, dest / "model.jar")
-        if libs:
+        if jars:
             (dest / "lib").mkdir()
             taken: set[str] = set()
-            for lib in libs:
+            for lib in jars:
                 # two JARs of one file name (from different folders) both go in: the second one renamed
                 target = lib.name
-                for i in range(2, len(libs) + 2):
+                for i in range(2, len(jars) + 2):
                     if target.lower() not in taken:
                         break
                     target = f"{lib.stem}-{i}{lib.suffix}"
