@@ -181,8 +181,12 @@ def host() -> Any:
 
 
 def jvm_stats() -> dict[str, Any]:
-    """Class-loading and memory figures of this process's JVM (java.lang.management)."""
+    """Class-loading, memory and garbage-collection figures of this process's JVM (java.lang.management):
+    also ``heap_committed``, ``heap_max`` (-1: no limit) and ``gc``, a list of ``{"name", "collections",
+    "time_ms"}`` per collector (counts since the JVM started)."""
     s = [int(x) for x in host().stats()]
+    management = jpype.JClass("java.lang.management.ManagementFactory")
+    heap = management.getMemoryMXBean().getHeapMemoryUsage()
     return {
         "loaded_classes": s[0],
         "unloaded_classes": s[1],
@@ -190,6 +194,16 @@ def jvm_stats() -> dict[str, Any]:
         "metaspace_used": s[3],
         "heap_used": s[4],
         "exit_guard": bool(s[5]),
+        "heap_committed": int(heap.getCommitted()),
+        "heap_max": int(heap.getMax()),
+        "gc": [
+            {
+                "name": str(gc.getName()),
+                "collections": int(gc.getCollectionCount()),
+                "time_ms": int(gc.getCollectionTime()),
+            }
+            for gc in management.getGarbageCollectorMXBeans()
+        ],
     }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, ServiceDescriptor
 
-
 _SEPARATORS = frozenset("\t\n\r")
 
 

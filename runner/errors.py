@@ -8,6 +8,8 @@ nothing else in the core knows about HTTP statuses or gRPC codes.
 from __future__ import annotations
 
 import enum
+import random
+from contextvars import ContextVar, Token
 from typing import Any
 
 
@@ -119,3 +121,36 @@ class SwapTimeout(ModelRunnerError):
     """A swap was published but not every live serving process reported it in time."""
 
     kind = Kind.SWAP_TIMEOUT
+
+
+# ------------------------------------------------------------------------------------------ request ids
+# The id of the request being served, set by the edge that received it (HTTP `X-Request-Id`, gRPC
+# metadata `x-request-id`, else generated) for the whole call: a failure is logged under it wherever it
+# is logged (the Java runtime, the edges' error answers), and the answer and the access log line carry it.
+
+_request_id: ContextVar[str | None] = ContextVar("model_runner_request_id", default=None)
+
+
+def new_request_id() -> str:
+    """A fresh request id: 16 hex digits. From ``random`` (reseeded in each forked child; no system
+    call, unlike uuid4: an id is made for every request), not meant to be unguessable."""
+    return f"{random.getrandbits(64):016x}"
+
+
+def current_request_id() -> str | None:
+    """The id of the request this thread serves (None outside a request)."""
+    return _request_id.get()
+
+
+def request_id() -> str:
+    """The id to log a failure under: the current request's, else a fresh one."""
+    return _request_id.get() or new_request_id()
+
+
+def enter_request(request_id: str) -> Token[str | None]:
+    """Make ``request_id`` the current request's id until :func:`leave_request` with the token."""
+    return _request_id.set(request_id)
+
+
+def leave_request(token: Token[str | None]) -> None:
+    _request_id.reset(token)

@@ -350,6 +350,11 @@ class Settings:
     """Extra JVM options for every serving process (space-separated in the environment)."""
     keep_versions: int = setting(20, Int(1))
     """Versions kept per model by cleanup (the current one and any still served are never removed)."""
+    access_log: str = setting("text", Text(r"text|json|off", "text, json or off"))
+    """One line per request (HTTP and gRPC: method, path, model, version, status, duration, request id)
+    on each serving process's standard error: ``text``, ``json`` (one JSON object a line) or ``off``."""
+    metrics_port: int = setting(-1, Int(-1, 65535))
+    """A separate port for the Prometheus scrape (``/metrics``, as on the HTTP port); -1: none."""
 
     @classmethod
     def from_env(

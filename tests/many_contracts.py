@@ -60,5 +60,7 @@ def compile_many(texts: list[str]) -> list[Contract]:
         one = descriptor_pb2.FileDescriptorProto()
         one.CopyFrom(by_name[name])
         one.name = "model.proto"
-        contracts.append(Contract(text, "model.proto", descriptor_pb2.FileDescriptorSet(file=[one]).SerializeToString()))
+        contracts.append(
+            Contract(text, "model.proto", descriptor_pb2.FileDescriptorSet(file=[one]).SerializeToString())
+        )
     return contracts

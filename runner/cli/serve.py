@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -150,6 +151,14 @@ def run(args: argparse.Namespace) -> int:
     if settings.grpc_port == 0:
         settings.grpc_port = free_port(settings.http_host)
 
+    # Every serving process started from here on writes its metrics into one fresh folder (it inherits
+    # the variable), which any of them (and the metrics port) scrapes whole: runner.serving.metrics.
+    from runner.serving import metrics  # noqa: PLC0415 (prometheus_client: only for serve)
+
+    metrics_folder = metrics.prepare_multiprocess()
+    if settings.metrics_port >= 0:
+        settings.metrics_port = metrics.serve_port(settings.http_host, settings.metrics_port)
+
     grpc_procs: list[subprocess.Popen[bytes]] = []
     stopping = threading.Event()
     failed = threading.Event()
@@ -170,6 +179,16 @@ def run(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            metrics.process_ended(proc.pid)
+
+    def watch_grpc() -> None:
+        # a gRPC process that ends (killed included): its gauges go, its counts stay
+        ended: set[int] = set()
+        while not stopping.wait(1.0):
+            for proc in grpc_procs:
+                if proc.pid not in ended and proc.poll() is not None:
+                    ended.add(proc.pid)
+                    metrics.process_ended(proc.pid)
 
     if settings.grpc_port >= 0:
         env = {**os.environ, **settings.to_env()}
@@ -190,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
                     env=env,
                 )
             )
+
+    if grpc_procs:
+        threading.Thread(target=watch_grpc, name="grpc-watch", daemon=True).start()
 
     def on_ready(http_port: int) -> None:
         settings.http_port = http_port
@@ -214,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
             raise
     finally:
         stop_grpc()
+        shutil.rmtree(metrics_folder, ignore_errors=True)
         if args.ready_file is not None:
             try:
                 Path(args.ready_file).unlink()
@@ -584,6 +607,7 @@ def _announce_when_serving(
                     "repo": str(settings.repo),
                     "token_file": str(token_file) if token_file else None,
                     "pid": os.getpid(),
+                    "metrics_port": settings.metrics_port if settings.metrics_port >= 0 else None,
                 }
             )
         )

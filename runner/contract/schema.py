@@ -20,6 +20,7 @@ _INT32_TYPES = {
     FieldDescriptor.TYPE_SFIXED32,
 }
 _UINT32_TYPES = {FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32}
+NON_FINITE = ("NaN", "Infinity", "-Infinity")
 
 _WKT_SCHEMAS: dict[str, dict[str, Any]] = {
     "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
@@ -59,7 +60,9 @@ def _scalar_schema(
 ) -> dict[str, Any]:
     t = field.type
     if t in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-        return {"type": "number", "format": "double" if t == FieldDescriptor.TYPE_DOUBLE else "float"}
+        # proto3 JSON writes (and reads) the non-finite values as these strings
+        number = {"type": "number", "format": "double" if t == FieldDescriptor.TYPE_DOUBLE else "float"}
+        return {"anyOf": [number, {"type": "string", "enum": list(NON_FINITE)}]}
     if t in _INT64_TYPES:
         # proto3 JSON prints 64-bit integers as strings (numbers are accepted on input)
         return {"type": "string", "format": "int64", "pattern": r"^-?\d+$"}

@@ -25,6 +25,7 @@ import threading
 from types import FrameType
 
 from runner.grpc.server import DEFAULT_THREADS, create_server
+from runner.serving import metrics
 from runner.serving.lifecycle import ProcessEnd, die_with_parent
 from runner.serving.loading import BundleLoader
 from runner.serving.registry import Registry
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     end = ProcessEnd(f"gRPC process {os.getpid()}")
     end.begin()  # from here on the process is gone within CLOSE_GRACE seconds, whatever its models do
     registry.stop()
+    metrics.process_ended(os.getpid())  # its gauges go now (its counts stay); `serve` does it too
     log.info("stopped")
     end.exit(0)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -115,17 +115,24 @@ class _Index:
     by_file: dict[str, _Source]
 
 
-def _static_source() -> _Source:
-    """The server's own services: health, reflection v1alpha and v1."""
+def _static_source(extra: Sequence[bytes] = ()) -> _Source:
+    """The server's own services: health, reflection v1alpha and v1, and those of ``extra`` (serialized
+    FileDescriptorSets, e.g. the Open Inference Protocol's)."""
     pool = descriptor_pool.DescriptorPool()
     src = _Source(pool=pool)
     protos = [_file_proto(health_pb2.DESCRIPTOR), _file_proto(rpb.DESCRIPTOR), _v1_reflection_file()]
+    for fds in extra:
+        protos.extend(descriptor_pb2.FileDescriptorSet.FromString(fds).file)
+    src.services = {HEALTH_SERVICE: 0, V1ALPHA_SERVICE: 0, V1_SERVICE: 0}
     for fdp in protos:
+        if fdp.name in src.files:  # a well-known type both sets import
+            continue
         pool.Add(fdp)
         src.files[fdp.name] = fdp.SerializeToString()
         src.deps[fdp.name] = list(fdp.dependency)
         src.renamed[fdp.name] = fdp.name
-    src.services = {HEALTH_SERVICE: 0, V1ALPHA_SERVICE: 0, V1_SERVICE: 0}
+        for s in fdp.service:
+            src.services.setdefault(f"{fdp.package}.{s.name}" if fdp.package else s.name, len(s.method))
     return src
 
 
@@ -166,12 +173,13 @@ def _contract_source(model: str, fds_bytes: bytes) -> _Source:
 class LiveReflection(_ServicerBase):
     """A reflection servicer whose answers follow the registry's current contracts.
 
-    ``snapshot`` returns the registry's current ``{name: LoadedVersion}``.
+    ``snapshot`` returns the registry's current ``{name: LoadedVersion}``; ``services``: serialized
+    FileDescriptorSets of services the server answers beside the models' (always listed).
     """
 
-    def __init__(self, snapshot: Callable[[], Mapping[str, LoadedVersion]]):
+    def __init__(self, snapshot: Callable[[], Mapping[str, LoadedVersion]], services: Sequence[bytes] = ()):
         self._snapshot = snapshot
-        self._static = _static_source()
+        self._static = _static_source(services)
         self._lock = threading.Lock()
         self._key: tuple[tuple[str, int], ...] = ()
         self._index: _Index | None = None

@@ -1,17 +1,19 @@
-"""The gRPC transport: each model's own contract served as written, plus reflection and health.
+"""The gRPC transport: each model's own contract served as written, the Open Inference Protocol's
+``inference.GRPCInferenceService`` (runner.grpc.oip), reflection and health, on one port.
 
-One generic handler answers every ``/{package}.{Service}/{Method}``: it looks up the registry's current
-contracts on each call (a swap changes what is served without a restart; gRPC cannot add handlers
-after start), acquires the chosen model version once for the whole call (so a call never sees a
-half-swapped contract), and passes the request bytes through untouched (no (de)serializers: the model
-gets binary protobuf; they are parsed only to check the rpc's required fields, when it has some, with
-the check every request path calls: ``LoadedVersion.required``). Core errors map to status codes in
-``STATUS_BY_KIND``, the one table.
+One generic handler answers every ``/{package}.{Service}/{Method}`` that no registered service does:
+it hands the service, the method, the ``x-model-name`` metadata, the call's deadline and the request
+bytes untouched (no (de)serializers: the model gets binary protobuf) to the data plane
+(runner.serving.dataplane), which routes the call over the registry's current contracts (a swap
+changes what is served without a restart; gRPC cannot add handlers after start), holds the chosen
+version for the whole call, checks the rpc's required fields and applies the one deadline rule.
+Core errors map to status codes in ``STATUS_BY_KIND``, the one table.
 
 Choosing a model: request metadata ``x-model-name`` picks one; otherwise a method served by exactly
 one loaded model goes to it, and several candidates answer FAILED_PRECONDITION naming them.
 Answers carry ``x-model-name`` and ``x-model-version`` in their initial metadata; errors carry
-``x-error-kind`` (the core kind) in their trailing metadata.
+``x-error-kind`` (the core kind) in their trailing metadata, and ``x-error-detail`` (the error's
+detail as JSON, without what the initial metadata said).
 """
 
 from __future__ import annotations
@@ -19,18 +21,22 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from runner import errors
+from runner.contract import MEDIA_PROTOBUF
 from runner.errors import Kind, ModelRunnerError
+from runner.errors import request_id as current_or_new_request_id
+from runner.grpc.access import AccessInterceptor
 from runner.grpc.health import HealthSync
+from runner.grpc.oip import OipService
 from runner.grpc.reflection import LiveReflection, add_reflection
+from runner.serving.access import AccessLog
+from runner.serving.dataplane import DataPlane
 from runner.serving.registry import LoadedVersion, Registry
 from runner.settings import Settings
 
@@ -73,7 +79,6 @@ _MAX_DETAIL_CHARS = 2000  # metadata must stay well under the client's header si
 _MAX_MESSAGE_CHARS = 1024  # the status message a caller gets (the whole one is logged)
 _BULKY_DETAIL = ("traceback", "java_stack", "stack")
 REQUEST_ID_HEADER = "x-request-id"
-_RESOLVE_ATTEMPTS = 3  # a swap between resolving and acquiring retries the lookup
 
 
 def status_for(error: BaseException) -> grpc.StatusCode:
@@ -106,9 +111,8 @@ def _error_message(error: BaseException) -> str:
 class _ModelHandler(grpc.GenericRpcHandler):
     """Routes every call not answered by a registered service to the current model contracts."""
 
-    def __init__(self, registry: Registry, settings: Settings):
-        self.registry = registry
-        self.settings = settings
+    def __init__(self, dataplane: DataPlane):
+        self.dataplane = dataplane
         self._handlers: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {}
         self._lock = threading.Lock()
 
@@ -132,62 +136,7 @@ class _ModelHandler(grpc.GenericRpcHandler):
 
         return call
 
-    # --- routing ---
-
-    def _resolve(self, service: str, method: str, hint: str | None) -> str:
-        """The name of the model to call (raises NotFound / MethodNotFound / AmbiguousModel)."""
-        if hint is not None:
-            return hint  # acquire() says NotFound / NotReady for an unknown or unloaded name
-        snap = self.registry.snapshot()
-        candidates = sorted(
-            name
-            for name, lv in snap.items()
-            if lv.contract.full_service_name == service and method in lv.contract.service.methods_by_name
-        )
-        if len(candidates) == 1:
-            return candidates[0]
-        if len(candidates) > 1:
-            raise errors.AmbiguousModel(
-                f"several models serve {service}/{method}: {', '.join(candidates)}; "
-                f"choose one with the request metadata {MODEL_HEADER!r}",
-                {"candidates": candidates, "service": service, "method": method},
-            )
-        owners = sorted(name for name, lv in snap.items() if lv.contract.full_service_name == service)
-        if owners:
-            methods = sorted(snap[owners[0]].contract.service.methods_by_name)
-            raise errors.MethodNotFound(
-                f"service {service} has no method {method!r} (models {', '.join(owners)} serve: "
-                f"{', '.join(methods)})",
-                {"service": service, "method": method, "models": owners, "methods": methods},
-            )
-        served = sorted({lv.contract.full_service_name for lv in snap.values()})
-        raise errors.MethodNotFound(
-            f"no loaded model serves the service {service!r} (served: {', '.join(served) or 'none'})",
-            {"service": service, "method": method, "services": served},
-        )
-
-    @staticmethod
-    def _check(lv: LoadedVersion, service: str, method: str) -> None:
-        contract = lv.contract
-        if contract.full_service_name != service:
-            raise errors.MethodNotFound(
-                f"model {lv.name!r} serves {contract.full_service_name}, not {service}",
-                {"model": lv.name, "service": contract.full_service_name},
-            )
-        md = contract.service.methods_by_name.get(method)
-        if md is None:
-            raise errors.MethodNotFound(
-                f"model {lv.name!r} (version {lv.version}) has no method {method!r} in {service} "
-                f"(methods: {', '.join(sorted(contract.service.methods_by_name))})",
-                {"model": lv.name, "version": lv.version, "method": method},
-            )
-        if md.client_streaming or md.server_streaming:
-            raise errors.MethodNotFound(
-                f"{service}/{method} is a streaming rpc; only unary rpcs are served",
-                {"model": lv.name, "method": method},
-            )
-
-    # --- the call ---
+    # --- the call: translated to the data plane and back ---
 
     def _call(self, service: str, method: str, request: bytes, context: grpc.ServicerContext) -> bytes:
         hint = None
@@ -195,39 +144,35 @@ class _ModelHandler(grpc.GenericRpcHandler):
             if key == MODEL_HEADER:
                 hint = value if isinstance(value, str) else value.decode()
                 break
+
+        answered: dict[str, Any] = {}
+
+        def started(lv: LoadedVersion, _rpc: str) -> None:
+            answered.update(model=lv.name, version=lv.version)
+            context.send_initial_metadata(((MODEL_HEADER, lv.name), (VERSION_HEADER, str(lv.version))))
+
         try:
-            for attempt in range(_RESOLVE_ATTEMPTS):
-                name = self._resolve(service, method, hint)
-                with self.registry.acquire(name) as lv:
-                    try:
-                        self._check(lv, service, method)
-                    except errors.MethodNotFound:
-                        # A swap may have landed between resolve and acquire: look again.
-                        if hint is None and attempt + 1 < _RESOLVE_ATTEMPTS:
-                            continue
-                        raise
-                    context.send_initial_metadata(
-                        ((MODEL_HEADER, lv.name), (VERSION_HEADER, str(lv.version)))
-                    )
-                    timeout = self._timeout(context)
-                    lv.required.check_wire(method, request)  # parses only if the rpc has required fields
-                    return lv.model.invoke(method, request, timeout=timeout)
-            raise AssertionError("unreachable")
+            result = self.dataplane.predict(
+                hint,
+                method,
+                request,
+                MEDIA_PROTOBUF[0],
+                timeout=context.time_remaining(),
+                service=service,
+                protocol="grpc",
+                started=started,
+            )
+            return result.body
         except Exception as exc:  # every failure leaves through the one table
-            self._abort(context, exc)
+            self._abort(context, exc, answered)
             raise  # abort raises; keeps type checkers happy
 
-    def _timeout(self, context: grpc.ServicerContext) -> float:
-        timeout = self.settings.predict_timeout
-        remaining = context.time_remaining()
-        if remaining is not None:
-            if remaining <= 0:
-                raise errors.DeadlineExceeded("the call's deadline passed before the model was called")
-            timeout = min(timeout, remaining)
-        return timeout
-
     @staticmethod
-    def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
+    def _abort(
+        context: grpc.ServicerContext, exc: Exception, answered: Mapping[str, Any] | None = None
+    ) -> None:
+        """Answer ``exc`` with its status, message and trailing metadata; ``answered``: the model and
+        version the initial metadata named (the detail does not repeat them)."""
         code = status_for(exc)
         kind = exc.kind.value if isinstance(exc, ModelRunnerError) else Kind.INTERNAL.value
         trailing = [(ERROR_KIND_HEADER, kind)]
@@ -235,7 +180,7 @@ class _ModelHandler(grpc.GenericRpcHandler):
         bulky = isinstance(exc, ModelRunnerError) and any(k in exc.detail for k in _BULKY_DETAIL)
         if code is grpc.StatusCode.INTERNAL or bulky or len(message) > _MAX_MESSAGE_CHARS:
             # stack traces, long messages and what went wrong inside stay in the server log, under an id
-            request_id = uuid.uuid4().hex[:16]
+            request_id = current_or_new_request_id()  # the call's own (runner.grpc.access)
             trailing.append((REQUEST_ID_HEADER, request_id))
             if isinstance(exc, ModelRunnerError):
                 log.log(
@@ -259,7 +204,11 @@ class _ModelHandler(grpc.GenericRpcHandler):
             message = f"{message[:_MAX_MESSAGE_CHARS]}... ({more} more characters in the server log)"
         if isinstance(exc, ModelRunnerError) and exc.detail:
             # Stack traces stay in the server log: metadata must stay small.
-            small = {k: v for k, v in exc.detail.items() if k not in _BULKY_DETAIL}
+            small = {
+                k: v
+                for k, v in exc.detail.items()
+                if k not in _BULKY_DETAIL and not (answered and k in answered and answered[k] == v)
+            }
             try:
                 detail = json.dumps(small, default=str)  # ASCII only (ensure_ascii)
             except (TypeError, ValueError):
@@ -323,14 +272,22 @@ def create_server(
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"), options=options
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        options=options,
+        # every call: its request id (x-request-id in and out) and its access log line
+        interceptors=[AccessInterceptor(AccessLog(settings.access_log, "grpc"))],
+    )
+    dataplane = DataPlane(
+        registry, max_json_depth=settings.max_json_depth, predict_timeout=settings.predict_timeout
     )
     health_sync = HealthSync(registry, interval=max(settings.poll_interval, 0.05))
     health_pb2_grpc.add_HealthServicer_to_server(health_sync.servicer, server)
-    reflection = LiveReflection(registry.snapshot)
+    oip_service = OipService(dataplane, _ModelHandler._abort)
+    reflection = LiveReflection(registry.snapshot, services=[oip_service.contract.file_descriptor_set])
     add_reflection(server, reflection)
+    server.add_generic_rpc_handlers((oip_service.handler(),))
     # Last: it answers every path, including unknown ones (with a helpful UNIMPLEMENTED).
-    server.add_generic_rpc_handlers((_ModelHandler(registry, settings),))
+    server.add_generic_rpc_handlers((_ModelHandler(dataplane),))
     bind_port = settings.grpc_port if port is None else port
     bound = server.add_insecure_port(f"{settings.http_host}:{bind_port}")
     if bound == 0:

@@ -13,8 +13,8 @@ from flask import Blueprint, Response, jsonify, request
 from runner.http import uploads
 from runner.http.auth import AdminAuth
 from runner.http.lookup import single_model
-from runner.http.metrics import Metrics
 from runner.http.wire import if_match_version, json_answer, query_flag, query_int
+from runner.serving import metrics
 from runner.serving.admin import Admin
 from runner.store import Repository
 
@@ -24,11 +24,10 @@ log = logging.getLogger(__name__)
 class AdminRoutes:
     """The routes that change what is served, each counted as a swap in the metrics."""
 
-    def __init__(self, admin: Admin, repository: Repository, auth: AdminAuth, metrics: Metrics) -> None:
+    def __init__(self, admin: Admin, repository: Repository, auth: AdminAuth) -> None:
         self.admin = admin
         self.repository = repository
         self.auth = auth
-        self.metrics = metrics
 
     def blueprint(self) -> Blueprint:
         routes = Blueprint("admin", __name__)
@@ -46,6 +45,7 @@ class AdminRoutes:
         return self.upload(name)
 
     def acumos_put_model(self) -> Response:
+        self.auth.require(request)  # first: an unauthenticated caller learns nothing of the models
         names = self.repository.models()
         name = request.args.get("name") or (names[0] if len(names) == 1 else None)
         if name is None and len(names) > 1:
@@ -65,7 +65,7 @@ class AdminRoutes:
             caller=caller,
             allow_breaking=query_flag(request, "allow_breaking"),
         )
-        self.metrics.observe_swap(name, "upload")
+        metrics.admin_change(name, "upload")
         if warning is not None:
             log.warning("upload of %s by %s: %s", name, caller, warning)
             result = {**result, "warnings": [*result.get("warnings", []), warning]}
@@ -77,6 +77,7 @@ class AdminRoutes:
         return self.replace_proto(name)
 
     def acumos_put_proto(self) -> Response:
+        self.auth.require(request)  # first: an unauthenticated caller learns nothing of the models
         return self.replace_proto(single_model(self.repository))
 
     def replace_proto(self, name: str) -> Response:
@@ -90,7 +91,7 @@ class AdminRoutes:
             expected_version=expected,
             caller=caller,
         )
-        self.metrics.observe_swap(name, "proto")
+        metrics.admin_change(name, "proto")
         return json_answer(result)
 
     # ---------------------------------------------------------------- rollback, delete
@@ -103,11 +104,11 @@ class AdminRoutes:
             expected_version=if_match_version(request),
             caller=caller,
         )
-        self.metrics.observe_swap(name, "rollback")
+        metrics.admin_change(name, "rollback")
         return json_answer(result)
 
     def delete(self, name: str) -> Response:
         caller = self.auth.require(request)
         result = self.admin.delete(name, caller=caller, expected_version=if_match_version(request))
-        self.metrics.observe_swap(name, "delete")
+        metrics.admin_change(name, "delete")
         return jsonify(result)

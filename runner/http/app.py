@@ -14,14 +14,15 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from runner.errors import BadInput, ModelRunnerError, NotFound, TooLarge, UnsupportedMedia
+from runner.http.access import RequestIds
 from runner.http.admin import AdminRoutes
 from runner.http.auth import AdminAuth, load_admin_token
 from runner.http.errors import error_response, new_request_id
 from runner.http.health import HealthRoutes
-from runner.http.metrics import Metrics
 from runner.http.oip import OipRoutes
 from runner.http.predict import PredictPath
 from runner.http.read import ReadRoutes
+from runner.serving.access import AccessLog
 from runner.serving.admin import Admin
 from runner.serving.dataplane import DataPlane
 from runner.serving.registry import Registry
@@ -58,7 +59,9 @@ def create_app(
     over the same objects.
     """
     if dataplane is None:
-        dataplane = DataPlane(registry, max_json_depth=settings.max_json_depth)
+        dataplane = DataPlane(
+            registry, max_json_depth=settings.max_json_depth, predict_timeout=settings.predict_timeout
+        )
     if admin is None:
         # settings: bundle limits, keep_versions cleanup and the JVM options validation starts with
         admin = Admin(repository, swap_timeout=settings.swap_timeout, settings=settings)
@@ -66,28 +69,27 @@ def create_app(
     app = Flask("model-runner")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json = _InsertionOrderJSON(app)
-    metrics = Metrics()
     app.extensions["model_runner"] = {
         "settings": settings,
         "registry": registry,
         "repository": repository,
         "admin": admin,
         "dataplane": dataplane,
-        "metrics": metrics,
     }
     _add_error_handlers(app, settings)
 
     # The predict path skips Flask (routing, Request/Response objects): it is the hot path. Its Flask
     # routes only exist so that other verbs on a predict path answer 405 like every other endpoint.
-    fast = PredictPath(app.wsgi_app, settings, dataplane, metrics)
-    app.wsgi_app = fast  # type: ignore[method-assign]  # WSGI middleware, as Flask documents it
+    fast = PredictPath(app.wsgi_app, settings, dataplane)
+    # in front of everything: the request id (given or generated, echoed) and the access log line
+    app.wsgi_app = RequestIds(fast, AccessLog(settings.access_log, "http"))  # type: ignore[method-assign]  # WSGI middleware, as Flask documents it
     app.register_blueprint(fast.blueprint())
     app.register_blueprint(ReadRoutes(registry, repository).blueprint())
     auth = AdminAuth(load_admin_token(settings))
-    app.register_blueprint(AdminRoutes(admin, repository, auth, metrics).blueprint())
+    app.register_blueprint(AdminRoutes(admin, repository, auth).blueprint())
     # the Open Inference Protocol (KServe V2) over the same models and data plane
     app.register_blueprint(OipRoutes(registry, dataplane, settings.predict_timeout).blueprint())
-    app.register_blueprint(HealthRoutes(registry, metrics).blueprint())
+    app.register_blueprint(HealthRoutes(registry).blueprint())
     return app
 
 

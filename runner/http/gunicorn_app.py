@@ -28,6 +28,7 @@ from gunicorn.arbiter import Arbiter
 
 from runner.http import buffering
 from runner.http.app import create_app
+from runner.serving import metrics
 from runner.serving.lifecycle import CLOSE_GRACE, ProcessEnd, die_with_parent
 from runner.serving.loading import BundleLoader
 from runner.serving.registry import Registry
@@ -117,6 +118,7 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
             "post_fork": _post_fork,
             "post_worker_init": _post_worker_init,
             "worker_exit": _worker_exit,
+            "child_exit": _child_exit,
             "when_ready": self._when_ready,
             "on_exit": self._exit,
         }
@@ -204,6 +206,11 @@ def _worker_exit(server: Any, worker: Any) -> None:
         _worker_end = ProcessEnd(f"HTTP worker {os.getpid()}")
     _worker_end.begin()
     _stop_worker_registry()
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    # in the master, for each worker that ended (killed included): its gauges go, its counts stay
+    metrics.process_ended(worker.pid)
 
 
 def _end_worker(code: object) -> None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from runner.http.metrics import Metrics
 from runner.http.openapi import build_openapi
+from runner.serving import metrics
 from runner.serving.registry import Registry
 
 
 class HealthRoutes:
-    """`/healthz`, `/readyz`, `/openapi.json` and `/metrics` of this serving process."""
+    """`/healthz`, `/readyz`, `/openapi.json` of this serving process, and `/metrics`: every serving
+    process's (runner.serving.metrics)."""
 
-    def __init__(self, registry: Registry, metrics: Metrics) -> None:
+    def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.metrics = metrics
 
     def blueprint(self) -> Blueprint:
         routes = Blueprint("health", __name__)
@@ -43,5 +43,5 @@ class HealthRoutes:
         return jsonify(build_openapi(self.registry.snapshot()))
 
     def prometheus(self) -> Response:
-        text = self.metrics.render(self.registry.snapshot())
-        return Response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
+        body, media_type = metrics.render(self.registry.process_kind)
+        return Response(body, content_type=media_type)

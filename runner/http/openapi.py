@@ -184,12 +184,31 @@ def _fixed_paths() -> dict[str, Any]:
         "200": {"description": "the text", "headers": _VERSION_HEADERS, "content": {"text/plain": _TEXT}}
     }
     metadata_ok = {"200": _ok("metadata.json as stored", {"type": "object"}, versioned=True)}
+    v2_server = _ok("server", _ref(schemas, "V2Server"))
     v2_model = _ok("V2 model metadata", _ref(schemas, "V2ModelMetadata"))
-    v2_ready = _ok("the version is loaded and current", _ref(schemas, "V2ModelReady"))
-    v2_infer = _ok("V2 inference response", _ref(schemas, "V2InferResponse"), versioned=True)
-    infer_body = {"required": True, "content": _json(_ref(schemas, "V2InferRequest"))}
-    v2_errors = _errors("400", "404", "503")
-    infer_errors = _errors(*_PREDICT_ERRORS)
+    infer_header = _ref("parameters", "InferenceHeaderLength")
+    v2_ready = {
+        "200": _ok("the version is loaded and current", _ref(schemas, "V2ModelReady")),
+        "400": {
+            "description": "the model or version exists but is not served (a 4xx means false)",
+            "content": _json(_ref(schemas, "V2ModelReady")),
+        },
+        **_v2_errors("404"),
+    }
+    v2_infer = {
+        "description": "V2 inference response (application/octet-stream: JSON, then binary tensor data)",
+        "headers": _VERSION_HEADERS,
+        "content": {JSON: {"schema": _ref(schemas, "V2InferResponse")}, "application/octet-stream": _BINARY},
+    }
+    infer_body = {
+        "required": True,
+        "content": {
+            JSON: {"schema": _ref(schemas, "V2InferRequest")},
+            "application/octet-stream": _BINARY,
+        },
+    }
+    v2_errors = _v2_errors("400", "404", "503")
+    infer_errors = _v2_errors(*_PREDICT_ERRORS)
     paths: dict[str, Any] = {
         # ---------------------------------------------------------------- predictions, any model
         "/models/{name}/methods/{method}": {
@@ -380,45 +399,52 @@ def _fixed_paths() -> dict[str, Any]:
             }
         },
         # ---------------------------------------------------------------- Open Inference Protocol (V2)
-        "/v2": {
-            "get": _v2("v2_server", "V2 server metadata", [], _ok("server", _ref(schemas, "V2Server")), {})
-        },
+        "/v2": {"get": _v2("v2_server", "V2 server metadata", [], {"200": v2_server})},
+        "/v2/": {"get": _v2("v2_server_slash", "V2 server metadata", [], {"200": v2_server})},
         "/v2/health/live": {
-            "get": _v2("v2_live", "V2 liveness", [], _ok("alive", _ref(schemas, "V2Live")), {})
+            "get": _v2("v2_live", "V2 liveness", [], {"200": _ok("alive", _ref(schemas, "V2Live"))})
         },
         "/v2/health/ready": {
             "get": _v2(
                 "v2_ready",
-                "V2 readiness: 503 until every model is loaded",
+                "V2 readiness: 400 (false) until every model is loaded",
                 [],
-                _ok("ready", _ref(schemas, "V2Ready")),
-                {"503": {"description": "not ready", "content": _json(_ref(schemas, "V2Ready"))}},
+                {
+                    "200": _ok("ready", _ref(schemas, "V2Ready")),
+                    "400": {"description": "not ready", "content": _json(_ref(schemas, "V2Ready"))},
+                },
             )
         },
-        "/v2/models/{name}": {"get": _v2("v2_model", "V2 model metadata", [name], v2_model, v2_errors)},
+        "/v2/models/{name}": {
+            "get": _v2("v2_model", "V2 model metadata", [name], {"200": v2_model, **v2_errors})
+        },
         "/v2/models/{name}/versions/{version}": {
             "get": _v2(
-                "v2_model_version", "V2 model metadata of a version", [name, version], v2_model, v2_errors
+                "v2_model_version",
+                "V2 model metadata of a version",
+                [name, version],
+                {"200": v2_model, **v2_errors},
             )
         },
-        "/v2/models/{name}/ready": {
-            "get": _v2("v2_model_ready", "V2 model readiness", [name], v2_ready, v2_errors)
-        },
+        "/v2/models/{name}/ready": {"get": _v2("v2_model_ready", "V2 model readiness", [name], v2_ready)},
         "/v2/models/{name}/versions/{version}/ready": {
-            "get": _v2(
-                "v2_model_version_ready", "V2 readiness of a version", [name, version], v2_ready, v2_errors
-            )
+            "get": _v2("v2_model_version_ready", "V2 readiness of a version", [name, version], v2_ready)
         },
         "/v2/models/{name}/infer": {
-            "post": _v2("v2_infer", "V2 inference", [name], v2_infer, infer_errors, body=infer_body)
+            "post": _v2(
+                "v2_infer",
+                "V2 inference",
+                [name, infer_header],
+                {"200": v2_infer, **infer_errors},
+                body=infer_body,
+            )
         },
         "/v2/models/{name}/versions/{version}/infer": {
             "post": _v2(
                 "v2_infer_version",
                 "V2 inference on a version",
-                [name, version],
-                v2_infer,
-                infer_errors,
+                [name, version, infer_header],
+                {"200": v2_infer, **infer_errors},
                 body=infer_body,
             )
         },
@@ -445,8 +471,7 @@ def _v2(
     op_id: str,
     summary: str,
     params: list[Any],
-    ok: dict[str, Any],
-    errors: dict[str, Any],
+    responses: dict[str, Any],
     *,
     body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -455,11 +480,16 @@ def _v2(
         "summary": summary,
         "tags": ["v2"],
         "parameters": params,
-        "responses": {"200": ok, **errors},
+        "responses": responses,
     }
     if body is not None:
         op["requestBody"] = body
     return op
+
+
+def _v2_errors(*codes: str) -> dict[str, Any]:
+    """Errors under /v2 have the spec's body, ``{"error": "<message>"}``."""
+    return {code: _ref("responses", f"V{code}") for code in codes}
 
 
 def _components(model_names: list[str]) -> dict[str, Any]:
@@ -489,7 +519,7 @@ def _components(model_names: list[str]) -> dict[str, Any]:
         ["name", "data"],
     )
     tensor_spec = strict(
-        {"name": string, "datatype": string, "shape": {"type": "array", "items": integer}},
+        {"name": string, "datatype": string, "shape": {"type": "array", "items": integer}, "parameters": obj},
         ["name", "datatype", "shape"],
     )
     model = strict(
@@ -561,6 +591,13 @@ def _components(model_names: list[str]) -> dict[str, Any]:
                 "description": "publish a contract that breaks the current version's clients",
                 "schema": {"type": "boolean"},
             },
+            "InferenceHeaderLength": {
+                "name": "Inference-Header-Content-Length",
+                "in": "header",
+                "required": False,
+                "description": "the body is that many bytes of JSON, then binary tensor data",
+                "schema": {"type": "integer", "minimum": 0},
+            },
             "Accept": {
                 "name": "Accept",
                 "in": "header",
@@ -581,6 +618,10 @@ def _components(model_names: list[str]) -> dict[str, Any]:
                 "description": description,
                 "content": _json(_ref("schemas", "Error")),
             }
+            for code, description in _ERROR_STATUS.items()
+        }
+        | {
+            f"V{code}": {"description": description, "content": _json(_ref("schemas", "V2Error"))}
             for code, description in _ERROR_STATUS.items()
         },
         "schemas": {
@@ -609,7 +650,12 @@ def _components(model_names: list[str]) -> dict[str, Any]:
                     "history": {
                         "type": "array",
                         "items": strict(
-                            {"time": string, "action": string, "version": nullable_int, "caller": string},
+                            {
+                                "time": {"type": "number", "description": "seconds since the epoch"},
+                                "action": string,
+                                "version": nullable_int,
+                                "caller": string,
+                            },
                             ["time", "action"],
                         ),
                     },
@@ -649,6 +695,7 @@ def _components(model_names: list[str]) -> dict[str, Any]:
                 },
                 ["ready", "models", "errors"],
             ),
+            "V2Error": strict({"error": string}, ["error"]),
             "V2Server": strict(
                 {"name": string, "version": string, "extensions": {"type": "array", "items": string}},
                 ["name", "version", "extensions"],
@@ -687,7 +734,7 @@ def _components(model_names: list[str]) -> dict[str, Any]:
                     "parameters": obj,
                     "outputs": {
                         "type": "array",
-                        "items": {**tensor, "required": ["name", "datatype", "shape", "data"]},
+                        "items": {**tensor, "required": ["name", "datatype", "shape"]},  # data: or binary
                     },
                 },
                 ["model_name", "outputs"],

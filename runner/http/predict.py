@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -17,9 +16,9 @@ from flask import Blueprint, Response, request
 
 from runner.bundle import NAME_RE
 from runner.contract import MEDIA_JSON
-from runner.errors import BadInput, Kind, ModelRunnerError, TooLarge
+from runner.errors import BadInput, ModelRunnerError, TooLarge
 from runner.http.errors import error_json, new_request_id
-from runner.http.metrics import Metrics
+from runner.serving import metrics
 from runner.serving.dataplane import DataPlane
 from runner.settings import Settings
 
@@ -34,10 +33,11 @@ _REASONS = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 Answer = tuple[int, list[tuple[str, str]], bytes]
 
 
-def header_timeout(raw: str | None, settings: Settings) -> float:
-    """The call's deadline: the configured predict timeout, lowered by an `X-Timeout-Seconds` header."""
+def header_timeout(raw: str | None) -> float | None:
+    """The client's deadline from an `X-Timeout-Seconds` header (None: none sent); the data plane bounds
+    it with the service's and the bundle's (runner.runtimes.deadline, the one rule)."""
     if not raw:
-        return settings.predict_timeout
+        return None
     try:
         value = float(raw)
     except ValueError:
@@ -46,20 +46,17 @@ def header_timeout(raw: str | None, settings: Settings) -> float:
         ) from None
     if not value > 0:
         raise BadInput("X-Timeout-Seconds must be positive", {"header": "X-Timeout-Seconds"})
-    return min(value, settings.predict_timeout)
+    return value
 
 
 class PredictPath:
     """WSGI middleware answering `POST /models/{name}/methods/{method}` and `POST /model/methods/{method}`
     directly (everything else goes to the Flask app)."""
 
-    def __init__(
-        self, app: WSGIApplication, settings: Settings, dataplane: DataPlane, metrics: Metrics
-    ) -> None:
+    def __init__(self, app: WSGIApplication, settings: Settings, dataplane: DataPlane) -> None:
         self.app = app
         self.settings = settings
         self.dataplane = dataplane
-        self.metrics = metrics
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") == "POST":
@@ -70,7 +67,7 @@ class PredictPath:
                     name, method = _utf8(name), _utf8(method) or ""
                 except BadInput as err:
                     status, headers, body = self._error(err)
-                    self.metrics.observe_request("-", "-", status, 0.0)
+                    metrics.refused("http", err)
                 else:
                     status, headers, body = self.handle(environ, name, method)
                 start_response(_REASONS.get(status, str(status)), headers)
@@ -91,22 +88,20 @@ class PredictPath:
         return Response(body, status=status, headers=headers)
 
     def handle(self, environ: WSGIEnvironment, name: str | None, method: str) -> Answer:
-        started = time.perf_counter()
-        # Metric labels only ever name served models and methods: names taken from the URL of a request
-        # that found nothing would let any client grow /metrics without bound.
-        label, method_label, status = "-", "-", 500
         try:
-            payload = self._read_body(environ)
-            # media negotiation (Content-Type, Accept with q-values) is the data plane's, shared with gRPC
-            result = self.dataplane.predict(
-                name,
-                method,
-                payload,
-                environ.get("CONTENT_TYPE") or MEDIA_JSON,
-                environ.get("HTTP_ACCEPT"),
-                timeout=header_timeout(environ.get("HTTP_X_TIMEOUT_SECONDS"), self.settings),
-            )
-            label, method_label, status = result.model, method, 200
+            # counted once, refusals of the body or headers included; labels only from the version the
+            # data plane holds (runner.serving.metrics): URL names that found nothing never become labels
+            with metrics.track("http"):
+                payload = self._read_body(environ)
+                # media negotiation (Content-Type, Accept with q-values) is the data plane's, shared with gRPC
+                result = self.dataplane.predict(
+                    name,
+                    method,
+                    payload,
+                    environ.get("CONTENT_TYPE") or MEDIA_JSON,
+                    environ.get("HTTP_ACCEPT"),
+                    timeout=header_timeout(environ.get("HTTP_X_TIMEOUT_SECONDS")),
+                )
             return (
                 200,
                 [
@@ -118,11 +113,7 @@ class PredictPath:
                 result.body,
             )
         except ModelRunnerError as err:
-            if "version" in err.detail and err.kind not in (Kind.NOT_FOUND, Kind.METHOD_NOT_FOUND):
-                label, method_label = str(err.detail.get("model") or name or "-"), method
-            answer = self._error(err)
-            status = answer[0]
-            return answer
+            return self._error(err)
         except Exception as err:
             # what it says (paths, values) stays in the server log, under the request id the answer gives
             request_id = new_request_id()
@@ -133,8 +124,6 @@ class PredictPath:
                     {"type": type(err).__name__, "request_id": request_id},
                 )
             )
-        finally:
-            self.metrics.observe_request(label, method_label, status, time.perf_counter() - started)
 
     def _read_body(self, environ: WSGIEnvironment) -> bytes:
         limit = min(self.settings.max_message_bytes, self.settings.max_body_bytes)

@@ -72,3 +72,11 @@ def process_facts() -> dict[str, object]:
     from runner.runtimes.java import running_jvm_options  # noqa: PLC0415 (never imports the bridge itself)
 
     return {"jvm_options": running_jvm_options()}
+
+
+def jvm_stats() -> dict[str, Any] | None:
+    """This process's JVM figures (heap, Metaspace, classes, garbage collections) for the metrics, or None
+    when it runs no JVM (never starts one)."""
+    from runner.runtimes.java import jvm_stats as java_stats  # noqa: PLC0415 (never imports the bridge itself)
+
+    return java_stats()

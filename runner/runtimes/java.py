@@ -14,7 +14,8 @@ JvmNotFoundError                       NotReady (detail: tried paths, hint)
 =====================================  ==========================================================
 
 A call that fails in the model (ModelError, DeadlineExceeded) is logged here, once, with the Java stack
-trace, under a request id put in the error's detail (``request_id``): the edges answer with that id and
+trace, under the request's id (runner.errors.current_request_id: the one the client gave or the edge
+generated; a fresh one outside a request) put in the error's detail (``request_id``): the edges answer with that id and
 leave the stack out of the answer unless the ``error_traces`` setting is on. The log record goes to logger
 ``model.<name>`` tagged ``[model=<name> version=<N> pid=<pid>]``, as the model's own output is
 (bridge/output.py).
@@ -39,7 +40,9 @@ from runner.errors import (
     ModelError,
     ModelRunnerError,
     NotReady,
+    current_request_id,
 )
+from runner.runtimes.deadline import call_timeout
 
 if TYPE_CHECKING:
     from runner.bundle import Metadata
@@ -126,6 +129,16 @@ def running_jvm_options() -> list[str] | None:
     return sorted(jvm.running_options())
 
 
+def jvm_stats() -> dict[str, Any] | None:
+    """This process's JVM figures (bridge.jvm.jvm_stats: heap, Metaspace, classes, garbage collections),
+    or None when it has no JVM; never starts one."""
+    jvm = sys.modules.get("bridge.jvm")
+    if jvm is None or not jvm.jvm_started():
+        return None
+    stats: dict[str, Any] = jvm.jvm_stats()
+    return stats
+
+
 class JavaModelAdapter:
     """A Java bundle loaded in a fresh class loader of this process's JVM (implements Model)."""
 
@@ -165,8 +178,7 @@ class JavaModelAdapter:
 
     def invoke(self, method: str, request: bytes, timeout: float | None = None) -> bytes:
         self.contract.method(method)  # MethodNotFound for an rpc the contract lacks
-        limits = [t for t in (timeout, self.metadata.timeout_seconds) if t is not None]
-        deadline = min(limits) if limits else None
+        deadline = call_timeout(timeout, bundle=self.metadata.timeout_seconds)
         try:
             return self._java.call(method, bytes(request), deadline)
         except Exception as err:  # mapped once, here; the model's failures logged with their stack
@@ -181,7 +193,7 @@ class JavaModelAdapter:
         """Log a failed call with the Java stack, under the request id its answer will carry."""
         request_id = err.detail.get("request_id")
         if not isinstance(request_id, str) or not request_id:
-            request_id = err.detail["request_id"] = uuid.uuid4().hex[:16]
+            request_id = err.detail["request_id"] = current_request_id() or uuid.uuid4().hex[:16]
         stack = str(err.detail.get("java_stack") or "").rstrip()
         self._log.log(
             logging.ERROR if isinstance(err, ModelError) else logging.WARNING,

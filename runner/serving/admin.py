@@ -98,7 +98,7 @@ class Admin:
         with self.repository.staging_dir() as stage:
             folder = stage / "bundle"
             base = None
-            with _validating("the bundle", name):
+            with _validating("the bundle", name, folder):
                 if isinstance(bundle_source, (UploadParts, dict)):
                     parts = (
                         bundle_source
@@ -139,7 +139,7 @@ class Admin:
             folder = stage / "bundle"
             self._copy_version(name, current, folder)
             (folder / PROTO_FILE).write_text(proto_text)
-            with _validating("the new contract", name):
+            with _validating("the new contract", name, folder):
                 breaking = self._refuse_breaking(name, folder, proto_text, allow_breaking)
                 self._drop_metadata_of_removed_rpcs(folder, proto_text)
                 bundle = open_bundle(folder)
@@ -482,12 +482,23 @@ class Admin:
 
 
 @contextlib.contextmanager
-def _validating(what: str, name: str) -> Iterator[None]:
-    """Core errors pass as they are; anything else a check raises is the bundle's fault: InvalidBundle."""
+def _validating(what: str, name: str, folder: Path) -> Iterator[None]:
+    """Core errors pass as they are; anything else a check raises is the bundle's fault: InvalidBundle.
+    Either names the bundle's files as the bundle has them, never by their path in the staging folder
+    (the server's own paths are not the caller's business)."""
     try:
         yield
-    except ModelRunnerError:
+    except ModelRunnerError as err:
+        err.message = _unstaged(err.message, folder)
+        err.detail = {k: _unstaged(v, folder) if isinstance(v, str) else v for k, v in err.detail.items()}
         raise
     except Exception as err:
         log.exception("%s of %s: validation failed", what, name)
-        raise InvalidBundle(f"{what} could not be validated: {type(err).__name__}: {err}") from err
+        raise InvalidBundle(
+            _unstaged(f"{what} could not be validated: {type(err).__name__}: {err}", folder)
+        ) from err
+
+
+def _unstaged(text: str, folder: Path) -> str:
+    """``text`` with paths inside the staged bundle ``folder`` relative to it ("model.jar")."""
+    return text.replace(f"{folder}/", "").replace(str(folder), ".")

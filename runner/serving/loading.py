@@ -26,8 +26,9 @@ from typing import Generic, TypeVar
 
 from runner.bundle import Metadata, open_bundle, read_metadata
 from runner.contract import Contract
-from runner.errors import DeadlineExceeded, ModelRunnerError
+from runner.errors import DeadlineExceeded, Kind, ModelRunnerError
 from runner.runtimes import load_model, prepare_runtimes, process_facts
+from runner.serving import metrics
 from runner.serving.registry import LoadedVersion
 from runner.settings import Settings
 
@@ -186,7 +187,21 @@ class BundleLoader:
         prepare_runtimes(metadata, self.settings)
 
     def load(self, name: str, version: int, version_dir: Path) -> LoadedVersion:
-        """Load within ``settings.load_timeout``; beyond it DeadlineExceeded (the load is abandoned)."""
+        """Load within ``settings.load_timeout``; beyond it DeadlineExceeded (the load is abandoned).
+        Counted in the metrics (runner.serving.metrics.model_loaded) with its outcome and duration."""
+        began = time.monotonic()
+        outcome = Kind.INTERNAL.value
+        try:
+            loaded = self._load_within(name, version, version_dir)
+            outcome = "ok"
+            return loaded
+        except ModelRunnerError as err:
+            outcome = err.kind.value
+            raise
+        finally:
+            metrics.model_loaded(name, outcome, time.monotonic() - began)
+
+    def _load_within(self, name: str, version: int, version_dir: Path) -> LoadedVersion:
         limit = self.settings.load_timeout
         try:
             return run_within(

@@ -32,6 +32,7 @@ from runner.bundle import Metadata
 from runner.contract import Contract, RequiredFields
 from runner.errors import ModelRunnerError, NotFound, NotReady
 from runner.runtimes import Model
+from runner.serving import metrics
 from runner.store import HOST, Repository
 
 log = logging.getLogger(__name__)
@@ -179,8 +180,10 @@ class Registry:
                 log.exception("registry %s: poll failed", self.process_id)
 
     def _beat(self) -> None:
+        metrics.sample_process(self.process_kind)
         while not self._stop.wait(self.heartbeat_interval):
             self._heartbeat()
+            metrics.sample_process(self.process_kind)  # this process's own gauges (runner.serving.metrics)
 
     def _prepare(self) -> None:
         current = {
@@ -269,6 +272,7 @@ class Registry:
             load.done.set()
 
     def _load_and_flip(self, name: str, version: int, load: _Loading) -> None:
+        began = time.monotonic()
         try:
             loaded = self.hooks.load(name, version, self.repository.version_dir(name, version))
         except Exception as err:  # noqa: BLE001 - any failure leaves the old version serving
@@ -292,6 +296,7 @@ class Registry:
             current = version  # cannot tell: the next poll decides
         close: _Slot | None = None
         flipped = False
+        previous: int | None = None
         with self._lock:
             if self._loading.get(name) is load and current != version:
                 # the pointer moved on (superseded, rolled back over, deleted): the loader loads `current` next
@@ -304,6 +309,7 @@ class Registry:
                 close = self._retire_locked(_Slot(loaded))
             else:
                 old = self._live.get(name)
+                previous = old.loaded.version if old is not None else None
                 self._live[name] = _Slot(loaded)
                 self._errors.pop(name, None)
                 # Retired in the same critical section as the flip: the last call to release it closes it.
@@ -311,6 +317,7 @@ class Registry:
                 flipped = True
         if flipped:
             log.info("registry %s: model %s now serves version %d", self.process_id, name, version)
+            metrics.model_served(name, version, previous, time.monotonic() - began, self.process_kind)
             self._heartbeat()  # tell waiting publishers first; closing the old one may take a while
         else:
             log.info(
@@ -327,6 +334,8 @@ class Registry:
             old = self._live.pop(name, None)
             close = self._retire_locked(old) if old is not None else None
         log.info("registry %s: model %s deleted", self.process_id, name)
+        if old is not None:
+            metrics.model_served(name, None, old.loaded.version, 0.0, self.process_kind)
         self._heartbeat()
         if close is not None:
             self._close(close)

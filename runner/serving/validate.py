@@ -25,10 +25,9 @@ from runner.bundle import Bundle
 from runner.contract import Contract, RequiredFields
 from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, ModelRunnerError, NotReady
 from runner.runtimes import Model, load_model, prepare_runtimes, process_facts
+from runner.runtimes.deadline import call_timeout
 from runner.serving.loading import Overran, run_within
 from runner.settings import Settings
-
-DEFAULT_TIMEOUT = 30.0
 
 
 @dataclass
@@ -98,8 +97,9 @@ def validate_bundle(
             generated.append(rpc)
             inputs[rpc] = [("default input", required.fill(rpc, cls()))]  # required fields set, to 0
 
-    limits = [t for t in (timeout, meta.timeout_seconds) if t is not None]
-    call_timeout = min(limits) if limits else DEFAULT_TIMEOUT
+    # the one deadline rule (a served call's limits: predict_timeout, the bundle's timeout_seconds)
+    per_call = call_timeout(timeout, setting=settings.predict_timeout, bundle=meta.timeout_seconds)
+    limit = settings.predict_timeout if per_call is None else per_call
     budget = settings.load_timeout if load_timeout is None else load_timeout
     if meta.runtime == "java" and process_facts().get("jvm_options") is None:
         prepare_runtimes([meta], settings)  # starting this process's JVM is not the model's load time
@@ -120,12 +120,12 @@ def validate_bundle(
                 if left <= 0:
                     raise _over_budget(meta.name, budget, f"{rpc} on its {label}")
                 try:
-                    raw = model.invoke(rpc, msg.SerializeToString(), min(call_timeout, left))
+                    raw = model.invoke(rpc, msg.SerializeToString(), min(limit, left))
                     out = contract.decode(out_cls, raw, "application/x-protobuf")
                 except NotReady:
                     raise
                 except DeadlineExceeded as err:
-                    if left < call_timeout:  # the validation's budget ran out, not the call's own limit
+                    if left < limit:  # the validation's budget ran out, not the call's own limit
                         raise _over_budget(meta.name, budget, f"{rpc} on its {label}") from err
                     raise _example_failed(contract, rpc, label, msg, err) from err
                 except ModelRunnerError as err:

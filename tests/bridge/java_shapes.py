@@ -42,7 +42,18 @@ CLASS_NAMES = [
     "ScoreResponse", "EchoRequest", "Map", "List", "String", "Optional", "Integer", "string", "message",
     "map", "bytes", "int32", "option", "stream", "_Under", "Dollar$Sign", "Color", "RED", "Model",
 ]  # fmt: skip
-MODEL_NAMES = ["Model", "Scorer", "Score", "Point", "Service", "Message", "message", "Predictor", "Rpc", "Echo"]
+MODEL_NAMES = [
+    "Model",
+    "Scorer",
+    "Score",
+    "Point",
+    "Service",
+    "Message",
+    "message",
+    "Predictor",
+    "Rpc",
+    "Echo",
+]
 METHOD_NAMES = [
     "score", "Score", "predict", "echo", "apply", "message", "option", "run", "do$it", "_under", "under_score",
     "camelCase", "CamelCase", "x", "X", "values", "process", "transform", "point", "item", "result", "rpc",
@@ -232,7 +243,15 @@ class ShapeMaker:
         if r < 0.84:
             choice = rnd.random()
             if choice < 0.4:
-                java, kind = rnd.choice([("int", "int32"), ("long", "int64"), ("double", "double"), ("float", "float"), ("boolean", "bool")])
+                java, kind = rnd.choice(
+                    [
+                        ("int", "int32"),
+                        ("long", "int64"),
+                        ("double", "double"),
+                        ("float", "float"),
+                        ("boolean", "bool"),
+                    ]
+                )
                 e = JType("scalar", java, scalar=kind)
             elif choice < 0.6:
                 e = JType("scalar", "java.lang.String", scalar="string")
@@ -317,7 +336,13 @@ class ShapeMaker:
         r = rnd.random()
         if r < 0.4:
             dc = rnd.choice(self.classes)
-            m = JMethod(name, "echo", static, [Prop("in", JType("msg", dc.java, ref=dc))], JType("msg", dc.java, ref=dc))
+            m = JMethod(
+                name,
+                "echo",
+                static,
+                [Prop("in", JType("msg", dc.java, ref=dc))],
+                JType("msg", dc.java, ref=dc),
+            )
             m.overload = rnd.random() < 0.2
             return m
         if r < 0.65:
@@ -342,7 +367,9 @@ class ShapeMaker:
                 [rnd.choice([("int", "int32"), ("double", "double"), ("long", "int64")]) for _ in range(3)],
             )]  # fmt: skip
             return JMethod(name, "sum", static, params, JType("scalar", "double", scalar="double"))
-        return JMethod(name, "void", static, [Prop("text", JType("scalar", "java.lang.String", scalar="string"))], None)
+        return JMethod(
+            name, "void", static, [Prop("text", JType("scalar", "java.lang.String", scalar="string"))], None
+        )
 
 
 def make_shapes(seed: int, count: int) -> list[Shape]:

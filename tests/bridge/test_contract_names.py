@@ -204,3 +204,22 @@ def test_cli_shows_the_lines_an_error_names() -> None:
     assert "  generated model.proto, lines 9-15:" in shown
     assert "  >   12 | // line 12" in shown and "      11 | // line 11" in shown
     assert len(shown) == 1 + 1 + 7
+
+
+def test_cli_names_the_generated_contract(
+    clashes_jar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runner.cli import main
+
+    code = main(
+        ["onboard", str(clashes_jar), "--class", "clash.message.Broken", "-o", str(tmp_path / "b.zip")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "constructor of clash.message.Broken" in err
+    hint = next(line for line in err.splitlines() if line.startswith("hint:"))
+    path = Path(hint.split("the generated contract is in ", 1)[1].split(" ", 1)[0])
+    try:
+        assert "service Broken {" in path.read_text("utf-8")
+    finally:
+        path.unlink()

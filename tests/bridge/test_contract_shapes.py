@@ -47,7 +47,17 @@ def _build_jar(shapes: list[java_shapes.Shape]) -> Path:
     if not (out / "model.jar").is_file():
         (tmp / "classes").mkdir()
         proc = subprocess.run(
-            [javac(), "-parameters", "--release", "17", "-encoding", "UTF-8", "-nowarn", "-d", str(tmp / "classes")]
+            [
+                javac(),
+                "-parameters",
+                "--release",
+                "17",
+                "-encoding",
+                "UTF-8",
+                "-nowarn",
+                "-d",
+                str(tmp / "classes"),
+            ]
             + [str(p) for p in sources],
             capture_output=True,
             text=True,
@@ -87,7 +97,12 @@ def test_random_java_shapes_compile_bind_and_round_trip(jvm_started: None) -> No
         overrides = generated_method_overrides(text)
         renamed_methods += len(overrides)
         meta = Metadata.from_dict(
-            {"name": f"shape-{shape.index}", "runtime": "java", "entry_point": shape.fqcn, "methods": overrides}
+            {
+                "name": f"shape-{shape.index}",
+                "runtime": "java",
+                "entry_point": shape.fqcn,
+                "methods": overrides,
+            }
         )
         model = load_model(folder, meta, contract, Settings())
         try:

@@ -41,7 +41,8 @@ LIB_PROTO = (
     'syntax = "proto3";\npackage logs;\nmessage Req { string text = 1; }\nmessage Reply { string text = 1; }\n'
     "service Libs { rpc Say (Req) returns (Reply); }\n"
 )
-SHARE = Path("/usr/share/java")  # Debian's JARs (.ci/setup installs libslf4j-java, liblogback-java, liblog4j2-java)
+# Debian's JARs: .ci/setup installs libslf4j-java, liblogback-java and liblog4j2-java
+SHARE = Path("/usr/share/java")
 
 
 def tag(name: str, version: object) -> str:
@@ -56,7 +57,9 @@ def contract() -> Contract:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("logs")
-    return java_bundle(root / "chatty", name="chatty", entry_point=CHATTY, proto=PROTO, model_jar=build_jar("logs"))
+    return java_bundle(
+        root / "chatty", name="chatty", entry_point=CHATTY, proto=PROTO, model_jar=build_jar("logs")
+    )
 
 
 @pytest.fixture
@@ -104,7 +107,9 @@ def test_out_and_err_lines_are_logged_tagged_from_the_first_class_initialiser_on
     ]
 
 
-def test_a_line_written_in_pieces_is_one_record(chatty: JavaModel, contract: Contract, logs: pytest.LogCaptureFixture) -> None:
+def test_a_line_written_in_pieces_is_one_record(
+    chatty: JavaModel, contract: Contract, logs: pytest.LogCaptureFixture
+) -> None:
     call(chatty, contract, "Pieces", "été")
     t = tag("chatty", 1)
     assert logged(logs)[-2:] == [(logging.INFO, t + "pieces: été 42"), (logging.INFO, t + "bytes: été")]
@@ -120,12 +125,16 @@ def test_java_util_logging_records_keep_their_level_and_stack(
     assert records[1] == (logging.WARNING, t + "org.acme.logs.Chatty: jul warning x")
     level, text = records[2]
     assert level == logging.ERROR
-    assert text.startswith(t + "org.acme.logs.Chatty: jul severe x\njava.lang.IllegalStateException: jul boom\n")
+    assert text.startswith(
+        t + "org.acme.logs.Chatty: jul severe x\njava.lang.IllegalStateException: jul boom\n"
+    )
     assert "org.acme.logs.Chatty.jul(Chatty.java:" in text  # the stack, in the same record
     assert not any("jul fine" in m for _, m in logged(logs))  # below the root logger's level
 
 
-def test_lines_of_threads_printing_at_once_never_mix(chatty: JavaModel, contract: Contract, logs: pytest.LogCaptureFixture) -> None:
+def test_lines_of_threads_printing_at_once_never_mix(
+    chatty: JavaModel, contract: Contract, logs: pytest.LogCaptureFixture
+) -> None:
     threads = 8
     call(chatty, contract, "Threads", n=threads)
     line = re.compile(re.escape(tag("chatty", 1)) + r"t(\d+) line (\d+) (x+) end")
@@ -149,7 +158,9 @@ def test_a_task_on_the_shared_pool_is_attributed_by_the_model_class_on_its_stack
     assert (logging.INFO, tag("chatty", 1) + "pool: from the common pool") in logged(logs)
 
 
-def test_two_versions_side_by_side_are_tagged_apart(bundle: Path, contract: Contract, logs: pytest.LogCaptureFixture) -> None:
+def test_two_versions_side_by_side_are_tagged_apart(
+    bundle: Path, contract: Contract, logs: pytest.LogCaptureFixture
+) -> None:
     with load(bundle, contract, version=1) as v1, load(bundle, contract, version=2) as v2:
         call(v2, contract, "Say", "from v2")
         call(v1, contract, "Say", "from v1")
@@ -170,7 +181,9 @@ def test_output_of_code_that_is_no_models_passes_through(
     assert "host line on stdout\n" in captured.out and "host line on stderr\n" in captured.err
 
 
-def test_a_long_line_is_cut_into_records(chatty: JavaModel, contract: Contract, logs: pytest.LogCaptureFixture) -> None:
+def test_a_long_line_is_cut_into_records(
+    chatty: JavaModel, contract: Contract, logs: pytest.LogCaptureFixture
+) -> None:
     call(chatty, contract, "LongLine", n=40_000)
     parts = [m.removeprefix(tag("chatty", 1)) for _, m in logged(logs) if "LLL" in m]
     assert [len(p.removesuffix(" [line continues]")) for p in parts] == [16384, 16384, 40_000 - 2 * 16384]
@@ -183,12 +196,12 @@ class _Blocking(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.entered = threading.Event()
-        self.release = threading.Event()
+        self.unblock = threading.Event()
         self.records: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.entered.set()
-        self.release.wait(60)
+        self.unblock.wait(60)
         self.records.append(record.getMessage())
 
 
@@ -213,10 +226,10 @@ def test_a_model_printing_faster_than_the_log_is_never_held_up_and_drops_are_cou
             assert handler.entered.wait(30)
             # the log is stuck in its first record; the model writes on regardless
             assert done.wait(60), "the model was held up by its log"
-            handler.release.set()
+            handler.unblock.set()
             assert output.flush(60)
     finally:
-        handler.release.set()
+        handler.unblock.set()
         logger.removeHandler(handler)
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
@@ -252,7 +265,9 @@ def test_a_model_exception_is_logged_once_with_its_stack_under_the_request_id_of
     assert len(failures) == 1
     level, text = failures[0]
     assert level == logging.ERROR
-    assert text.startswith(f"{t}request {request_id}: chatty.Fail: fail threw java.lang.IllegalStateException: boom now\n")
+    assert text.startswith(
+        f"{t}request {request_id}: chatty.Fail: fail threw java.lang.IllegalStateException: boom now\n"
+    )
     assert re.search(r"\n\tat \S*org.acme.logs.Chatty.fail\(Chatty.java:\d+\)\n", text)
     # the line the model printed before it threw carries the same tag
     assert (logging.WARNING, t + "about to fail: now") in logged(logs)
@@ -302,6 +317,7 @@ def libs_jar() -> Path:
         ("slf4j-simple", ("slf4j-api.jar", "slf4j-simple.jar"), logging.WARNING),  # prints to System.err
         ("logback", ("slf4j-api.jar", "logback-classic.jar", "logback-core.jar"), logging.INFO),  # System.out
     ],
+    ids=["slf4j-simple", "logback"],
 )
 def test_slf4j_with_the_binding_the_model_ships(
     binding: str,
@@ -321,7 +337,11 @@ def test_slf4j_with_the_binding_the_model_ships(
     )
     contract = Contract.compile(LIB_PROTO)
     with JavaModel.load(
-        artifact_dir=bundle, class_name="org.acme.logs.libs.Slf4jModel", service=contract.service, name="slf", version=2
+        artifact_dir=bundle,
+        class_name="org.acme.logs.libs.Slf4jModel",
+        service=contract.service,
+        name="slf",
+        version=2,
     ) as model:
         model.call("Say", contract.input_class("Say")(text="via " + binding).SerializeToString())
     records = logged(logs, "model.slf")
@@ -334,7 +354,9 @@ def test_slf4j_with_the_binding_the_model_ships(
         assert "org.acme.logs.libs.Slf4jModel" in text  # the library's own format: the logger's name
 
 
-def test_log4j2_with_log4j_core_the_model_ships(libs_jar: Path, tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:
+def test_log4j2_with_log4j_core_the_model_ships(
+    libs_jar: Path, tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
     bundle = java_bundle(
         tmp_path / "log4j2",
         name="l4j",
@@ -345,9 +367,12 @@ def test_log4j2_with_log4j_core_the_model_ships(libs_jar: Path, tmp_path: Path, 
     )
     contract = Contract.compile(LIB_PROTO)
     with JavaModel.load(
-        artifact_dir=bundle, class_name="org.acme.logs.libs.Log4jModel", service=contract.service, name="l4j", version=4
+        artifact_dir=bundle,
+        class_name="org.acme.logs.libs.Log4jModel",
+        service=contract.service,
+        name="l4j",
+        version=4,
     ) as model:
         model.call("Say", contract.input_class("Say")(text="via log4j").SerializeToString())
     found = [m for _, m in logged(logs, "model.l4j") if m.endswith("log4j error via log4j")]
     assert len(found) == 1 and found[0].startswith(tag("l4j", 4)), logged(logs, "model.l4j")
-

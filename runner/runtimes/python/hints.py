@@ -5,7 +5,8 @@ Types: ``int`` (int64), ``float`` (double), ``str``, ``bool``, ``bytes``, ``list
 ``TypedDict`` and ``NamedTuple`` (one message each, fields numbered in declaration order, so adding a
 field at the end keeps the numbers stable).
 
-Each public method becomes an rpc named in PascalCase (``predict_proba`` -> ``PredictProba``):
+Each public method becomes an rpc named in PascalCase (``predict_proba`` -> ``PredictProba``; names
+that would clash are resolved as for Java models: docs/java-conventions.md, "Names never clash"):
 
 - one parameter annotated with a structured type: that type is the request message;
 - otherwise the parameters form a ``<Rpc>Request`` message (one field per parameter);

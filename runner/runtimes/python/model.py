@@ -7,7 +7,8 @@ module still works.
 Calls: the method receives the request message (unannotated parameter), a dataclass/TypedDict/
 NamedTuple (one annotated structured parameter), or keyword arguments (annotated plain parameters:
 see runner.runtimes.python.hints). It returns the response message, a dict, a dataclass/NamedTuple,
-or - when the response has a single field - that field's value. A call with a deadline runs on a
+or - when the response has a single field - that field's value (a dict too, when its keys are not the
+response's field names: a ``dict[K, V]`` result; ``None`` for an empty response). A call with a deadline runs on a
 worker thread (runner.runtimes.python.calls); a Python thread cannot be killed, so an overrunning
 call is abandoned (the client gets DeadlineExceeded) and keeps its thread until it returns.
 """
@@ -28,6 +29,7 @@ from google.protobuf.message import DecodeError, Message
 from runner.bundle import Metadata
 from runner.contract import Contract, descriptor_of
 from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, MethodNotFound, ModelError
+from runner.runtimes.deadline import call_timeout
 from runner.runtimes.python.calls import DaemonPool, WaitTimeout
 from runner.runtimes.python.hints import (
     CallConvention,
@@ -196,8 +198,7 @@ class PythonModel:
             req = in_cls.FromString(bytes(request))
         except (DecodeError, RuntimeError, ValueError) as err:
             raise BadInput(f"not a valid binary {in_cls.DESCRIPTOR.full_name}: {err}") from err
-        limits = [t for t in (timeout, self.metadata.timeout_seconds) if t is not None]
-        deadline = min(limits) if limits else None
+        deadline = call_timeout(timeout, bundle=self.metadata.timeout_seconds)
         if deadline is None:
             return self._call(binding, req)
         executor = self._pool()

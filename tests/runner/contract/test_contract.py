@@ -150,7 +150,9 @@ def test_json_schema(iris: Contract) -> None:
     pred = schema["properties"]["predictions"]
     assert pred["type"] == "array"
     assert pred["items"]["properties"]["species"] == {"type": "string"}
-    assert pred["items"]["properties"]["probabilities"]["items"]["type"] == "number"
+    number, non_finite = pred["items"]["properties"]["probabilities"]["items"]["anyOf"]
+    assert number == {"type": "number", "format": "double"}
+    assert non_finite == {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}  # as proto3 JSON writes them
 
 
 def test_breaking_changes(iris: Contract) -> None:

@@ -27,7 +27,20 @@ PROTO_KEYWORDS = [
     "reserved", "to", "max", "extensions", "group", "stream", "required", "inf", "string", "bytes", "int32",
     "package", "enum", "public",
 ]  # fmt: skip
-PY_KEYWORDS = ["class", "from", "import", "def", "lambda", "None", "True", "return", "in", "is", "my-key", "1st"]
+PY_KEYWORDS = [
+    "class",
+    "from",
+    "import",
+    "def",
+    "lambda",
+    "None",
+    "True",
+    "return",
+    "in",
+    "is",
+    "my-key",
+    "1st",
+]
 CLASS_NAMES = [
     "Point", "Item", "Score", "Applicant", "Result", "Request", "Response", "Message", "Option", "Service",
     "ScoreRequest", "ScoreResponse", "PredictRequest", "string", "message", "map", "Model", "Rpc",
@@ -111,7 +124,11 @@ class Maker:
                 return PType("list", f"tuple[{e.py}, ...]", elem=e)
             return PType("list", f"list[{e.py}]", elem=e) if e.kind != "opt" else self.scalar()
         if r < 0.9:
-            k = PType("scalar", "str", scalar="str") if rnd.random() < 0.7 else PType("scalar", "int", scalar="int")
+            k = (
+                PType("scalar", "str", scalar="str")
+                if rnd.random() < 0.7
+                else PType("scalar", "int", scalar="int")
+            )
             v = self.type(depth + 1, here)
             if v.kind == "opt":
                 v = self.scalar()
@@ -126,7 +143,11 @@ class Maker:
         rnd = self.rnd
         module = module or ("main" if rnd.random() < 0.7 else "other")
         holder = None if rnd.random() < 0.7 else rnd.choice(["Outer", "Holder"])
-        kind = rnd.choice(["dataclass", "dataclass", "namedtuple", "typeddict"]) if fields is None else "dataclass"
+        kind = (
+            rnd.choice(["dataclass", "dataclass", "namedtuple", "typeddict"])
+            if fields is None
+            else "dataclass"
+        )
         name = rnd.choice(CLASS_NAMES)
         avoid = {n for n, _t in fields or ()} | self.method_names  # either would hide the class
         while (module, holder, name) in self.names or name == holder or name in avoid:
@@ -140,7 +161,12 @@ class Maker:
             hidden |= {s.name for s in self.structs}  # a field with a default would hide it in the class body
             for _ in range(rnd.randint(1, 5)):
                 n = rnd.choice(rnd.choice(pools))
-                if n in names or n in hidden or (n in PY_KEYWORDS and kind != "typeddict") or (kind == "namedtuple" and n[0] == "_"):
+                if (
+                    n in names
+                    or n in hidden
+                    or (n in PY_KEYWORDS and kind != "typeddict")
+                    or (kind == "namedtuple" and n[0] == "_")
+                ):
                     continue
                 names.append(n)
             fields = [(n, self.type(0, module)) for n in names]
@@ -188,7 +214,7 @@ class Maker:
                 if n not in names:
                     names.append(n)
             if len(names) == 1:
-                names.append("other")
+                names.append("second")
             params = sorted(((n, self.type(0, "main")) for n in names), key=lambda p: p[1].kind == "opt")
             rec = self.struct("main", list(params))
             return PMethod(name, "record", params, PType("struct", rec.ref("main"), ref=rec), record=rec)
@@ -252,7 +278,11 @@ def _struct_source(s: Struct, indent: str, var: str) -> list[str]:
     if s.kind == "typeddict":
         items = ", ".join(f"{n!r}: {t.py}" for n, t in s.fields)
         return [f"{indent}{var} = typing.TypedDict({s.name!r}, {{{items}}})"]
-    head = "@dataclasses.dataclass\n" + indent + f"class {var}:" if s.kind == "dataclass" else f"class {var}(typing.NamedTuple):"
+    head = (
+        "@dataclasses.dataclass\n" + indent + f"class {var}:"
+        if s.kind == "dataclass"
+        else f"class {var}(typing.NamedTuple):"
+    )
     lines = [indent + head]
     for n, t in required:
         lines.append(f"{indent}    {n}: {t.py}")
@@ -291,7 +321,9 @@ def sources(shape: PShape) -> dict[str, str]:
         if module == "main":
             lines.append(f"class {shape.model}:")
             for m in shape.methods:
-                params = ", ".join(f"{n}: {t.py}" + (" = None" if t.kind == "opt" else "") for n, t in m.params)
+                params = ", ".join(
+                    f"{n}: {t.py}" + (" = None" if t.kind == "opt" else "") for n, t in m.params
+                )
                 ret = m.ret.py if m.ret else "None"
                 lines.append(f"    def {m.name}(self, {params}) -> {ret}:")
                 for n, t in m.params:
@@ -300,7 +332,9 @@ def sources(shape: PShape) -> dict[str, str]:
                     lines.append(f"        return {m.params[0][0]}")
                 elif m.kind == "record":
                     assert m.record is not None
-                    lines.append(f"        return {m.record.ref('main')}({', '.join(n for n, _t in m.params)})")
+                    lines.append(
+                        f"        return {m.record.ref('main')}({', '.join(n for n, _t in m.params)})"
+                    )
                 elif m.kind == "sum":
                     lines.append("        return float(" + " + ".join(n for n, _t in m.params) + ")")
                 else:

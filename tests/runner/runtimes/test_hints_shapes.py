@@ -55,7 +55,12 @@ def test_random_python_shapes_compile_bind_and_round_trip(tmp_path: Path) -> Non
         overrides = generated_method_overrides(text)
         notes += len(overrides)
         meta = Metadata.from_dict(
-            {"name": f"shape-{shape.index}", "runtime": "python", "entry_point": f"main:{shape.model}", "methods": overrides}
+            {
+                "name": f"shape-{shape.index}",
+                "runtime": "python",
+                "entry_point": f"main:{shape.model}",
+                "methods": overrides,
+            }
         )
         model = load_model(folder, meta, contract, Settings())
         try:

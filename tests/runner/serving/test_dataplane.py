@@ -1,8 +1,10 @@
-"""The transport-free predict entry: content negotiation, the fast path, every error kind, gRPC routing."""
+"""The transport-free predict entry: content negotiation, the fast path, every error kind, gRPC routing,
+the deadline rule."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import pytest
 
 from runner.contract import Contract
 from runner.errors import (
+    AmbiguousModel,
     BadInput,
+    DeadlineExceeded,
     MethodNotFound,
     ModelError,
     NotFound,
@@ -175,3 +179,61 @@ def test_not_ready(tmp_path: Path) -> None:
         with pytest.raises(NotReady) as info:
             DataPlane(registry).predict("late", "Say", b"{}", JSON)
         assert "disk" in info.value.message
+
+
+# --- routing by service (the gRPC edge's), the deadline rule, the started hook ---
+
+
+def test_routing_by_service_and_method(plane: DataPlane, contract: Contract) -> None:
+    request = req_bytes(contract, "r")
+    # the one model serving other.Echo/Say, no name needed
+    result = plane.predict(None, "Say", request, XPB, service="other.Echo")
+    assert (result.model, contract.output_class("Say").FromString(result.body).label) == ("other", "o1")
+    # two models serve echo.Echo: a name picks one, none is ambiguous and says how to pick
+    assert plane.predict("twin", "Say", request, XPB, service="echo.Echo").model == "twin"
+    with pytest.raises(AmbiguousModel) as ambiguous:
+        plane.predict(None, "Say", request, XPB, service="echo.Echo")
+    assert ambiguous.value.detail["candidates"] == ["echo", "twin"]
+    assert "x-model-name" in ambiguous.value.message
+    # a named model that does not serve the service called; a method or a service nobody serves
+    with pytest.raises(MethodNotFound) as wrong:
+        plane.predict("other", "Say", request, XPB, service="echo.Echo")
+    assert "other.Echo" in wrong.value.message
+    with pytest.raises(MethodNotFound) as method:
+        plane.predict(None, "Fail", request, XPB, service="other.Echo")
+    assert method.value.detail["methods"] == ["Say"]
+    with pytest.raises(MethodNotFound) as service:
+        plane.predict(None, "Say", request, XPB, service="nothing.Here")
+    assert service.value.detail["services"] == ["echo.Echo", "other.Echo"]
+
+
+def test_started_names_the_version_before_the_model_runs(plane: DataPlane, contract: Contract) -> None:
+    seen: list[tuple[str, int, str]] = []
+    plane.predict(
+        "echo", "Say", b'{"text": "s"}', JSON, started=lambda lv, rpc: seen.append((lv.name, lv.version, rpc))
+    )
+    assert seen == [("echo", 1, "Say")]
+    with pytest.raises(ModelError):  # the model raised after started: the edge had named the version
+        plane.predict(
+            "echo",
+            "Fail",
+            b'{"text": "s"}',
+            JSON,
+            started=lambda lv, rpc: seen.append((lv.name, lv.version, rpc)),
+        )
+    assert seen[-1] == ("echo", 1, "Fail")
+
+
+def test_predict_timeout_bounds_every_call(served: tuple[Repository, Registry], tmp_path: Path) -> None:
+    plane = DataPlane(served[1], predict_timeout=0.3)
+    release = tmp_path / "release"
+    body = json.dumps({"text": "slow", "wait_for": str(release)}).encode()
+    try:
+        for client_deadline in (None, 60.0):  # a client allowing more does not lift the service's bound
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceeded) as info:
+                plane.predict("echo", "Say", body, JSON, timeout=client_deadline)
+            assert time.monotonic() - started < 10
+            assert (info.value.detail["model"], info.value.detail["version"]) == ("echo", 1)
+    finally:
+        release.touch()  # the abandoned calls end

@@ -1,0 +1,79 @@
+"""Request ids and the access log of the HTTP edge: a WSGI middleware in front of every route.
+
+Each request gets an id: the client's ``X-Request-Id`` when it is acceptable (:func:`accepted_id`: at
+most 64 characters of letters, digits and ``-_.:``), else a generated one (16 hex digits). The id is
+the current request's (runner.errors.current_request_id) while the request is answered, so a failure is
+logged under it wherever it is logged, and every answer carries it back in ``X-Request-Id``.
+
+Once answered, the request gets one access log line (runner.serving.access, on standard error):
+method, path, model and version (of the served model that answered, if any), status, duration in
+milliseconds, request id; text or JSON by the ``access_log`` setting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import enter_request, leave_request, new_request_id
+from runner.serving.access import AccessLog, accepted_id, begin_access, end_access
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID_LOWER = REQUEST_ID_HEADER.lower()
+
+
+class RequestIds:
+    """WSGI middleware: the request id (given or generated, echoed) and the access log line."""
+
+    def __init__(self, app: WSGIApplication, access_log: AccessLog) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        request_id = accepted_id(environ.get("HTTP_X_REQUEST_ID")) or new_request_id()
+        token = enter_request(request_id)
+        access, access_token = begin_access()
+        answered: list[Any] = [500, None, None]  # status, X-Model-Name, X-Model-Version
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            kept: list[tuple[str, str]] = []
+            for name, value in headers:
+                lower = name.lower()
+                if lower == _REQUEST_ID_LOWER:
+                    continue  # one X-Request-Id: the request's own
+                if lower == "x-model-name":
+                    answered[1] = value
+                elif lower == "x-model-version":
+                    answered[2] = value
+                kept.append((name, value))
+            kept.append((REQUEST_ID_HEADER, request_id))
+            answered[0] = status
+            return start_response(status, kept, exc_info)
+
+        try:
+            return self.app(environ, start)
+        finally:
+            end_access(access_token)
+            leave_request(token)
+            if self.access_log.enabled:
+                status = answered[0]
+                code = int(status[:3]) if isinstance(status, str) and status[:3].isdigit() else 500
+                model: str | None = answered[1]
+                version: str | int | None = answered[2]
+                if access.model is not None:
+                    model, version = access.model, access.version
+                self.access_log.write(
+                    protocol="http",
+                    method=environ.get("REQUEST_METHOD") or "",
+                    path=environ.get("PATH_INFO") or "",
+                    model=model,
+                    version=version,
+                    status=code,
+                    seconds=time.perf_counter() - started,
+                    request_id=request_id,
+                )
