@@ -269,7 +269,7 @@ class BareProcesses:
                 self.proc.wait()
 
 
-MODELS = {"java": "iris", "python": "iris-python"}
+MODELS = {"java": "iris", "python": "iris-python", "java-oip": "iris"}
 
 
 def prepare_repository(repo: Path, names: list[str]) -> None:
@@ -304,11 +304,12 @@ def check_answers(
             )
             species = iris.output_class("Classify").FromString(body).species
             assert species == "setosa", (model, species)
-    with grpc.insecure_channel(ml_target) as ch:
-        body = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer")(oip_req, timeout=30)
-        resp = oip.output_class("ModelInfer").FromString(body)
-        values = [list(o.contents.int64_contents) or list(o.contents.int_contents) for o in resp.outputs]
-        assert resp.model_name == ml_model and values and values[0] == [0], resp
+    if ml_target:
+        with grpc.insecure_channel(ml_target) as ch:
+            body = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer")(oip_req, timeout=30)
+            resp = oip.output_class("ModelInfer").FromString(body)
+            values = [list(o.contents.int64_contents) or list(o.contents.int_contents) for o in resp.outputs]
+            assert resp.model_name == ml_model and values and values[0] == [0], resp
 
 
 def main() -> int:
@@ -324,7 +325,8 @@ def main() -> int:
     parser.add_argument(
         "--targets",
         default="java,python,mlserver,bare",
-        help="bare: the ceiling, an echo handler on the same gRPC setup (no model)",
+        help="bare: the ceiling, an echo handler on the same gRPC setup (no model); java-oip: Java iris "
+        "through model-runner's own Open Inference Protocol service (typed contents, as sent to MLServer)",
     )
     parser.add_argument("--json", type=Path, default=ROOT / "build" / "bench" / "grpc_bench.json")
     args = parser.parse_args()
@@ -342,17 +344,18 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="grpc-bench-"))
     runner = peer = bare = None
     try:
-        names = [MODELS[t] for t in targets if t in MODELS]
+        names = sorted({MODELS[t] for t in targets if t in MODELS})
         prepare_repository(tmp / "repo", names)
         runner = RunnerProcesses(tmp / "repo", args.server_procs, args.server_threads)
         runner_target = f"127.0.0.1:{runner.port}"
         from mlserver_peer import start_mlserver
 
-        peer = start_mlserver(tmp / "mlserver")
-        ml_target = f"127.0.0.1:{peer.grpc_port}"
+        peer = start_mlserver(tmp / "mlserver") if "mlserver" in targets else None
+        ml_target = f"127.0.0.1:{peer.grpc_port}" if peer is not None else ""
+        ml_model = peer.model if peer is not None else ""
         oip_req = json_format.ParseDict(
             {
-                "model_name": peer.model,
+                "model_name": ml_model,
                 "inputs": [
                     {
                         "name": "input-0",
@@ -364,7 +367,27 @@ def main() -> int:
             },
             oip.input_class("ModelInfer")(),
         ).SerializeToString()
-        check_answers(runner_target, names, ml_target, peer.model, iris_req, oip_req, iris, oip)
+        # the same flower as four FP64 tensors (the contract's fields) to model-runner's own OIP service
+        runner_oip_req = json_format.ParseDict(
+            {
+                "model_name": "iris",
+                "inputs": [
+                    {"name": k, "datatype": "FP64", "shape": [1], "contents": {"fp64_contents": [v]}}
+                    for k, v in FLOWER.items()
+                ],
+            },
+            oip.input_class("ModelInfer")(),
+        ).SerializeToString()
+        check_answers(runner_target, names, ml_target, ml_model, iris_req, oip_req, iris, oip)
+        if "java-oip" in targets:
+            import grpc
+
+            with grpc.insecure_channel(runner_target) as ch:
+                body = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer")(
+                    runner_oip_req, timeout=30
+                )
+                out = oip.output_class("ModelInfer").FromString(body).outputs[0].contents.bytes_contents
+                assert list(out) == [b"setosa"], out
         if "bare" in targets:
             bare = BareProcesses(args.server_procs, args.server_threads)
 
@@ -377,6 +400,7 @@ def main() -> int:
                 (("x-model-name", "iris-python"),),
             ),
             "mlserver": (ml_target, "/inference.GRPCInferenceService/ModelInfer", oip_req, ()),
+            "java-oip": (runner_target, "/inference.GRPCInferenceService/ModelInfer", runner_oip_req, ()),
         }
         if bare is not None:
             plan["bare"] = (f"127.0.0.1:{bare.port}", "/bare.Echo/Echo", iris_req, ())

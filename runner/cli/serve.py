@@ -30,7 +30,7 @@ from runner.bundle import extract_bundle, open_bundle
 from runner.cli import EXIT_FAILURE
 from runner.cli.onboard import add_model_options, model_options
 from runner.errors import BadInput, ModelRunnerError, PreconditionFailed
-from runner.serving.lifecycle import CLOSE_GRACE, ProcessEnd
+from runner.serving.lifecycle import CLOSE_GRACE, ProcessEnd, die_with_parent
 from runner.settings import Flag, Settings
 from runner.store import Repository
 from runner.store.files import atomic_write
@@ -259,7 +259,7 @@ def _prepare_in_child(settings: Settings, args: argparse.Namespace) -> list[str]
     receiver, sender = ctx.Pipe(duplex=False)
     helper = ctx.Process(
         target=_prepare_main,
-        args=(sender, settings, list(args.targets), options),
+        args=(sender, os.getpid(), settings, list(args.targets), options),
         name="model-runner-prepare",
     )
     helper.start()
@@ -287,9 +287,12 @@ def _prepare_in_child(settings: Settings, args: argparse.Namespace) -> list[str]
         _stop_resource_tracker()
 
 
-def _prepare_main(sender: Any, settings: Settings, targets: list[str], options: ModelOptions | None) -> None:
+def _prepare_main(
+    sender: Any, parent: int, settings: Settings, targets: list[str], options: ModelOptions | None
+) -> None:
     """The helper process: prepare, send the outcome, end within the bound."""
     logging.basicConfig(level="WARNING", stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    die_with_parent(parent)  # serve killed meanwhile: stop (a publish cut short is crash-safe)
     end = ProcessEnd("serve's preparing helper", since="its work was done")
     try:
         outcome: tuple[str, object] = ("ok", prepare_repository(settings, targets, options=options))

@@ -33,7 +33,7 @@ import grpc
 
 from runner.contract import Contract
 from runner.errors import BadInput, ModelRunnerError
-from runner.serving import oip
+from runner.serving import metrics, oip
 from runner.serving.dataplane import DataPlane
 from runner.serving.registry import LoadedVersion
 
@@ -230,6 +230,7 @@ class OipService:
 
     # --- inference ---
 
+    @metrics.tracked("oip-grpc")  # counted once, the refusals of this edge included
     def ModelInfer(self, request: Any, context: grpc.ServicerContext, answered: dict[str, Any]) -> Any:  # noqa: N802
         def started(lv: LoadedVersion, _rpc: str) -> None:
             answered.update(model=lv.name, version=lv.version)

@@ -67,13 +67,22 @@ class RequestIds:
                 version: str | int | None = answered[2]
                 if access.model is not None:
                     model, version = access.model, access.version
+                path = _display(environ.get("PATH_INFO") or "")
                 self.access_log.write(
-                    protocol="http",
+                    protocol="oip-http" if path == "/v2" or path.startswith("/v2/") else "http",
                     method=environ.get("REQUEST_METHOD") or "",
-                    path=environ.get("PATH_INFO") or "",
+                    path=path,
                     model=model,
                     version=version,
                     status=code,
                     seconds=time.perf_counter() - started,
                     request_id=request_id,
                 )
+
+
+def _display(path: str) -> str:
+    """A WSGI path (the URL's bytes as latin-1 characters) as the UTF-8 text the client wrote."""
+    try:
+        return path.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return path.encode("latin-1", "replace").decode("utf-8", "replace")

@@ -24,7 +24,6 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from runner.contract import MEDIA_JSON
 from runner.contract.codec import check_json_depth
 from runner.errors import BadInput, ModelRunnerError, NotFound, NotReady, TooLarge, UnsupportedMedia
 from runner.serving import metrics, oip
@@ -163,28 +162,17 @@ class OipRoutes:
 
     @metrics.tracked("oip-http")  # counted once, the refusals of this edge included
     def v2_infer(self, name: str, version: str | None = None) -> Response:
-        lv = self.loaded(name, version)
+        self.loaded(name, version)  # an unknown model or version says so before the body is read
         body, binary = self._body()
-        contract = lv.contract
-        parameters = body.get("parameters") or {}
-        method = oip.method_of(contract, parameters)
-        inputs = oip.request_to_json(
-            contract,
-            method,
-            body,
-            binary,
-            required=lv.required,
-            max_json_depth=self.dataplane.max_json_depth,
-        )
-        binary_output = parameters.get("binary_data_output", False)
+        binary_output = (body.get("parameters") or {}).get("binary_data_output", False)
         if not isinstance(binary_output, bool):
             raise BadInput("parameters.binary_data_output is true or false", {"field": "parameters"})
-        payload = json.dumps(inputs).encode()
-        result = self.dataplane.predict(name, method, payload, MEDIA_JSON, MEDIA_JSON, timeout=self.timeout)
+        # the one entry: the version held for the whole call, the tensors mapped on its contract
+        result = self.dataplane.infer(name, version, body, binary, self.timeout, protocol="oip-http")
         answer, tail = oip.infer_response(
-            contract,
-            method,
-            json.loads(result.body),
+            result.contract,
+            result.method,
+            result.output,
             name=name,
             version=result.version,
             request_id=body.get("id"),

@@ -125,7 +125,7 @@ class AccessLog:
                     "process": self.process,
                     "protocol": protocol,
                     "method": method,
-                    "path": _display(path),
+                    "path": path,
                     "model": model,
                     "version": int(version) if isinstance(version, str) and version.isdigit() else version,
                     "status": status,
@@ -136,7 +136,7 @@ class AccessLog:
             )
         else:
             line = (
-                f"{stamp} {self.process}[{self._pid}] access: {method} {quote(_display(path), safe=_SAFE)} "
+                f"{stamp} {self.process}[{self._pid}] access: {method} {quote(path, safe=_SAFE)} "
                 f"{status} {ms}ms model={model or '-'} version={version if version is not None else '-'} "
                 f"request_id={request_id} protocol={protocol}"
             )
@@ -149,11 +149,3 @@ class AccessLog:
 
 
 _SAFE = "/:@!$&'()*+,;=-._~"
-
-
-def _display(path: str) -> str:
-    """A WSGI path (the URL's bytes as latin-1 characters) as the UTF-8 text the client wrote."""
-    try:
-        return path.encode("latin-1").decode("utf-8")
-    except UnicodeError:
-        return path.encode("latin-1", "replace").decode("utf-8", "replace")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from runner.contract import MEDIA_JSON, MEDIA_PROTOBUF, Contract, normalize_media
 from runner.errors import (
@@ -69,16 +69,6 @@ class PredictResult:
     version: int
 
 
-@dataclass
-class Served(Generic[T]):
-    """What :meth:`DataPlane.run` answers: the exchange's reply and who made it."""
-
-    reply: T
-    model: str
-    version: int
-    method: str
-
-
 class Exchange(Protocol[T_co]):
     """How one protocol's request meets the rpc of the version that serves it (one per call)."""
 
@@ -91,12 +81,15 @@ class Exchange(Protocol[T_co]):
         ...
 
     def reply(self, loaded: LoadedVersion, method: str, response: bytes) -> T_co:
-        """The protocol's answer from the model's binary output message."""
+        """The protocol's answer from the model's binary output message (naming ``loaded``, the version
+        that answered, as the protocol needs)."""
         ...
 
 
 def request_media(content_type: str | None) -> str:
     """The request's media type, normalised; UnsupportedMedia when it is not one we read."""
+    if content_type in SUPPORTED_MEDIA:
+        return content_type  # as most clients (and the gRPC edge) send it: nothing to normalise
     media = normalize_media(content_type)
     if media not in SUPPORTED_MEDIA:
         raise UnsupportedMedia(
@@ -188,10 +181,12 @@ class ContractExchange:
         loaded.required.check_wire(method, payload)  # parses only if the rpc has required fields
         return payload  # fast path: the model parses and validates
 
-    def reply(self, loaded: LoadedVersion, method: str, response: bytes) -> bytes:
+    def reply(self, loaded: LoadedVersion, method: str, response: bytes) -> PredictResult:
         if self.out_media != MEDIA_JSON:
-            return bytes(response)
-        return loaded.contract.encode(output_message(loaded, method, response), MEDIA_JSON)
+            body = bytes(response)
+        else:
+            body = loaded.contract.encode(output_message(loaded, method, response), MEDIA_JSON)
+        return PredictResult(body, self.out_media, loaded.name, loaded.version)
 
 
 @dataclass
@@ -278,7 +273,7 @@ class DataPlane:
             in_media = request_media(content_type)
             out_media = response_media(accept, in_media)
             exchange = ContractExchange(method, payload, in_media, out_media, self.max_json_depth)
-            served = self.run(
+            return self.run(
                 exchange,
                 model=model,
                 method=method,
@@ -287,7 +282,6 @@ class DataPlane:
                 protocol=protocol,
                 started=started,
             )
-        return PredictResult(served.reply, out_media, served.model, served.version)
 
     def infer(
         self,
@@ -313,7 +307,7 @@ class DataPlane:
                 timeout=timeout,
                 protocol=protocol,
                 started=started,
-            ).reply
+            )
 
     def current(self, model: str, version: str | None = None) -> LoadedVersion:
         """The live version of ``model`` (metadata and readiness of the Open Inference Protocol):
@@ -352,7 +346,7 @@ class DataPlane:
         timeout: float | None = None,
         protocol: str = "http",
         started: Started | None = None,
-    ) -> Served[T]:
+    ) -> T:
         """Route, hold the version, decode, call within the deadline, encode (see the module docstring).
 
         ``protocol`` says which edge called (http, grpc, oip-http, oip-grpc): the metrics count every
@@ -380,7 +374,7 @@ class DataPlane:
                             timeout, setting=self.predict_timeout, bundle=loaded.metadata.timeout_seconds
                         )
                         response = loaded.model.invoke(rpc, request, timeout=limit)
-                        return Served(exchange.reply(loaded, rpc, response), loaded.name, loaded.version, rpc)
+                        return exchange.reply(loaded, rpc, response)
                     except ModelRunnerError as err:
                         # every answer names the version that handled it, errors included
                         err.detail.setdefault("model", loaded.name)

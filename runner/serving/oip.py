@@ -465,6 +465,10 @@ def requested_outputs(
     wanted = body.get("outputs")
     if wanted is None:
         return None
+    if not isinstance(wanted, list):
+        raise BadInput(
+            f'"outputs" is a list of requested outputs, not {_json_kind(wanted)}', {"field": "outputs"}
+        )
     names = [f.name for f in descriptor_of(contract.output_class(method)).fields]
     out: list[tuple[str, bool | None]] = []
     seen: set[str] = set()

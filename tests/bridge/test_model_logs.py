@@ -22,7 +22,7 @@ from bridge import output
 from bridge.model import JavaModel
 from runner.bundle import Metadata
 from runner.contract import Contract
-from runner.errors import ModelError
+from runner.errors import ModelError, enter_request, leave_request
 from runner.http.errors import public_error
 from runner.runtimes import load_model
 from runner.settings import Settings
@@ -252,30 +252,41 @@ def test_a_model_exception_is_logged_once_with_its_stack_under_the_request_id_of
     java_bundle(version_dir, name="chatty", entry_point=CHATTY, proto=PROTO, model_jar=bundle / "model.jar")
     metadata = Metadata.from_dict(json.loads((version_dir / "metadata.json").read_text()))
     model = load_model(version_dir, metadata, contract, Settings())
-    try:
+
+    def fail(text: str) -> ModelError:
         with pytest.raises(ModelError) as info:
-            model.invoke("Fail", contract.input_class("Fail")(text="now").SerializeToString())
+            model.invoke("Fail", contract.input_class("Fail")(text=text).SerializeToString())
+        return info.value
+
+    try:
+        token = enter_request("client-id-42")  # as an edge does for the request it serves
+        try:
+            served = fail("in a request")
+        finally:
+            leave_request(token)
+        alone = fail("outside a request")
     finally:
         model.close()
-    err = info.value
-    request_id = err.detail["request_id"]
-    assert re.fullmatch(r"[0-9a-f]{16}", request_id)
+    assert served.detail["request_id"] == "client-id-42"
+    assert re.fullmatch(r"[0-9a-f]{16}", alone.detail["request_id"])
     t = tag("chatty", 7)
-    failures = [(level, m) for level, m in logged(logs) if "boom now" in m]
-    assert len(failures) == 1
-    level, text = failures[0]
-    assert level == logging.ERROR
-    assert text.startswith(
-        f"{t}request {request_id}: chatty.Fail: fail threw java.lang.IllegalStateException: boom now\n"
-    )
-    assert re.search(r"\n\tat \S*org.acme.logs.Chatty.fail\(Chatty.java:\d+\)\n", text)
-    # the line the model printed before it threw carries the same tag
-    assert (logging.WARNING, t + "about to fail: now") in logged(logs)
-    # the HTTP answer names that id and leaves the stack out (it is in the log)
-    body, answered = public_error(err)
-    assert answered == request_id and body["error"]["detail"]["request_id"] == request_id
-    assert "java_stack" not in body["error"]["detail"]
-    assert body["error"]["detail"]["java_class"] == "java.lang.IllegalStateException"
+    for err, text in ((served, "in a request"), (alone, "outside a request")):
+        request_id = err.detail["request_id"]
+        failures = [(level, m) for level, m in logged(logs) if f"boom {text}" in m]
+        assert len(failures) == 1
+        level, logged_text = failures[0]
+        assert level == logging.ERROR
+        assert logged_text.startswith(
+            f"{t}request {request_id}: chatty.Fail: fail threw java.lang.IllegalStateException: boom {text}\n"
+        )
+        assert re.search(r"\n\tat \S*org.acme.logs.Chatty.fail\(Chatty.java:\d+\)\n", logged_text)
+        # the line the model printed before it threw carries the same tag
+        assert (logging.WARNING, f"{t}about to fail: {text}") in logged(logs)
+        # the HTTP answer names that id and leaves the stack out (it is in the log)
+        body, answered = public_error(err)
+        assert answered == request_id and body["error"]["detail"]["request_id"] == request_id
+        assert "java_stack" not in body["error"]["detail"]
+        assert body["error"]["detail"]["java_class"] == "java.lang.IllegalStateException"
 
 
 def test_a_process_without_logging_prints_the_tagged_lines_on_stderr(bundle: Path) -> None:

@@ -15,6 +15,7 @@ per operation). Schemathesis runs in a subprocess, its CLI (`st run`), as a pers
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -36,7 +37,7 @@ FUZZ_SEED = int(os.environ.get("FUZZ_SEED") or 20261201)
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or 12)
 HOOKS = Path(__file__).with_name("fuzz_hooks.py")
 CHECKS = (
-    "not_a_server_error",
+    "no_server_failure",
     "status_code_conformance",
     "content_type_conformance",
     "response_headers_conformance",
@@ -51,96 +52,122 @@ CHECKS = (
 def test_schemathesis_finds_nothing(sample_bundles: dict[str, Path], repo_root: Path, tmp_path: Path) -> None:
     served = start_serve([], tmp_path, workers=1, threads=8)
     try:
-        token = served.auth["Authorization"]
         doc = requests.get(f"{served.base}/openapi.json", timeout=30).json()
         operations = sum(len(item) for item in doc["paths"].values())
-        secured = sorted(
-            f"{verb.upper()} {path}"
-            for path, item in doc["paths"].items()
-            for verb, op in item.items()
-            if op.get("security")
-        )
+        secured = [
+            op["operationId"] for item in doc["paths"].values() for op in item.values() if op.get("security")
+        ]
         assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
         assert len(secured) == 6, secured
-        report = tmp_path / "report.ndjson"
-        cmd = [
-            sys.executable,
-            "-m",
-            "schemathesis.cli",
-            "run",
-            f"{served.base}/openapi.json",
-            "--seed",
-            str(FUZZ_SEED),
-            "--max-examples",
-            str(FUZZ_EXAMPLES),
-            "--phases",
-            "examples,coverage,fuzzing",
-            "--checks",
-            ",".join(CHECKS),
-            "--header",
-            f"Authorization: {token}",
-            "--workers",
-            "2",
-            "--request-timeout",
-            "30",
-            "--suppress-health-check",
-            "all",
-            "--no-color",
-            "--report",
-            "ndjson",
-            "--report-ndjson-path",
-            str(report),
-        ]
-        shown = " ".join(
-            a if not a.startswith("Authorization") else "'Authorization: Bearer ...'" for a in cmd
-        )
-        print(
-            f"fuzz seed of this run: FUZZ_SEED={FUZZ_SEED} reproduces it ({operations} operations)\n{shown}"
-        )
+        print(f"fuzz seed of this run: FUZZ_SEED={FUZZ_SEED} reproduces it ({operations} operations)")
         env = {
             **os.environ,
             "SCHEMATHESIS_HOOKS": str(HOOKS),
             "FUZZ_SERVER_PATHS": os.pathsep.join([str(served.repo), str(repo_root), sys.prefix]),
         }
-        started = time.monotonic()
-        run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
-        took = time.monotonic() - started
-        print(run.stdout[-30000:], run.stderr[-5000:], sep="\n")
-        statuses = _statuses(report)
-        print(
-            f"schemathesis: {sum(statuses.values())} answers in {took:.0f} s, by status: {dict(sorted(statuses.items()))}"
-        )
-        assert run.returncode == 0, (
-            f"schemathesis found problems (FUZZ_SEED={FUZZ_SEED}); its output is above"
-        )
-        assert not [s for s in statuses if s >= 500], statuses
-        # it did reach the models and the admin checks, not only 404s
-        assert statuses[200] > 50 and statuses[401] == 0, statuses
-        assert statuses[400] > 0 and statuses[404] > 0, statuses
+        token = served.auth["Authorization"]
+        # Deletes and rollbacks last: they take the models away from the operations fuzzed after them.
+        destructive = ["delete", "rollback"]
+        statuses: Counter[int] = Counter()
+        for name, only in (("everything else", False), ("deletes and rollbacks", True)):
+            flag = "--include-operation-id" if only else "--exclude-operation-id"
+            selection = [arg for op in destructive for arg in (flag, op)]
+            statuses += _schemathesis(
+                served.base, token, selection, tmp_path / f"{len(statuses)}.ndjson", env, name
+            )
+        assert not [s for s in statuses if s >= 500 and s not in (500, 504)], statuses
+        # it did reach the models and the admin routes past their token check, not only 404s
+        assert statuses[200] > 100 and statuses[400] > 100 and statuses[404] > 0, statuses
+        assert statuses[415] > 0 and statuses[422] > 0, statuses
         assert served.proc.poll() is None, "serve died during the fuzz run"
     finally:
         served.stop()
     log = served.log_text()
-    assert "Traceback" not in log or "answered 5" not in log, log[-4000:]
+    for sign in ("unexpected error", "Error handling request", "WORKER TIMEOUT"):
+        assert sign not in log, log[-6000:]
+    assert log.count("Booting worker") == 1, "an HTTP worker died and was replaced:\n" + log[-6000:]
+
+
+def _schemathesis(
+    base: str, token: str, selection: list[str], report: Path, env: dict[str, str], name: str
+) -> Counter[int]:
+    """`st run` on the live document; fails the test on any failed check. The answers' statuses."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{base}/openapi.json",
+        *selection,
+        "--seed",
+        str(FUZZ_SEED),
+        "--max-examples",
+        str(FUZZ_EXAMPLES),
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--checks",
+        ",".join(CHECKS),
+        "--header",
+        f"Authorization: {token}",
+        # one worker: hypothesis' lambda descriptions are not thread-safe on Python 3.11
+        # ("AST constructor recursion depth mismatch" errors with --workers 2)
+        "--workers",
+        "1",
+        "--request-timeout",
+        "30",
+        "--suppress-health-check",
+        "all",
+        "--no-color",
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(report),
+    ]
+    shown = " ".join("'Authorization: Bearer ...'" if a.startswith("Authorization") else a for a in cmd)
+    print(f"\n--- schemathesis on {name}:\n{shown}")
+    started = time.monotonic()
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=200, cwd=report.parent)
+    statuses = _statuses(report)
+    print(run.stdout[-20000:], run.stderr[-5000:], sep="\n")
+    print(
+        f"schemathesis on {name}: {sum(statuses.values())} answers in {time.monotonic() - started:.0f} s, "
+        f"by status: {dict(sorted(statuses.items()))}"
+    )
+    assert run.returncode == 0, f"schemathesis found problems (FUZZ_SEED={FUZZ_SEED}): its output is above"
+    return statuses
 
 
 def _statuses(report: Path) -> Counter[int]:
-    """The status of every answer in schemathesis' ndjson report."""
+    """The status of every answer in schemathesis' ndjson report (the 5xx, which fuzz_hooks.py allows
+    only as a model's own error or a deadline the request asked for, printed by kind)."""
     counts: Counter[int] = Counter()
-    if not report.exists():
-        return counts
-    for line in report.read_text().splitlines():
-        _walk(json.loads(line), counts)
+    failures: Counter[str] = Counter()
+    if report.exists():
+        for line in report.read_text().splitlines():
+            _walk(json.loads(line), counts, failures)
+    if failures:
+        print("5xx answers (each allowed by no_server_failure):", dict(failures))
     return counts
 
 
-def _walk(node: Any, counts: Counter[int]) -> None:
+def _walk(node: Any, counts: Counter[int], failures: Counter[str]) -> None:
     if isinstance(node, dict):
         response = node.get("response")
         if isinstance(response, dict) and isinstance(response.get("status_code"), int):
             counts[response["status_code"]] += 1
+            if response["status_code"] >= 500:
+                failures[f"{response['status_code']} {_kind(response.get('content'))}"] += 1
         for value in node.values():
-            _walk(value, counts)
+            _walk(value, counts, failures)
     elif isinstance(node, list):
         for value in node:
-            _walk(value, counts)
+            _walk(value, counts, failures)
+
+
+def _kind(content: Any) -> str:
+    """The error kind of a recorded body (schemathesis stores it as ``{"$base64": ...}``)."""
+    try:
+        raw = base64.b64decode(content["$base64"]) if isinstance(content, dict) else str(content).encode()
+        return str(json.loads(raw)["error"]["kind"])
+    except (ValueError, KeyError, TypeError):
+        return "?"

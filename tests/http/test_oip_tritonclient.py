@@ -318,3 +318,24 @@ def test_errors_name_the_problem(client: triton.InferenceServerClient) -> None:
 
     err = error_of(client.infer, "iris", flower(SETOSA), model_version="3")
     assert err.status() == "404" and "serves version 1, not 3" in str(err)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_real_serve_answers_tritonclient(sample_bundles: dict[str, Path], tmp_path: Path) -> None:
+    """The same client against `model-runner serve` (gunicorn's buffering workers in front of the app)."""
+    from tests.e2e.serve_process import start_serve
+
+    serve = start_serve([str(sample_bundles["iris-python"])], tmp_path, workers=1)
+    try:
+        client = triton.InferenceServerClient(f"127.0.0.1:{serve.port}", network_timeout=60)
+        assert client.is_server_ready() and client.is_model_ready("iris-python")
+        assert client.get_model_metadata("iris-python")["platform"] == "model-runner_python"
+        for algorithm in (None, "gzip", "deflate"):
+            result = client.infer("iris-python", flower(VIRGINICA), request_compression_algorithm=algorithm)
+            assert result.as_numpy("species").tolist() == [b"virginica"]
+        err = error_of(client.infer, "iris-python", flower(VIRGINICA)[:3])
+        assert err.status() == "400" and "missing input 'petal_width' of Classify" in str(err)
+        client.close()
+    finally:
+        serve.stop()

@@ -31,6 +31,7 @@ import functools
 import inspect
 import itertools
 import json
+import math
 import re
 import types
 import typing
@@ -308,6 +309,9 @@ def to_plain(obj: Any) -> Any:
         return base64.b64encode(bytes(obj)).decode("ascii")
     if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays and scalars
         return to_plain(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        # the proto3 JSON spelling: ParseDict refuses a bare nan or inf (a model's 0/0 is a valid double)
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
     return obj
 
 

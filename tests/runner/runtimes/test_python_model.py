@@ -123,6 +123,37 @@ def test_sample_iris_python(tmp_path: Path) -> None:
     assert not (folder / "__pycache__").exists()  # version folders stay untouched
 
 
+def test_non_finite_floats_a_model_returns_are_answered(tmp_path: Path) -> None:
+    """A model's nan or inf (a Python float, or numpy's) is a double like any other: answered as proto3
+    JSON spells it, not refused as a model error (found by the fuzz stage: the sample's 0/0 on NaN input)."""
+    model, c = load(
+        make_bundle(
+            tmp_path / "m",
+            {
+                "iris_model.py": """
+                    import numpy as np
+
+                    class IrisClassifier:
+                        def Classify(self, request):
+                            nan = float("nan")
+                            return {"species": "?", "probabilities": [nan, float("inf"), -np.inf, 0.5]}
+
+                        def ClassifyBatch(self, request):
+                            return {"predictions": []}
+
+                        def ClassifyMatrix(self, request):
+                            return {"indices": []}
+                """
+            },
+        )
+    )
+    try:
+        out = call(model, c, "Classify", SETOSA)
+        assert out["probabilities"] == ["NaN", "Infinity", "-Infinity", 0.5]
+    finally:
+        model.close()
+
+
 def test_two_versions_side_by_side(tmp_path: Path) -> None:
     m1, c1 = load(versioned(tmp_path / "v1", 1))
     m2, c2 = load(versioned(tmp_path / "v2", 2))
