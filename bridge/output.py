@@ -83,23 +83,28 @@ def _run() -> None:
         return
     while True:
         try:
-            batch = [str(x) for x in output.drain(DRAIN_WAIT_MS, BATCH)]
+            fields = str(output.drain(DRAIN_WAIT_MS, BATCH)).split("\0")
         except Exception as err:  # noqa: BLE001 - the JVM is going away at exit
             if not jpype.isJVMStarted():
                 return
             logging.getLogger(__name__).warning("model output: cannot drain (%s)", err)
             time.sleep(1.0)
             continue
-        for i in range(1, len(batch) - 2, 3):
-            _log(batch[i], int(batch[i + 1]), batch[i + 2])
+        # fields: seq, then (logger, level, text) per line, each followed by NUL (so a last empty field)
+        loggers: dict[str, logging.Logger | None] = {}
+        for i in range(1, len(fields) - 3, 3):
+            name = fields[i]
+            if name not in loggers:
+                logger = logging.getLogger(name)
+                loggers[name] = logger if logger.hasHandlers() else None
+            _log(loggers[name], int(fields[i + 1]), fields[i + 2])
         with _done:
-            _logged = int(batch[0])
+            _logged = int(fields[0])
             _done.notify_all()
 
 
-def _log(logger_name: str, level: int, text: str) -> None:
-    logger = logging.getLogger(logger_name)
-    if logger.hasHandlers():
+def _log(logger: logging.Logger | None, level: int, text: str) -> None:
+    if logger is not None:
         if logger.isEnabledFor(level):
             logger.log(level, text)
         return

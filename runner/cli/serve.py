@@ -66,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="serve models over HTTP and gRPC (no arguments: the sample models)",
         description="Serve the models of a repository over HTTP (gunicorn workers) and gRPC. "
         "Bundles (zip or folder), JARs (with --class) or Python classes (module.py:Class) given "
-        "as arguments are published into the repository first. With no arguments, an empty "
+        "as arguments are published into the repository first when they changed since serve last "
+        "published them (a restart with the same arguments keeps what was pushed since). With no "
+        "arguments, an empty "
         "repository (the embedded default one unless --repo) is filled with the sample models. "
         "SIGTERM drains the requests in flight and stops; SIGHUP replaces the HTTP workers with "
         "fresh ones (fresh JVMs) without failing a request. JVM options are fixed when a JVM "

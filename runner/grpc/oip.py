@@ -131,6 +131,7 @@ def request_tensors(request: Any) -> tuple[dict[str, Any], bytes]:
         )
     inputs: list[dict[str, Any]] = []
     for i, tensor in enumerate(request.inputs):
+        _no_shared_memory(tensor.parameters, f"input {tensor.name!r}")
         item: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
         if raw:
             if tensor.HasField("contents"):
@@ -150,8 +151,25 @@ def request_tensors(request: Any) -> tuple[dict[str, Any], bytes]:
     if parameters:
         body["parameters"] = parameters
     if len(request.outputs):
-        body["outputs"] = [{"name": o.name} for o in request.outputs]
+        outputs: list[dict[str, Any]] = []
+        for wanted in request.outputs:
+            _no_shared_memory(wanted.parameters, f"output {wanted.name!r}")
+            output: dict[str, Any] = {"name": wanted.name}
+            parameters = _parameters(wanted.parameters)
+            if parameters:
+                output["parameters"] = parameters  # e.g. classification: refused by the mapping
+            outputs.append(output)
+        body["outputs"] = outputs
     return body, b"".join(raw)
+
+
+def _no_shared_memory(parameters: Mapping[str, Any], what: str) -> None:
+    if "shared_memory_region" in parameters:
+        raise BadInput(
+            f"{what}: shared memory (parameters.shared_memory_region) is not supported by this server; "
+            "send the tensor in raw_input_contents or contents",
+            {"tensor": what},
+        )
 
 
 def _set_contents(contents: Any, datatype: str, values: list[Any]) -> None:

@@ -256,8 +256,8 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         assert chunks is not None
         try:
             end = chunks.feed(fresh)
-        except ValueError:
-            self._dispatch(request)  # malformed: gunicorn's parser answers 400 from what is here
+        except ValueError as err:
+            self._refuse(request, 400, "bad_input", f"malformed chunked body: {err}", {})
             return False
         if end is not None:
             request.end = request.head_end + end
@@ -293,20 +293,24 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
             if not colon:
-                request.head_end = end + 4
-                self._dispatch(request)  # malformed: gunicorn's parser answers 400
+                self._refuse(request, 400, "bad_input", "malformed request: a header line without ':'", {})
                 return False
             headers.append((name.strip().lower(), value.strip()))
         lengths = {v for n, v in headers if n == b"content-length"}
         encodings = [v for n, v in headers if n == b"transfer-encoding"]
         chunked = bool(encodings) and b",".join(encodings).lower().split(b",")[-1].strip() == b"chunked"
-        if (
-            (encodings and (lengths or not chunked))
-            or len(lengths) > 1
-            or not all(v.isdigit() for v in lengths)
-        ):
-            request.head_end = end + 4
-            self._dispatch(request)  # ambiguous or invalid framing: gunicorn's parser answers 400
+        if encodings and (lengths or not chunked):
+            # both framings (a smuggling attempt) or a coding gunicorn cannot decode: refused, as it would
+            self._refuse(
+                request,
+                400,
+                "bad_input",
+                "malformed request: Transfer-Encoding must end with chunked, without Content-Length",
+                {},
+            )
+            return False
+        if len(lengths) > 1 or not all(v.isdigit() for v in lengths):
+            self._refuse(request, 400, "bad_input", "malformed request: invalid Content-Length", {})
             return False
         length = int(next(iter(lengths))) if lengths else 0
         if length > self.settings.max_body_bytes:
@@ -381,7 +385,10 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
     # ------------------------------------------------------------------ limits and closing
 
     def murder_keepalived(self, force: bool = False) -> None:
-        super().murder_keepalived(force)
+        if force:
+            super().murder_keepalived(force)
+        else:
+            super().murder_keepalived()  # older gthread workers take no argument
         now = time.monotonic()
         for request in list(self._receiving.values()):
             if force or (not self.alive and request.total == 0):

@@ -136,7 +136,7 @@ class AccessLog:
             )
         else:
             line = (
-                f"{stamp} {self.process}[{self._pid}] access: {method} {quote(path, safe=_SAFE)} "
+                f"{stamp} {self.process}[{self._pid}] access: {method} {path if _PLAIN.fullmatch(path) else quote(path, safe=_SAFE)} "
                 f"{status} {ms}ms model={model or '-'} version={version if version is not None else '-'} "
                 f"request_id={request_id} protocol={protocol}"
             )
@@ -149,3 +149,4 @@ class AccessLog:
 
 
 _SAFE = "/:@!$&'()*+,;=-._~"
+_PLAIN = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=._~-]*")  # what quote() would leave as it is

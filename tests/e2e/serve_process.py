@@ -62,7 +62,9 @@ class Serve:
         return self.proc.returncode
 
     def kill(self) -> None:
-        """SIGKILL serve and every process it started (cleanup of a failed test)."""
+        """SIGKILL serve and every process it started (cleanup of a failed test); nothing once it exited."""
+        if self.proc.poll() is not None:
+            return
         pids = [self.proc.pid, *descendants_of(self.proc.pid)]
         for pid in pids:
             try:

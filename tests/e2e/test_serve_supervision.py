@@ -112,6 +112,7 @@ def test_kill_9_of_serve_leaves_no_serving_process(sample_bundles: dict[str, Pat
     """kill -9 of the master right after a push: every worker, gRPC process (with their JVMs) and helper
     is gone within a few seconds."""
     served = start_serve([str(sample_bundles["iris"])], tmp_path, workers=2, grpc_processes=1)
+    processes: dict[int, str] = {}
     try:
         r = requests.put(
             f"{served.base}/models/iris",
@@ -142,8 +143,8 @@ def test_kill_9_of_serve_leaves_no_serving_process(sample_bundles: dict[str, Pat
         assert took < 10, f"serving processes outlived serve by {took:.1f} s"
     finally:
         served.kill()
-        for pid in descendants_of(os.getpid()):  # nothing of ours may survive the test
-            if "runner" in command_line(pid) and str(tmp_path) in command_line(pid):
+        for pid in processes:  # orphans of a failed test: ours, by pid
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -186,3 +187,29 @@ def test_sigterm_with_models_holding_non_daemon_threads(tmp_path: Path) -> None:
                 assert f"Java thread 'stubborn-java' of model {java} version 1" in line, line
     finally:
         served.kill()
+
+
+def test_a_worker_ending_leaves_serve_s_other_processes_alone(tmp_path: Path) -> None:
+    """A worker that ends (SIGHUP rolls the workers) ends alone: it used to unwind into serve's own
+    clean-up (gunicorn forks it inside the master's loop) and stop the gRPC processes with it."""
+    served = start_serve([str(write_toy_bundle(tmp_path / "toy"))], tmp_path, workers=1, grpc_processes=1)
+    try:
+        children = _serving_pids(served.proc.pid)
+        grpc = [pid for pid, cmd in children.items() if "runner.grpc" in cmd]
+        workers = [pid for pid, cmd in children.items() if "runner serve" in cmd]
+        assert len(grpc) == 1 and len(workers) == 1, children
+        served.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: not alive(workers[0]), 60, "the old worker to exit after SIGHUP")
+        wait_for(
+            lambda: any(
+                "runner serve" in c for p, c in _serving_pids(served.proc.pid).items() if p != workers[0]
+            ),
+            60,
+            "a new worker",
+        )
+        r = requests.post(f"{served.base}/models/toy/methods/Echo", json={"text": "hi"}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert alive(grpc[0]) and "signal 15: stopping" not in served.log_text(), served.log_text()[-3000:]
+        assert served.ready.exists()
+    finally:
+        assert served.stop() == 0

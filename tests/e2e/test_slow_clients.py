@@ -253,6 +253,16 @@ def test_requests_arrive_whole_however_they_are_framed(served: Serve) -> None:
         assert status == 413 and headers["connection"] == "close"
         assert json.loads(answer)["error"]["kind"] == "too_large"
 
+    # both framings at once (request smuggling): 400, the connection closed
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /models/toy/methods/Echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        status, headers, answer = _response(sock.makefile("rb"))
+        assert status == 400 and headers["connection"] == "close"
+        assert json.loads(answer)["error"]["kind"] == "bad_input"
+
     # headers without end, beyond what gunicorn would accept: 400
     with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\n" + b"X-Pad: " + b"p" * 8000 + b"\r\n")

@@ -195,6 +195,15 @@ def test_errors_name_the_problem(served: Env) -> None:
     e = failure(lambda: c.infer("iris-python", [wrong, *flower[1:]]))
     assert e.status() == "StatusCode.INVALID_ARGUMENT" and "FP32" in str(e) and "FP64" in str(e)
 
+    # what this server does not implement: shared memory, the classification extension
+    shared = triton.InferInput("sepal_length", [1], "FP64")
+    shared.set_shared_memory("region-0", 8)
+    e = failure(lambda: c.infer("iris-python", [shared, *flower[1:]]))
+    assert e.status() == "StatusCode.INVALID_ARGUMENT" and "shared memory" in str(e)
+    classify = triton.InferRequestedOutput("species", class_count=2)
+    e = failure(lambda: c.infer("iris-python", flower, outputs=[classify]))
+    assert e.status() == "StatusCode.INVALID_ARGUMENT" and "classification" in str(e)
+
     # an unknown rpc
     e = failure(lambda: c.infer("iris-python", flower, parameters={"method": "Nope"}))
     assert e.status() == "StatusCode.UNIMPLEMENTED" and "Nope" in str(e)

@@ -12,7 +12,9 @@ import threading
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
+import tritonclient.grpc as triton
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -154,6 +156,15 @@ def test_java_model_arriving_later_and_sigterm(
         body, call = ch.unary_unary("/iris.IrisClassifier/Classify").with_call(request, timeout=30)
     assert iris.output_class("Classify").FromString(body).species == "setosa"
     assert dict(call.initial_metadata()) == {"x-model-name": "iris", "x-model-version": "1"}
+    # the Open Inference Protocol's service on the same port, in a real serving process
+    inputs = []
+    for name, value in SETOSA.items():
+        tensor = triton.InferInput(name, [1], "FP64")
+        tensor.set_data_from_numpy(np.array([value]))
+        inputs.append(tensor)
+    oip = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    assert oip.is_model_ready("iris")
+    assert oip.infer("iris", inputs).as_numpy("species").tolist() == [b"setosa"]
 
     assert proc.terminate() == 0
     assert "stopped" in "".join(proc.stderr)

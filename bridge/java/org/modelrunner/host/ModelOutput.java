@@ -54,7 +54,8 @@ public final class ModelOutput {
     static final int MAX_LINE = Math.max(256, Integer.getInteger("modelrunner.logLineChars", 16 * 1024));
     static final long MAX_QUEUED = Math.max(64 * 1024, Long.getLong("modelrunner.logQueueChars", 4L << 20));
     static final long PID = ProcessHandle.current().pid();
-    private static final String[] NOTHING = new String[0];
+    /** How long the drainer lets a burst of lines gather before taking them (fewer, larger batches). */
+    static final long LINGER_MILLIS = Math.max(0, Long.getLong("modelrunner.logLingerMillis", 5L));
     private static final StackWalker WALKER = StackWalker.getInstance(StackWalker.Option.RETAIN_CLASS_REFERENCE);
 
     /** Where the lines of one model version go: a Python logger name and the prefix of every line. */
@@ -137,7 +138,7 @@ public final class ModelOutput {
             }
             QUEUE.add(new Line(tag, level, entry, ++seq));
             queuedChars += entry.length();
-            LOCK.notifyAll();
+            if (QUEUE.size() == 1) LOCK.notifyAll();   // the drainer waits only on an empty queue
         }
     }
 
@@ -147,21 +148,27 @@ public final class ModelOutput {
     }
 
     /**
-     * Waits up to {@code timeoutMillis} for lines and takes them (at most {@code max}):
-     * {@code [seq of the last line taken, logger, level, text, logger, level, text, ...]}, plus one entry per
-     * version whose lines were dropped since the last call.
+     * Waits up to {@code timeoutMillis} for lines and takes them (at most {@code max}), as one string of fields
+     * each followed by {@code \0} (a NUL in a line becomes U+FFFD): the sequence number of the last line taken,
+     * then logger, level and text of each line, plus one entry per version whose lines were dropped since the
+     * last call. One string: the drainer converts one Java string per batch, not three per line.
      */
-    public static String[] drain(long timeoutMillis, int max) throws InterruptedException {
+    public static String drain(long timeoutMillis, int max) throws InterruptedException {
         List<Line> lines = new ArrayList<>();
         List<Tag> drops = new ArrayList<>();
         long last;
+        boolean full;
         synchronized (LOCK) {
             long end = System.nanoTime() + Math.max(0, timeoutMillis) * 1_000_000L;
             while (QUEUE.isEmpty() && DROPS.isEmpty()) {
                 long wait = (end - System.nanoTime()) / 1_000_000L;
-                if (wait <= 0) return new String[] {Long.toString(taken)};
+                if (wait <= 0) return taken + "\0";
                 LOCK.wait(wait);
             }
+            full = QUEUE.size() >= max;
+        }
+        if (!full && LINGER_MILLIS > 0) Thread.sleep(LINGER_MILLIS);   // a model printing line after line: one batch
+        synchronized (LOCK) {
             while (!QUEUE.isEmpty() && lines.size() < Math.max(1, max)) {
                 Line line = QUEUE.poll();
                 queuedChars -= line.text.length();
@@ -172,22 +179,21 @@ public final class ModelOutput {
             DROPS.clear();
             last = taken;
         }
-        List<String> out = new ArrayList<>(1 + 3 * (lines.size() + drops.size()));
-        out.add(Long.toString(last));
-        for (Line line : lines) {
-            out.add(line.tag.logger);
-            out.add(Integer.toString(line.level));
-            out.add(line.text);
-        }
+        StringBuilder out = new StringBuilder(64 + lines.size() * 96);
+        out.append(last).append('\0');
+        for (Line line : lines) field(field(field(out, line.tag.logger), Integer.toString(line.level)), line.text);
         for (Tag tag : drops) {
             long n = tag.dropped.getAndSet(0);
             if (n == 0) continue;
-            out.add(tag.logger);
-            out.add(Integer.toString(WARNING));
-            out.add(tag.prefix + n + " line" + (n == 1 ? "" : "s") + " of output dropped: the model wrote faster than the log"
+            field(field(out, tag.logger), Integer.toString(WARNING));
+            field(out, tag.prefix + n + " line" + (n == 1 ? "" : "s") + " of output dropped: the model wrote faster than the log"
                     + " takes them (at most " + MAX_QUEUED + " characters wait)");
         }
-        return out.toArray(NOTHING);
+        return out.toString();
+    }
+
+    private static StringBuilder field(StringBuilder sb, String s) {
+        return (s.indexOf('\0') < 0 ? sb.append(s) : sb.append(s.replace('\0', '\uFFFD'))).append('\0');
     }
 
     // ------------------------------------------------------------------ System.out / System.err
