@@ -75,7 +75,7 @@ def child(bundle: Path, rpc: str, tagging: bool, calls: int, out: Path) -> None:
             counted[0] += record.name == "model.printer"
             return True
 
-    handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 (the process's lifetime)
+    handler = logging.StreamHandler(open(os.devnull, "w"))  # open for the process's lifetime
     handler.setFormatter(
         logging.Formatter("%(asctime)s http[%(process)d] %(levelname)s %(name)s: %(message)s")
     )

@@ -36,6 +36,7 @@ import shutil
 import tempfile
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from pathlib import Path
@@ -225,12 +226,12 @@ class Tracking:
     :func:`serving` gave. A tracking opened while another is open is the same request: the outer one
     counts (an edge may open one to count what it refuses before the data plane, which opens one too)."""
 
-    __slots__ = ("_flight", "_labels", "_protocol", "_started", "_token")
+    __slots__ = ("_flying", "_labels", "_protocol", "_started", "_token")
 
     def __init__(self, protocol: str) -> None:
         self._protocol = protocol
         self._labels: tuple[str, str, str] = (UNKNOWN, UNKNOWN, UNKNOWN)
-        self._flight: Any = None
+        self._flying: tuple[str, ...] | None = None
         self._started = 0.0
         self._token: Token[Tracking | None] | None = None
 
@@ -244,17 +245,10 @@ class Tracking:
         labels = (model, str(version), method if method is not None else UNKNOWN)
         if labels == self._labels:
             return
-        if self._flight is not None:
-            self._flight.dec()
-            self._flight = None
         self._labels = labels
-        if method is not None:
-            key = (*labels, self._protocol)
-            flight = _flights.get(key)
-            if flight is None:
-                flight = _flights[key] = _metrics().in_flight.labels(*key)
-            flight.inc()
-            self._flight = flight
+        flying = (*labels, self._protocol) if method is not None else None
+        _recorder.fly(flying, self._flying)
+        self._flying = flying
         access = current_access()
         if access is not None:
             access.model, access.version = model, version
@@ -266,11 +260,12 @@ class Tracking:
             return  # nested: the outer tracking counts
         _tracking.reset(self._token)
         self._token = None
-        elapsed = time.perf_counter() - self._started
-        if self._flight is not None:
-            self._flight.dec()
-            self._flight = None
-        _count(self._labels, self._protocol, _outcome(error), elapsed)
+        _recorder.done(
+            (*self._labels, self._protocol, _outcome(error)),
+            time.perf_counter() - self._started,
+            self._flying,
+        )
+        self._flying = None
 
 
 def _outcome(error: BaseException | None) -> str:
@@ -281,20 +276,124 @@ def _outcome(error: BaseException | None) -> str:
     return Kind.INTERNAL.value
 
 
-def _count(labels: tuple[str, str, str], protocol: str, outcome: str, seconds: float) -> None:
-    key = (*labels, protocol, outcome)
-    children = _counted.get(key)
-    if children is None:
-        m = _metrics()
-        children = _counted[key] = (m.requests.labels(*key), m.duration.labels(*key))
-    children[0].inc()
-    children[1].observe(seconds)
+class _Recorder:
+    """The predictions of this process, gathered in memory on the hot path (a list append and a dict
+    update under an uncontended lock) and written into the metrics every FLUSH_INTERVAL by a daemon
+    thread (at most a few writes per label set and interval, instead of five file writes per request;
+    the process answering a scrape writes its own first). A process killed outright loses what it
+    answered in its last FLUSH_INTERVAL at most."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: list[tuple[tuple[str, ...], float]] = []
+        self._flying: dict[tuple[str, ...], int] = {}
+        self._flying_changed: set[tuple[str, ...]] = set()
+        self._thread: threading.Thread | None = None
+        self._write_lock = threading.Lock()  # one flush at a time
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        self._gauges: dict[tuple[str, ...], Any] = {}
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        # a forked child starts empty: what is pending is its parent's to write
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._done, self._flying, self._flying_changed = [], {}, set()
+        self._thread = None
+
+    def fly(self, start: tuple[str, ...] | None, stop: tuple[str, ...] | None) -> None:
+        """One more call in flight under ``start``, one less under ``stop`` (either may be None)."""
+        with self._lock:
+            if stop is not None:
+                self._flying[stop] -= 1
+                self._flying_changed.add(stop)
+            if start is not None:
+                self._flying[start] = self._flying.get(start, 0) + 1
+                self._flying_changed.add(start)
+        if self._thread is None:
+            self._start()
+
+    def done(self, key: tuple[str, ...], seconds: float, flying: tuple[str, ...] | None) -> None:
+        """A prediction answered (``key``: its labels and outcome), no longer in flight under ``flying``."""
+        with self._lock:
+            self._done.append((key, seconds))
+            if flying is not None:
+                self._flying[flying] -= 1
+                self._flying_changed.add(flying)
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._write_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="metrics-flush", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_INTERVAL)
+            try:
+                self.flush()
+            except Exception:  # the flusher must survive anything
+                log.exception("writing the request metrics failed")
+
+    def flush(self) -> None:
+        """Write what was gathered since the last flush into the metrics."""
+        with self._write_lock:
+            with self._lock:
+                done, self._done = self._done, []
+                changed, self._flying_changed = self._flying_changed, set()
+                flying = {key: self._flying[key] for key in changed}
+            if not done and not flying:
+                return
+            m = _metrics()
+            totals: dict[tuple[str, ...], list[float]] = {}  # key -> [count, sum, per-bucket counts...]
+            buckets = len(REQUEST_BUCKETS)
+            for key, seconds in done:
+                row = totals.get(key)
+                if row is None:
+                    row = totals[key] = [0.0] * (buckets + 3)
+                row[0] += 1
+                row[1] += seconds
+                row[2 + bisect_left(REQUEST_BUCKETS, seconds)] += 1  # the last one: +Inf
+            for key, row in totals.items():
+                children = self._children.get(key)
+                if children is None:
+                    children = self._children[key] = (m.requests.labels(*key), m.duration.labels(*key))
+                counter, histogram = children
+                counter.inc(row[0])
+                _observe_many(histogram, row[1], row[2:])
+            for key, value in flying.items():
+                gauge = self._gauges.get(key)
+                if gauge is None:
+                    gauge = self._gauges[key] = m.in_flight.labels(*key)
+                gauge.set(value)
+
+
+def _observe_many(histogram: Any, total: float, counts: list[float]) -> None:
+    """Observations into a histogram child at once: their sum, and how many fell in each bucket (the
+    bucket counts prometheus_client keeps per bucket, each counted once: it adds them up when read)."""
+    values = getattr(histogram, "_buckets", None)
+    value_sum = getattr(histogram, "_sum", None)
+    if values is None or value_sum is None or len(values) != len(counts):
+        raise RuntimeError("prometheus_client's Histogram no longer has _buckets and _sum")
+    value_sum.inc(total)
+    for bucket, n in zip(values, counts, strict=True):
+        if n:
+            bucket.inc(n)
 
 
 _tracking: ContextVar[Tracking | None] = ContextVar("model_runner_tracking", default=None)
-# label children by label values (.labels() costs a lock and checks per call)
-_counted: dict[tuple[str, ...], tuple[Any, Any]] = {}
-_flights: dict[tuple[str, ...], Any] = {}
+_recorder = _Recorder()
+
+FLUSH_INTERVAL: Final = 0.1
+"""Seconds between two writes of a process's request counts into the metrics (see _Recorder)."""
+
+
+def flush() -> None:
+    """Write this process's request counts gathered so far into the metrics now (a scrape does it for
+    the process answering it; a stopping process does it last)."""
+    _recorder.flush()
 
 
 def track(protocol: str) -> Tracking:
@@ -319,7 +418,7 @@ def tracked(protocol: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 def refused(protocol: str, error: BaseException) -> None:
     """Count a prediction an edge refused before it could track it (e.g. a URL that is not UTF-8)."""
-    _count((UNKNOWN, UNKNOWN, UNKNOWN), protocol, _outcome(error), 0.0)
+    _recorder.done((UNKNOWN, UNKNOWN, UNKNOWN, protocol, _outcome(error)), 0.0, None)
 
 
 def serving(model: str, version: int, method: str | None = None) -> None:
@@ -444,6 +543,7 @@ def serve_port(host: str, port: int) -> int:
 def render(process: str | None = None) -> tuple[bytes, str]:
     """The Prometheus text of every serving process (multiprocess mode) or of this one; and its media
     type. ``process``: this process's kind, to sample its own figures first."""
+    flush()
     if process is not None:
         sample_process(process)
     folder = multiprocess_dir()

@@ -30,7 +30,7 @@ from tests.bridge.artifacts import build_jar, java_bundle
 from tests.bridge.conftest import run_python
 
 CHATTY = "org.acme.logs.Chatty"
-RPCS = ("Say", "Complain", "Pieces", "Jul", "Threads", "Pool", "Flood", "LongLine", "Fail", "Quiet")
+RPCS = ("Say", "Complain", "Pieces", "Jul", "Threads", "Pool", "Flood", "LongLine", "Fail", "Quiet", "Odd")
 PROTO = (
     'syntax = "proto3";\npackage logs;\nmessage Req { string text = 1; int32 n = 2; }\n'
     "message Reply { string text = 1; }\nservice Chatty {\n"
@@ -130,6 +130,19 @@ def test_java_util_logging_records_keep_their_level_and_stack(
     )
     assert "org.acme.logs.Chatty.jul(Chatty.java:" in text  # the stack, in the same record
     assert not any("jul fine" in m for _, m in logged(logs))  # below the root logger's level
+
+
+def test_text_python_cannot_decode_is_replaced_not_lost(
+    chatty: JavaModel, contract: Contract, logs: pytest.LogCaptureFixture
+) -> None:
+    call(chatty, contract, "Odd")
+    call(chatty, contract, "Say", "after the odd ones")
+    t = tag("chatty", 1)
+    assert logged(logs)[-3:] == [
+        (logging.INFO, t + "org.acme.logs.Chatty: lone \ufffd nul \ufffd pair \U0001f600"),
+        (logging.INFO, t + "nul \ufffd in a line"),
+        (logging.INFO, t + "after the odd ones 0"),
+    ]
 
 
 def test_lines_of_threads_printing_at_once_never_mix(

@@ -55,8 +55,10 @@ def test_model_output_and_exceptions_reach_the_serve_log_tagged(tmp_path: Path) 
         assert int(match.group(2)) == worker and worker in descendants_of(served.proc.pid)
 
         def logged_failure() -> str | None:
+            # the failure, logged by the request's thread, and the line the model printed before it
+            # threw, logged by the drainer (a few ms later)
             text = served.log_text()
-            return text if f"request {request_id}:" in text else None
+            return text if f"request {request_id}:" in text and "about to fail: e2e" in text else None
 
         log = wait_for(
             logged_failure,

@@ -35,7 +35,8 @@ import java.util.logging.SimpleFormatter;
  *
  * <p>A model thread never waits for the log: a line goes into a bounded in-memory queue
  * ({@code -Dmodelrunner.logQueueChars}, 4 MiB by default), and when the log cannot keep up the lines that do
- * not fit are dropped and counted (one entry says how many). A line longer than
+ * not fit are dropped and counted (one entry says how many). The drainer takes what gathered within
+ * {@code -Dmodelrunner.logLingerMillis} (5 ms) of the first waiting line in one batch. A line longer than
  * {@code -Dmodelrunner.logLineChars} (16 KiB) is cut into several. Until a line ends it is held (a
  * {@code print} without a newline shows once the line is complete).
  *
@@ -113,8 +114,6 @@ public final class ModelOutput {
         System.setErr(new PrintStream(new LineSink(originalErr, WARNING), true, StandardCharsets.UTF_8));
     }
 
-    public static synchronized boolean installed() { return installed; }
-
     /** The model version whose code runs on this thread, or null. */
     static Tag current() {
         ClassLoader l = Thread.currentThread().getContextClassLoader();
@@ -149,7 +148,7 @@ public final class ModelOutput {
 
     /**
      * Waits up to {@code timeoutMillis} for lines and takes them (at most {@code max}), as one string of fields
-     * each followed by {@code \0} (a NUL in a line becomes U+FFFD): the sequence number of the last line taken,
+     * each followed by {@code \0} (see {@link #field}): the sequence number of the last line taken,
      * then logger, level and text of each line, plus one entry per version whose lines were dropped since the
      * last call. One string: the drainer converts one Java string per batch, not three per line.
      */
@@ -192,8 +191,24 @@ public final class ModelOutput {
         return out.toString();
     }
 
+    /** Appends {@code s} and a NUL; a NUL or a lone surrogate in it (which Python cannot decode) becomes U+FFFD. */
     private static StringBuilder field(StringBuilder sb, String s) {
-        return (s.indexOf('\0') < 0 ? sb.append(s) : sb.append(s.replace('\0', '\uFFFD'))).append('\0');
+        int n = s.length(), i = 0;
+        while (i < n) {
+            char c = s.charAt(i);
+            if (c == 0 || Character.isSurrogate(c)) break;
+            i++;
+        }
+        if (i == n) return sb.append(s).append('\0');
+        sb.append(s, 0, i);
+        for (; i < n; i++) {
+            char c = s.charAt(i);
+            if (c == 0) sb.append('\uFFFD');
+            else if (!Character.isSurrogate(c)) sb.append(c);
+            else if (Character.isHighSurrogate(c) && i + 1 < n && Character.isLowSurrogate(s.charAt(i + 1))) sb.append(c).append(s.charAt(++i));
+            else sb.append('\uFFFD');
+        }
+        return sb.append('\0');
     }
 
     // ------------------------------------------------------------------ System.out / System.err

@@ -104,4 +104,11 @@ public class Chatty {
     }
 
     public Reply quiet(Req r) { return new Reply(r.text); }
+
+    /** Text Python cannot take as it is: a lone surrogate, a NUL. */
+    public Reply odd(Req r) {
+        JUL.info("lone " + '\uD800' + " nul " + '\0' + " pair \uD83D\uDE00");
+        System.out.println("nul " + '\0' + " in a line");
+        return new Reply("odd");
+    }
 }
