@@ -139,12 +139,13 @@ class AccessLog:
             try:
                 for fields in pending:
                     line = self._format(pid, *fields) + "\n"
-                    if size + len(line) > _PIPE_BUF and chunk:
+                    n = len(line) if line.isascii() else len(line.encode())
+                    if size + n > _PIPE_BUF and chunk:
                         stream.write("".join(chunk))
                         stream.flush()
                         chunk, size = [], 0
                     chunk.append(line)
-                    size += len(line.encode()) if not line.isascii() else len(line)
+                    size += n
                 stream.write("".join(chunk))
                 stream.flush()
             except (OSError, ValueError):  # a closed or broken stream must not fail anything

@@ -58,7 +58,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from runner.errors import Kind, ModelRunnerError
 from runner.runtimes import jvm_stats
-from runner.serving.access import current_access
+from runner.serving.access import current_access, flush_all
 
 log = logging.getLogger(__name__)
 
@@ -391,14 +391,31 @@ FLUSH_INTERVAL: Final = 0.1
 
 
 def flush() -> None:
-    """Write this process's request counts gathered so far into the metrics now (a scrape does it for
-    the process answering it; a stopping process does it last)."""
+    """Write what this process gathered so far now: its request counts into the metrics (a scrape does
+    it for the process answering it), its access lines (runner.serving.access). A stopping process does
+    it last (Registry.stop)."""
     _recorder.flush()
+    flush_all()
 
 
-def track(protocol: str) -> Tracking:
+class _Nested:
+    """The tracking of a request already tracked: nothing to count (the outer one does)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _Nested:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NESTED: Final = _Nested()
+
+
+def track(protocol: str) -> Tracking | _Nested:
     """Count the prediction answered inside ``with track(protocol): ...`` (protocol: one of PROTOCOLS)."""
-    return Tracking(protocol)
+    return Tracking(protocol) if _tracking.get() is None else _NESTED
 
 
 def tracked(protocol: str) -> Callable[[Callable[P, R]], Callable[P, R]]:

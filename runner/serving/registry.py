@@ -169,6 +169,7 @@ class Registry:
             self._started = False
         for slot in slots:
             self._retire(slot)
+        metrics.flush()  # what this process answered last: counted, and its access lines written
         with self._heartbeat_lock, contextlib.suppress(OSError):
             self.repository.fleet.remove_serving(self.process_id)
 

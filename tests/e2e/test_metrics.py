@@ -109,6 +109,11 @@ def total(samples: Samples, name: str = "model_runner_requests_total", **labels:
     return sum(v for got, v in samples.get(name, []) if labels.items() <= got.items())
 
 
+def settled(serve: Serve, reached: Callable[[Samples], bool], what: str) -> Samples:
+    """The first scrape where ``reached`` holds (each process writes its counts within 0.1 s)."""
+    return wait_for(lambda: (lambda s: s if reached(s) else None)(scrape(serve)), 30, what, interval=0.05)
+
+
 def pids_of(samples: Samples, name: str) -> set[str]:
     return {labels["pid"] for labels, _ in samples.get(name, [])}
 
@@ -206,7 +211,8 @@ def test_predictions_over_every_process_are_counted_exactly_in_one_scrape_even_p
         oip_grpc_infer(served)
     n = sum(sent.values())
 
-    after = scrape(served)  # one scrape: every process's counts
+    # one scrape: every process's counts
+    after = settled(served, lambda s: total(s) - total(before) >= n, f"{n} predictions counted")
     for protocol in PROTOCOLS:
         got = total(after, protocol=protocol) - total(before, protocol=protocol)
         assert got == sent[protocol], (protocol, got, sent)
@@ -255,7 +261,11 @@ def test_predictions_over_every_process_are_counted_exactly_in_one_scrape_even_p
     send = http_predict(served)
     for i in range(4):
         send(f"after-kill-{i}")
-    assert total(scrape(served), protocol="http") - total(before, protocol="http") == sent["http"] + 4
+    expected = sent["http"] + 4
+    last = settled(
+        served, lambda s: total(s, protocol="http") - total(before, protocol="http") >= expected, "4 more"
+    )
+    assert total(last, protocol="http") - total(before, protocol="http") == expected
 
 
 def test_a_real_prometheus_scrapes_the_counts(served: Serve, tmp_path: Path) -> None:
@@ -264,10 +274,12 @@ def test_a_real_prometheus_scrapes_the_counts(served: Serve, tmp_path: Path) -> 
         pytest.skip(
             "the prometheus binary is not installed (.ci/setup installs Debian's package `prometheus`)"
         )
+    before = total(scrape(served), model="iris", outcome="ok")
     send = http_predict(served)
     for i in range(3):
         send(f"prometheus-{i}")
     grpc_predict(served)("prometheus-grpc")
+    settled(served, lambda s: total(s, model="iris", outcome="ok") >= before + 4, "4 predictions counted")
     port = _free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(

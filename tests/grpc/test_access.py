@@ -11,13 +11,16 @@ import grpc
 import pytest
 
 from runner.contract import Contract
+from runner.serving.access import flush_all
 from tests.grpc.conftest import TOOLS_PROTO, Env, tools_bundle
 
 ID = re.compile(r"[0-9a-f]{16}")
 
 
-def access_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if " access: " in line]
+def access_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The access lines written so far (written within 0.1 s: flushed here at once)."""
+    flush_all()
+    return [line for line in capsys.readouterr().err.splitlines() if " access: " in line]
 
 
 def text_message(contract: Contract, text: str) -> bytes:
@@ -39,7 +42,7 @@ def test_a_request_id_given_is_echoed_and_in_the_access_line(
     echo = env.channel().unary_unary("/tools.Tools/Echo")
     _, call = echo.with_call(text_message(contract, "hi"), metadata=[("x-request-id", "grpc-client.7")])
     assert dict(call.trailing_metadata())["x-request-id"] == "grpc-client.7"
-    [line] = access_lines(capsys.readouterr().err)
+    [line] = access_lines(capsys)
     assert re.fullmatch(
         r"\S+Z grpc\[\d+\] access: gRPC /tools\.Tools/Echo OK [0-9.]+ms model=tools version=1 "
         r"request_id=grpc-client\.7 protocol=grpc",
@@ -58,7 +61,7 @@ def test_a_request_id_is_generated_when_none_acceptable_is_given(
     _, call = echo.with_call(text_message(contract, "hi"), metadata=metadata)
     request_id = dict(call.trailing_metadata())["x-request-id"]
     assert ID.fullmatch(request_id)
-    [line] = access_lines(capsys.readouterr().err)
+    [line] = access_lines(capsys)
     assert f"request_id={request_id} " in line
 
 
@@ -77,7 +80,7 @@ def test_a_model_error_is_logged_under_the_request_id_given(
     assert [k for k, _ in error.trailing_metadata()].count("x-request-id") == 1  # type: ignore[attr-defined]
     logged = [rec.getMessage() for rec in caplog.records if "trace-g1" in rec.getMessage()]
     assert logged and "model_error" in logged[0] and "cannot handle boom" in logged[0]
-    [line] = access_lines(capsys.readouterr().err)
+    [line] = access_lines(capsys)
     assert " INTERNAL " in line and "model=tools version=1 request_id=trace-g1 " in line
 
 
@@ -89,5 +92,5 @@ def test_a_call_that_reached_no_model_names_none(
     with pytest.raises(grpc.RpcError) as raised:
         env.channel().unary_unary("/nope.Nope/Echo")(text_message(contract, "hi"))
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
-    [line] = access_lines(capsys.readouterr().err)
+    [line] = access_lines(capsys)
     assert "gRPC /nope.Nope/Echo UNIMPLEMENTED " in line and "model=- version=-" in line

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.serving.access import flush_all
 from tests.http.conftest import Env, make_env
 
 ID = re.compile(r"[0-9a-f]{16}")
@@ -22,8 +23,10 @@ def toy_env(toy_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env.registry.stop()
 
 
-def access_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if " access: " in line]
+def access_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The access lines written so far (written within 0.1 s: flushed here at once)."""
+    flush_all()
+    return [line for line in capsys.readouterr().err.splitlines() if " access: " in line]
 
 
 def test_a_request_id_given_is_echoed_and_in_the_access_line(
@@ -34,7 +37,7 @@ def test_a_request_id_given_is_echoed_and_in_the_access_line(
     )
     assert r.status_code == 200
     assert r.headers.getlist("X-Request-Id") == ["client-42.a:b_c"]
-    [line] = access_lines(capsys.readouterr().err)
+    [line] = access_lines(capsys)
     assert re.fullmatch(
         r"\S+Z http\[\d+\] access: POST /models/toy/methods/Echo 200 [0-9.]+ms model=toy version=1 "
         r"request_id=client-42\.a:b_c protocol=http",
@@ -54,7 +57,7 @@ def test_a_request_id_is_generated_when_none_acceptable_is_given(
     r = toy_env.client.get("/healthz", headers=headers)
     [request_id] = r.headers.getlist("X-Request-Id")
     assert ID.fullmatch(request_id) and request_id != given
-    [line] = access_lines(capsys.readouterr().err)
+    [line] = access_lines(capsys)
     assert "access: GET /healthz 200 " in line and f"request_id={request_id} " in line
     assert "model=- version=-" in line
 
@@ -72,14 +75,14 @@ def test_a_model_error_is_logged_under_the_request_id_given(
     assert r.headers.getlist("X-Request-Id") == ["trace-77"]
     logged = [rec.getMessage() for rec in caplog.records if "trace-77" in rec.getMessage()]
     assert logged and "model_error" in logged[0] and "the toy model was asked to fail" in logged[0]
-    [line] = access_lines(capsys.readouterr().err)
+    [line] = access_lines(capsys)
     assert " 500 " in line and "model=toy version=1 request_id=trace-77 " in line
 
 
 def test_a_request_that_reached_no_model_names_none(toy_env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     r = toy_env.client.post("/models/no-such/methods/Echo", json={"text": "hi"})
     assert r.status_code == 404
-    [line] = access_lines(capsys.readouterr().err)
+    [line] = access_lines(capsys)
     assert "POST /models/no-such/methods/Echo 404 " in line and "model=- version=-" in line
 
 
@@ -93,6 +96,7 @@ def test_the_access_log_in_json_and_off(
             "/models/toy/methods/Echo?x=1", json={"text": "hi"}, headers={"X-Request-Id": "json-1"}
         )
         assert r.status_code == 200
+        flush_all()
         err = capsys.readouterr().err
     finally:
         env.registry.stop()
@@ -109,6 +113,7 @@ def test_the_access_log_in_json_and_off(
             "/models/toy/methods/Echo", json={"text": "hi"}, headers={"X-Request-Id": "off-1"}
         )
         assert r.status_code == 200 and r.headers["X-Request-Id"] == "off-1"  # ids stay
+        flush_all()
         assert "access" not in capsys.readouterr().err
     finally:
         env.registry.stop()

@@ -91,7 +91,8 @@ def test_access_lines(tmp_path: Path) -> None:
     out = tmp_path / "access.log"
     with out.open("w") as stream:
         for fmt in ("text", "json", "off"):
-            AccessLog(fmt, "grpc", stream).write(
+            access_log = AccessLog(fmt, "grpc", stream)
+            access_log.write(
                 protocol="grpc",
                 method="gRPC",
                 path="/pkg.Svc/Run ü",
@@ -101,6 +102,7 @@ def test_access_lines(tmp_path: Path) -> None:
                 seconds=0.0123,
                 request_id="id-1",
             )
+            access_log.flush()
     text, doc = out.read_text().splitlines()
     assert text.endswith(
         f"grpc[{os.getpid()}] access: gRPC /pkg.Svc/Run%20%C3%BC NOT_FOUND 12.3ms model=- version=- "
@@ -123,7 +125,8 @@ MULTIPROCESS = textwrap.dedent(
             with metrics.track("http"):
                 metrics.serving("iris", 1, "Classify")
         metrics.sample_process("http")
-        os.write(hold, b"x")  # counted and sampled
+        metrics.flush()
+        os.write(hold, b"x")  # counted, sampled and written
         time.sleep(60)
 
     pids = []
@@ -188,3 +191,35 @@ def test_a_fresh_folder_per_serve_and_the_folders_of_ended_ones_wiped(tmp_path: 
     assert folder == env_value == str(tmp_path / pid)
     assert list(Path(folder).iterdir()) == []
     assert not gone.exists() and (live / "counter_1.db").exists()
+
+
+def test_access_lines_of_several_processes_never_mix_on_a_pipe() -> None:
+    class Writes:
+        def __init__(self) -> None:
+            self.writes: list[str] = []
+
+        def write(self, text: str) -> None:
+            self.writes.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    stream = Writes()
+    access_log = AccessLog("text", "http", stream)  # type: ignore[arg-type]
+    for i in range(200):
+        access_log.write(
+            protocol="http",
+            method="POST",
+            path=f"/models/m/methods/Run-{i}",
+            model="m",
+            version=1,
+            status=200,
+            seconds=0.001,
+            request_id=f"id-{i}",
+        )
+    access_log.flush()
+    assert len(stream.writes) > 1
+    for chunk in stream.writes:  # each write: whole lines, at most PIPE_BUF bytes (atomic on a pipe)
+        assert chunk.endswith("\n") and len(chunk.encode()) <= 4096
+    lines = "".join(stream.writes).splitlines()
+    assert [line.split("request_id=")[1].split()[0] for line in lines] == [f"id-{i}" for i in range(200)]
