@@ -184,9 +184,18 @@ def jvm_stats() -> dict[str, Any]:
     """Class-loading, memory and garbage-collection figures of this process's JVM (java.lang.management):
     also ``heap_committed``, ``heap_max`` (-1: no limit) and ``gc``, a list of ``{"name", "collections",
     "time_ms"}`` per collector (counts since the JVM started)."""
-    s = [int(x) for x in host().stats()]
     management = jpype.JClass("java.lang.management.ManagementFactory")
     heap = management.getMemoryMXBean().getHeapMemoryUsage()
+    gcs = [
+        {
+            "name": str(gc.getName()),
+            "collections": int(gc.getCollectionCount()),
+            "time_ms": int(gc.getCollectionTime()),
+        }
+        for gc in management.getGarbageCollectorMXBeans()
+    ]
+    # class counts last: the management beans' own classes load on the first call, before the count
+    s = [int(x) for x in host().stats()]
     return {
         "loaded_classes": s[0],
         "unloaded_classes": s[1],
@@ -196,14 +205,7 @@ def jvm_stats() -> dict[str, Any]:
         "exit_guard": bool(s[5]),
         "heap_committed": int(heap.getCommitted()),
         "heap_max": int(heap.getMax()),
-        "gc": [
-            {
-                "name": str(gc.getName()),
-                "collections": int(gc.getCollectionCount()),
-                "time_ms": int(gc.getCollectionTime()),
-            }
-            for gc in management.getGarbageCollectorMXBeans()
-        ],
+        "gc": gcs,
     }
 
 
