@@ -122,6 +122,8 @@ def _contents(tensor: Any) -> list[Any]:
 
 def request_tensors(request: Any) -> tuple[dict[str, Any], bytes]:
     """A ModelInferRequest as runner.serving.oip's V2 request object and binary data."""
+    for tensor in request.inputs:
+        _no_shared_memory(tensor.parameters, f"input {tensor.name!r}")
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise BadInput(
@@ -131,7 +133,6 @@ def request_tensors(request: Any) -> tuple[dict[str, Any], bytes]:
         )
     inputs: list[dict[str, Any]] = []
     for i, tensor in enumerate(request.inputs):
-        _no_shared_memory(tensor.parameters, f"input {tensor.name!r}")
         item: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
         if raw:
             if tensor.HasField("contents"):

@@ -8,7 +8,8 @@ request id. ``text`` (the default)::
 
 ``json``: one object a line, ``{"time", "pid", "process", "protocol", "method", "path", "model",
 "version", "status", "duration_ms", "request_id"}``. The lines go to the serving process's standard
-error as they are (no logging prefix: a JSON line stays JSON), within 0.1 s (:class:`AccessLog`).
+error as they are (no logging prefix: a JSON line stays JSON), within 0.1 s under load, 1 s when
+idle (:class:`AccessLog`).
 
 Request ids the clients give (HTTP ``X-Request-Id``, gRPC metadata ``x-request-id``) are kept when
 :func:`accepted_id` accepts them (1 to 64 characters of letters, digits and ``-_.:``): anything else is
@@ -81,11 +82,12 @@ def end_access(token: Token[Access | None]) -> None:
 
 class AccessLog:
     """The access lines of one serving process (``process``: its kind, http or grpc), written to
-    ``stream`` (default: standard error). :meth:`write` only keeps the line's fields (the hot path); a
-    daemon thread formats and writes what was kept every FLUSH_INTERVAL, in writes of whole lines of at
-    most PIPE_BUF bytes (so lines of several processes sharing a pipe never mix), and :func:`flush_all`
-    does it at once (a stopping process, tests). A process killed outright loses its lines of the last
-    FLUSH_INTERVAL at most."""
+    ``stream`` (default: standard error). :meth:`write` keeps the line's fields (the hot path); what
+    was kept is formatted and written at most every FLUSH_INTERVAL, by the request that finds the last
+    write that old (no thread of its own: one more thread waking up would take the GIL from the
+    requests), by :func:`flush_all` (the registry's heartbeat every second, a stopping process, tests),
+    in writes of whole lines of at most PIPE_BUF bytes (lines of several processes sharing a pipe never
+    mix). A process killed outright loses its lines since its last write at most."""
 
     def __init__(self, fmt: str, process: str, stream: TextIO | None = None) -> None:
         if fmt not in FORMATS:
@@ -99,6 +101,7 @@ class AccessLog:
             tuple[float, str, str, str, str | None, str | int | None, int | str, float, str]
         ] = []
         self._write_lock = threading.Lock()
+        self._due = 0.0  # time.time() of the next write by a request
         self._second = -1
         self._stamp = ""
         if self.enabled:
@@ -119,37 +122,44 @@ class AccessLog:
         """Keep one line (nothing when the format is ``off``); written within FLUSH_INTERVAL."""
         if not self.enabled:
             return
-        line = (time.time(), protocol, method, path, model, version, status, seconds, request_id)
+        now = time.time()
         with self._lock:
-            self._pending.append(line)
-        if _flusher.thread is None:
-            _flusher.start()
+            self._pending.append((now, protocol, method, path, model, version, status, seconds, request_id))
+        if now >= self._due and self._write_lock.acquire(blocking=False):
+            try:
+                self._write()
+            finally:
+                self._write_lock.release()
 
     def flush(self) -> None:
         """Format and write the lines kept so far; never raises."""
         with self._write_lock:
-            with self._lock:
-                pending, self._pending = self._pending, []
-            if not pending:
-                return
-            pid = os.getpid()
-            chunk: list[str] = []
-            size = 0
-            stream = self.stream or sys.stderr
-            try:
-                for fields in pending:
-                    line = self._format(pid, *fields) + "\n"
-                    n = len(line) if line.isascii() else len(line.encode())
-                    if size + n > _PIPE_BUF and chunk:
-                        stream.write("".join(chunk))
-                        stream.flush()
-                        chunk, size = [], 0
-                    chunk.append(line)
-                    size += n
-                stream.write("".join(chunk))
-                stream.flush()
-            except (OSError, ValueError):  # a closed or broken stream must not fail anything
-                pass
+            self._write()
+
+    def _write(self) -> None:
+        self._due = time.time() + FLUSH_INTERVAL
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        pid = os.getpid()
+        chunk: list[str] = []
+        size = 0
+        stream = self.stream or sys.stderr
+        try:
+            for fields in pending:
+                line = self._format(pid, *fields) + "\n"
+                n = len(line) if line.isascii() else len(line.encode())
+                if size + n > _PIPE_BUF and chunk:
+                    stream.write("".join(chunk))
+                    stream.flush()
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += n
+            stream.write("".join(chunk))
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream must not fail anything
+            pass
 
     def _time(self, now: float) -> str:
         second = int(now)
@@ -197,37 +207,9 @@ class AccessLog:
 
 
 FLUSH_INTERVAL: Final = 0.1
-"""Seconds between two writes of a process's access lines."""
+"""Seconds between two writes of a process's access lines while it answers requests."""
 _PIPE_BUF: Final = 4096  # a write to a pipe up to this size is never interleaved with another's
 _logs: weakref.WeakSet[AccessLog] = weakref.WeakSet()
-
-
-class _Flusher:
-    """The daemon thread writing every access log's lines of this process (started at first use;
-    a forked child starts its own)."""
-
-    def __init__(self) -> None:
-        self.thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._forked)
-
-    def _forked(self) -> None:
-        self.thread = None
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        with self._lock:
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="access-log-flush", daemon=True)
-                self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(FLUSH_INTERVAL)
-            flush_all()
-
-
-_flusher = _Flusher()
 
 
 def flush_all() -> None:

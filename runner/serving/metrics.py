@@ -278,18 +278,19 @@ def _outcome(error: BaseException | None) -> str:
 
 class _Recorder:
     """The predictions of this process, gathered in memory on the hot path (a list append and a dict
-    update under an uncontended lock) and written into the metrics every FLUSH_INTERVAL by a daemon
-    thread (at most a few writes per label set and interval, instead of five file writes per request;
-    the process answering a scrape writes its own first). A process killed outright loses what it
-    answered in its last FLUSH_INTERVAL at most."""
+    update under an uncontended lock) and written into the metrics at most every FLUSH_INTERVAL: by the
+    request that finds the last write that old (no thread of its own: one more thread waking up would
+    take the GIL from the requests), by the registry's heartbeat every second when requests stop, and by
+    the process answering a scrape, first. A few writes per label set and interval instead of five file
+    writes per request. A process killed outright loses what it answered since its last write at most."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._done: list[tuple[tuple[str, ...], float]] = []
         self._flying: dict[tuple[str, ...], int] = {}
         self._flying_changed: set[tuple[str, ...]] = set()
-        self._thread: threading.Thread | None = None
         self._write_lock = threading.Lock()  # one flush at a time
+        self._due = 0.0  # time.monotonic() of the next write by a request
         self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
         self._gauges: dict[tuple[str, ...], Any] = {}
         os.register_at_fork(after_in_child=self._forked)
@@ -299,7 +300,7 @@ class _Recorder:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._done, self._flying, self._flying_changed = [], {}, set()
-        self._thread = None
+        self._due = 0.0
 
     def fly(self, start: tuple[str, ...] | None, stop: tuple[str, ...] | None) -> None:
         """One more call in flight under ``start``, one less under ``stop`` (either may be None)."""
@@ -310,8 +311,6 @@ class _Recorder:
             if start is not None:
                 self._flying[start] = self._flying.get(start, 0) + 1
                 self._flying_changed.add(start)
-        if self._thread is None:
-            self._start()
 
     def done(self, key: tuple[str, ...], seconds: float, flying: tuple[str, ...] | None) -> None:
         """A prediction answered (``key``: its labels and outcome), no longer in flight under ``flying``."""
@@ -320,54 +319,49 @@ class _Recorder:
             if flying is not None:
                 self._flying[flying] -= 1
                 self._flying_changed.add(flying)
-        if self._thread is None:
-            self._start()
-
-    def _start(self) -> None:
-        with self._write_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="metrics-flush", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(FLUSH_INTERVAL)
+        if time.monotonic() >= self._due and self._write_lock.acquire(blocking=False):
             try:
-                self.flush()
-            except Exception:  # the flusher must survive anything
+                self._write()
+            except Exception:  # counting must never fail a request
                 log.exception("writing the request metrics failed")
+            finally:
+                self._write_lock.release()
 
     def flush(self) -> None:
-        """Write what was gathered since the last flush into the metrics."""
+        """Write what was gathered since the last write into the metrics."""
         with self._write_lock:
-            with self._lock:
-                done, self._done = self._done, []
-                changed, self._flying_changed = self._flying_changed, set()
-                flying = {key: self._flying[key] for key in changed}
-            if not done and not flying:
-                return
-            m = _metrics()
-            totals: dict[tuple[str, ...], list[float]] = {}  # key -> [count, sum, per-bucket counts...]
-            buckets = len(REQUEST_BUCKETS)
-            for key, seconds in done:
-                row = totals.get(key)
-                if row is None:
-                    row = totals[key] = [0.0] * (buckets + 3)
-                row[0] += 1
-                row[1] += seconds
-                row[2 + bisect_left(REQUEST_BUCKETS, seconds)] += 1  # the last one: +Inf
-            for key, row in totals.items():
-                children = self._children.get(key)
-                if children is None:
-                    children = self._children[key] = (m.requests.labels(*key), m.duration.labels(*key))
-                counter, histogram = children
-                counter.inc(row[0])
-                _observe_many(histogram, row[1], row[2:])
-            for key, value in flying.items():
-                gauge = self._gauges.get(key)
-                if gauge is None:
-                    gauge = self._gauges[key] = m.in_flight.labels(*key)
-                gauge.set(value)
+            self._write()
+
+    def _write(self) -> None:
+        self._due = time.monotonic() + FLUSH_INTERVAL
+        with self._lock:
+            done, self._done = self._done, []
+            changed, self._flying_changed = self._flying_changed, set()
+            flying = {key: self._flying[key] for key in changed}
+        if not done and not flying:
+            return
+        m = _metrics()
+        totals: dict[tuple[str, ...], list[float]] = {}  # key -> [count, sum, per-bucket counts...]
+        buckets = len(REQUEST_BUCKETS)
+        for key, seconds in done:
+            row = totals.get(key)
+            if row is None:
+                row = totals[key] = [0.0] * (buckets + 3)
+            row[0] += 1
+            row[1] += seconds
+            row[2 + bisect_left(REQUEST_BUCKETS, seconds)] += 1  # the last one: +Inf
+        for key, row in totals.items():
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (m.requests.labels(*key), m.duration.labels(*key))
+            counter, histogram = children
+            counter.inc(row[0])
+            _observe_many(histogram, row[1], row[2:])
+        for key, value in flying.items():
+            gauge = self._gauges.get(key)
+            if gauge is None:
+                gauge = self._gauges[key] = m.in_flight.labels(*key)
+            gauge.set(value)
 
 
 def _observe_many(histogram: Any, total: float, counts: list[float]) -> None:
@@ -387,7 +381,8 @@ _tracking: ContextVar[Tracking | None] = ContextVar("model_runner_tracking", def
 _recorder = _Recorder()
 
 FLUSH_INTERVAL: Final = 0.1
-"""Seconds between two writes of a process's request counts into the metrics (see _Recorder)."""
+"""Seconds between two writes of a process's request counts into the metrics while it answers
+requests (see _Recorder)."""
 
 
 def flush() -> None:

@@ -185,6 +185,7 @@ class Registry:
         while not self._stop.wait(self.heartbeat_interval):
             self._heartbeat()
             metrics.sample_process(self.process_kind)  # this process's own gauges (runner.serving.metrics)
+            metrics.flush()  # what requests gathered since their last write (when they have stopped)
 
     def _prepare(self) -> None:
         current = {

@@ -152,7 +152,8 @@ def test_json_schema(iris: Contract) -> None:
     assert pred["items"]["properties"]["species"] == {"type": "string"}
     number, non_finite = pred["items"]["properties"]["probabilities"]["items"]["anyOf"]
     assert number == {"type": "number", "format": "double"}
-    assert non_finite == {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}  # as proto3 JSON writes them
+    # the non-finite values, as proto3 JSON writes them
+    assert non_finite == {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}
 
 
 def test_breaking_changes(iris: Contract) -> None:
