@@ -6,9 +6,11 @@ The same Java iris model (the sample bundle, a ~1 us model) answers through the 
 WSGI callable `create_app` returns, called with a WSGI environ: what gunicorn's worker calls) and
 through the gRPC generic handler (its per-call method, with a stand-in for grpc's servicer context),
 in one process per revision (REV checked out in a temporary git worktree), rounds alternating between
-the revisions. Reports CPU microseconds per call, the least disturbed round (minimum; as timeit advises:
-others running on the machine only ever add) and the median: the cost of our code between the wire and
-the model, which load generators on a shared 2-core machine cannot resolve to a few percent.
+the revisions. Reports the Python bytecodes one call executes (``sys.settrace`` opcode events: exact,
+whatever else runs on the machine) and CPU microseconds per call, the least disturbed round (minimum; as
+timeit advises: others running on the machine only ever add) and the median: the cost of our code
+between the wire and the model, which load generators on a shared 2-core machine cannot resolve to a few
+percent.
 """
 
 from __future__ import annotations
@@ -88,12 +90,26 @@ targets = {"HTTP, JSON": http(js, "application/json"), "HTTP, protobuf": http(pb
 for fn in targets.values():
     for _ in range(2000):
         fn()
+def opcodes(fn):
+    count = [0]
+    def tracer(frame, event, arg):
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            count[0] += 1
+        return tracer
+    sys.settrace(tracer)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return count[0]
+
 result = {}
 for name, fn in targets.items():
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(calls):
         fn()
-    result[name] = {"cpu_us": (time.process_time() - cpu) / calls * 1e6, "wall_us": (time.perf_counter() - wall) / calls * 1e6}
+    result[name] = {"cpu_us": (time.process_time() - cpu) / calls * 1e6, "wall_us": (time.perf_counter() - wall) / calls * 1e6, "opcodes": opcodes(fn)}
 registry.stop()
 print(json.dumps(result))
 """
@@ -137,14 +153,16 @@ def main() -> None:
             subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(old)], check=False)
 
     print(
-        f"| edge | {args.rev} CPU us/call, min (median) | this tree CPU us/call, min (median) | ratio of min |"
+        f"| edge | {args.rev} bytecodes/call | this tree bytecodes/call | {args.rev} CPU us/call, min (median) "
+        "| this tree CPU us/call, min (median) | ratio of min |"
     )
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for target in runs["this tree"][0]:
         before = [r[target]["cpu_us"] for r in runs[args.rev]]
         after = [r[target]["cpu_us"] for r in runs["this tree"]]
         print(
-            f"| {target} | {min(before):.1f} ({statistics.median(before):.1f}) | "
+            f"| {target} | {runs[args.rev][0][target]['opcodes']} | {runs['this tree'][0][target]['opcodes']} | "
+            f"{min(before):.1f} ({statistics.median(before):.1f}) | "
             f"{min(after):.1f} ({statistics.median(after):.1f}) | {min(after) / min(before):.2f} |"
         )
 

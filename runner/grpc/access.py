@@ -81,14 +81,14 @@ class AccessInterceptor(grpc.ServerInterceptor):
                     if code is None:
                         code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
                     access_log.write(
-                        protocol=protocol,
-                        method="gRPC",
-                        path=path,
-                        model=access.model,
-                        version=access.version,
-                        status=code.name if isinstance(code, grpc.StatusCode) else str(code),
-                        seconds=time.perf_counter() - started,
-                        request_id=request_id,
+                        protocol,
+                        "gRPC",
+                        path,
+                        access.model,
+                        access.version,
+                        code.name if isinstance(code, grpc.StatusCode) else str(code),
+                        time.perf_counter() - started,
+                        request_id,
                     )
 
         return call

@@ -148,8 +148,9 @@ class _ModelHandler(grpc.GenericRpcHandler):
         answered: dict[str, Any] = {}
 
         def started(lv: LoadedVersion, _rpc: str) -> None:
-            answered.update(model=lv.name, version=lv.version)
-            context.send_initial_metadata(((MODEL_HEADER, lv.name), (VERSION_HEADER, str(lv.version))))
+            answered["model"] = lv.name
+            answered["version"] = version = lv.version
+            context.send_initial_metadata(((MODEL_HEADER, lv.name), (VERSION_HEADER, str(version))))
 
         try:
             result = self.dataplane.predict(

@@ -23,11 +23,13 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 REQUEST_ID_HEADER = "X-Request-Id"
-_REQUEST_ID_LOWER = REQUEST_ID_HEADER.lower()
 
 
 class RequestIds:
-    """WSGI middleware: the request id (given or generated, echoed) and the access log line."""
+    """WSGI middleware: the request id (given or generated, echoed) and the access log line. The answer
+    gets exactly one ``X-Request-Id``, this one (runner.http.errors adds none while a request id is
+    current); the model and version of the line are the ones the data plane held (none for the other
+    routes)."""
 
     def __init__(self, app: WSGIApplication, access_log: AccessLog) -> None:
         self.app = app
@@ -35,25 +37,16 @@ class RequestIds:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
-        request_id = accepted_id(environ.get("HTTP_X_REQUEST_ID")) or new_request_id()
+        given = environ.get("HTTP_X_REQUEST_ID")
+        request_id = (given if given is not None and accepted_id(given) else None) or new_request_id()
         token = enter_request(request_id)
         access, access_token = begin_access()
-        answered: list[Any] = [500, None, None]  # status, X-Model-Name, X-Model-Version
+        answered = ["500"]
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            kept: list[tuple[str, str]] = []
-            for name, value in headers:
-                lower = name.lower()
-                if lower == _REQUEST_ID_LOWER:
-                    continue  # one X-Request-Id: the request's own
-                if lower == "x-model-name":
-                    answered[1] = value
-                elif lower == "x-model-version":
-                    answered[2] = value
-                kept.append((name, value))
-            kept.append((REQUEST_ID_HEADER, request_id))
             answered[0] = status
-            return start_response(status, kept, exc_info)
+            headers.append((REQUEST_ID_HEADER, request_id))
+            return start_response(status, headers, exc_info)
 
         try:
             return self.app(environ, start)
@@ -61,22 +54,18 @@ class RequestIds:
             end_access(access_token)
             leave_request(token)
             if self.access_log.enabled:
-                status = answered[0]
-                code = int(status[:3]) if isinstance(status, str) and status[:3].isdigit() else 500
-                model: str | None = answered[1]
-                version: str | int | None = answered[2]
-                if access.model is not None:
-                    model, version = access.model, access.version
-                path = _display(environ.get("PATH_INFO") or "")
+                path = environ.get("PATH_INFO") or ""
+                if not path.isascii():
+                    path = _display(path)
                 self.access_log.write(
-                    protocol="oip-http" if path == "/v2" or path.startswith("/v2/") else "http",
-                    method=environ.get("REQUEST_METHOD") or "",
-                    path=path,
-                    model=model,
-                    version=version,
-                    status=code,
-                    seconds=time.perf_counter() - started,
-                    request_id=request_id,
+                    "oip-http" if path.startswith("/v2") and (len(path) == 3 or path[3] == "/") else "http",
+                    environ.get("REQUEST_METHOD") or "",
+                    path,
+                    access.model,
+                    access.version,
+                    int(answered[0][:3]) if answered[0][:3].isdigit() else 500,
+                    time.perf_counter() - started,
+                    request_id,
                 )
 
 

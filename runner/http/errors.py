@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Response
 
-from runner.errors import Kind, ModelRunnerError
+from runner.errors import Kind, ModelRunnerError, current_request_id
 from runner.errors import request_id as _request_id
 
 log = logging.getLogger(__name__)
@@ -134,8 +134,8 @@ def error_json(err: ModelRunnerError, *, traces: bool = False) -> tuple[int, lis
     doc, request_id = public_error(err, traces=traces)
     body = json.dumps(doc, default=str).encode()
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    if request_id is not None:
-        headers.append((REQUEST_ID_HEADER, request_id))
+    if request_id is not None and current_request_id() is None:
+        headers.append((REQUEST_ID_HEADER, request_id))  # in a request, runner.http.access adds it
     if err.kind is Kind.UNAUTHENTICATED:
         headers.append(("WWW-Authenticate", 'Bearer realm="model-runner admin"'))
     return status_for(err.kind), headers, body

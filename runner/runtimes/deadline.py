@@ -30,7 +30,8 @@ def call_timeout(
             "the call's deadline passed before the model was called", {"client_timeout": client}
         )
     limit = client
-    for bound in (setting, bundle):
-        if bound is not None and (limit is None or bound < limit):
-            limit = bound
+    if setting is not None and (limit is None or setting < limit):
+        limit = setting
+    if bundle is not None and (limit is None or bundle < limit):
+        limit = bundle
     return limit

@@ -104,12 +104,12 @@ class AccessLog:
         self._due = 0.0  # time.time() of the next write by a request
         self._second = -1
         self._stamp = ""
+        self._parts: dict[tuple[object, ...], tuple[str, str, str]] = {}
         if self.enabled:
             _logs.add(self)
 
     def write(
         self,
-        *,
         protocol: str,
         method: str,
         path: str,
@@ -180,32 +180,54 @@ class AccessLog:
         seconds: float,
         request_id: str,
     ) -> str:
-        stamp = self._time(now)
-        ms = round(seconds * 1000, 2)
+        """One line. What lines of one route and answer share is made once (bounded cache): the line
+        is the time, that, the duration and the request id (letters, digits and ``-_.:``: nothing to
+        escape, in either format)."""
+        key = (pid, protocol, method, path, model, version, status)
+        parts = self._parts.get(key)
+        if parts is None:
+            if len(self._parts) >= _PARTS_CACHE:
+                self._parts.clear()
+            parts = self._parts[key] = self._make_parts(*key)
+        head, middle, tail = parts
+        return (
+            f'{head}{self._time(now)}{middle}{seconds * 1000:.2f}{tail}{request_id}"}}'
+            if self.format == "json"
+            else (f"{self._time(now)}{middle}{seconds * 1000:.2f}{tail}{request_id}{head}")
+        )
+
+    def _make_parts(
+        self,
+        pid: int,
+        protocol: str,
+        method: str,
+        path: str,
+        model: str | None,
+        version: str | int | None,
+        status: int | str,
+    ) -> tuple[str, str, str]:
         if self.format == "json":
-            return json.dumps(
-                {
-                    "time": stamp,
-                    "pid": pid,
-                    "process": self.process,
-                    "protocol": protocol,
-                    "method": method,
-                    "path": path,
-                    "model": model,
-                    "version": int(version) if isinstance(version, str) and version.isdigit() else version,
-                    "status": status,
-                    "duration_ms": ms,
-                    "request_id": request_id,
-                },
-                ensure_ascii=False,
-            )
+            fields = {
+                "pid": pid,
+                "process": self.process,
+                "protocol": protocol,
+                "method": method,
+                "path": path,
+                "model": model,
+                "version": int(version) if isinstance(version, str) and version.isdigit() else version,
+                "status": status,
+            }
+            inner = json.dumps(fields, ensure_ascii=False)[1:-1]
+            return '{"time": "', f'", {inner}, "duration_ms": ', ', "request_id": "'
         shown = path if _PLAIN.fullmatch(path) else quote(path, safe=_SAFE)
         return (
-            f"{stamp} {self.process}[{pid}] access: {method} {shown} {status} {ms}ms model={model or '-'} "
-            f"version={version if version is not None else '-'} request_id={request_id} protocol={protocol}"
+            f" protocol={protocol}",
+            f" {self.process}[{pid}] access: {method} {shown} {status} ",
+            f"ms model={model or '-'} version={version if version is not None else '-'} request_id=",
         )
 
 
+_PARTS_CACHE: Final = 1024
 FLUSH_INTERVAL: Final = 0.1
 """Seconds between two writes of a process's access lines while it answers requests."""
 _PIPE_BUF: Final = 4096  # a write to a pipe up to this size is never interleaved with another's

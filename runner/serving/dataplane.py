@@ -358,7 +358,8 @@ class DataPlane:
                 with self.registry.acquire(name) as loaded:
                     metrics.serving(loaded.name, loaded.version)
                     try:
-                        self._check_target(loaded, service, method, version)
+                        # a call routed by its service checks its method here too: that one is retried
+                        self._check_target(loaded, service, method if model is None else None, version)
                     except MethodNotFound:
                         # routed by service: a swap may have landed between routing and holding; look again
                         if model is None and service is not None and attempt + 1 < _RESOLVE_ATTEMPTS:
@@ -437,7 +438,9 @@ class DataPlane:
     def _check_target(
         loaded: LoadedVersion, service: str | None, method: str | None, version: str | None
     ) -> None:
-        """The held version is what the caller addressed: its service (gRPC) and method, its version."""
+        """The held version is what the caller addressed: the service it called (gRPC) and, when given,
+        that service's ``method``; the version it asked for (OIP). Otherwise the method is the
+        exchange's to check."""
         if service is not None:
             contract = loaded.contract
             if contract.full_service_name != service:
@@ -445,13 +448,14 @@ class DataPlane:
                     f"model {loaded.name!r} serves {contract.full_service_name}, not {service}",
                     {"model": loaded.name, "service": contract.full_service_name},
                 )
-            found = contract.service.methods_by_name.get(method or "")
-            if found is None or found.name != method:
-                raise MethodNotFound(
-                    f"model {loaded.name!r} (version {loaded.version}) has no method {method!r} in {service} "
-                    f"(methods: {', '.join(sorted(contract.service.methods_by_name))})",
-                    {"model": loaded.name, "version": loaded.version, "method": method},
-                )
+            if method is not None:
+                found = contract.service.methods_by_name.get(method)
+                if found is None or found.name != method:
+                    raise MethodNotFound(
+                        f"model {loaded.name!r} (version {loaded.version}) has no method {method!r} in "
+                        f"{service} (methods: {', '.join(sorted(contract.service.methods_by_name))})",
+                        {"model": loaded.name, "version": loaded.version, "method": method},
+                    )
         if version is not None and version != str(loaded.version):
             raise NotFound(
                 f"model {loaded.name!r} serves version {loaded.version}, not {version}",

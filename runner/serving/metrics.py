@@ -247,8 +247,9 @@ class Tracking:
             return
         self._labels = labels
         flying = (*labels, self._protocol) if method is not None else None
-        _recorder.fly(flying, self._flying)
-        self._flying = flying
+        if flying is not None or self._flying is not None:
+            _recorder.fly(flying, self._flying)
+            self._flying = flying
         access = current_access()
         if access is not None:
             access.model, access.version = model, version

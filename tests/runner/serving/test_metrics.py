@@ -105,7 +105,7 @@ def test_access_lines(tmp_path: Path) -> None:
             access_log.flush()
     text, doc = out.read_text().splitlines()
     assert text.endswith(
-        f"grpc[{os.getpid()}] access: gRPC /pkg.Svc/Run%20%C3%BC NOT_FOUND 12.3ms model=- version=- "
+        f"grpc[{os.getpid()}] access: gRPC /pkg.Svc/Run%20%C3%BC NOT_FOUND 12.30ms model=- version=- "
         "request_id=id-1 protocol=grpc"
     )
     parsed = json.loads(doc)
