@@ -13,7 +13,9 @@ What is recorded, and where:
 - requests: ``model_runner_requests_total``, ``model_runner_request_duration_seconds`` (histogram) and
   ``model_runner_requests_in_flight``, by model, version, method, protocol (http, grpc, oip-http,
   oip-grpc) and outcome (``ok`` or the error kind). Recorded once per request around the data plane's
-  work (:func:`track`, :func:`serving`). Label values only ever name served models and their methods:
+  work (:func:`track`, :func:`serving`), gathered in memory and written every FLUSH_INTERVAL
+  (:class:`_Recorder`: a file write per request would cost more than the rest of the recording).
+  Label values only ever name served models and their methods:
   a request that named no served model (or no method of it) is counted under ``unknown``, so a client
   cannot grow /metrics with made-up names.
 - models: loads (``model_runner_model_loads_total``, ``model_runner_model_load_duration_seconds``, by
@@ -40,6 +42,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from pathlib import Path
+from threading import get_ident
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar
 
@@ -231,7 +234,7 @@ class Tracking:
     def __init__(self, protocol: str) -> None:
         self._protocol = protocol
         self._labels: tuple[str, str, str] = (UNKNOWN, UNKNOWN, UNKNOWN)
-        self._flying: tuple[str, ...] | None = None
+        self._flying = False
         self._started = 0.0
         self._token: Token[Tracking | None] | None = None
 
@@ -246,10 +249,12 @@ class Tracking:
         if labels == self._labels:
             return
         self._labels = labels
-        flying = (*labels, self._protocol) if method is not None else None
-        if flying is not None or self._flying is not None:
-            _recorder.fly(flying, self._flying)
-            self._flying = flying
+        if method is not None:
+            self._flying = True
+            _recorder.fly((*labels, self._protocol))
+        elif self._flying:  # relabelled (routed again after a swap): no longer in flight there
+            self._flying = False
+            _recorder.fly(None)
         access = current_access()
         if access is not None:
             access.model, access.version = model, version
@@ -261,12 +266,10 @@ class Tracking:
             return  # nested: the outer tracking counts
         _tracking.reset(self._token)
         self._token = None
-        _recorder.done(
-            (*self._labels, self._protocol, _outcome(error)),
-            time.perf_counter() - self._started,
-            self._flying,
-        )
-        self._flying = None
+        if self._flying:
+            self._flying = False
+            _recorder.fly(None)
+        _recorder.done((*self._labels, self._protocol, _outcome(error)), time.perf_counter() - self._started)
 
 
 def _outcome(error: BaseException | None) -> str:
@@ -278,19 +281,23 @@ def _outcome(error: BaseException | None) -> str:
 
 
 class _Recorder:
-    """The predictions of this process, gathered in memory on the hot path (a list append and a dict
-    update under an uncontended lock) and written into the metrics at most every FLUSH_INTERVAL: by the
-    request that finds the last write that old (no thread of its own: one more thread waking up would
-    take the GIL from the requests), by the registry's heartbeat every second when requests stop, and by
-    the process answering a scrape, first. A few writes per label set and interval instead of five file
-    writes per request. A process killed outright loses what it answered since its last write at most."""
+    """The predictions of this process, gathered in memory on the hot path and written into the metrics
+    at most every FLUSH_INTERVAL: by the request that finds the last write that old (no thread of its
+    own: one more thread waking up would take the GIL from the requests), by the registry's heartbeat
+    every second when requests stop, and by the process answering a scrape, first. A few writes per
+    label set and interval instead of five file writes per request. A process killed outright loses what
+    it answered since its last write at most.
+
+    Answered predictions are a list (appended under an uncontended lock). Calls in flight are one slot
+    per thread (a thread answers one call at a time), set and cleared without a lock, and counted by label
+    set at each write."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._done: list[tuple[tuple[str, ...], float]] = []
-        self._flying: dict[tuple[str, ...], int] = {}
-        self._flying_changed: set[tuple[str, ...]] = set()
-        self._write_lock = threading.Lock()  # one flush at a time
+        self._done: list[tuple[tuple[str, ...], float]] = []  # (labels + outcome, seconds)
+        self._slots: dict[int, tuple[str, ...] | None] = {}  # thread -> labels of its call in flight
+        self._published: dict[tuple[str, ...], int] = {}  # in-flight counts last written
+        self._write_lock = threading.Lock()  # one write at a time
         self._due = 0.0  # time.monotonic() of the next write by a request
         self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
         self._gauges: dict[tuple[str, ...], Any] = {}
@@ -300,26 +307,17 @@ class _Recorder:
         # a forked child starts empty: what is pending is its parent's to write
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._done, self._flying, self._flying_changed = [], {}, set()
+        self._done, self._slots, self._published = [], {}, {}
         self._due = 0.0
 
-    def fly(self, start: tuple[str, ...] | None, stop: tuple[str, ...] | None) -> None:
-        """One more call in flight under ``start``, one less under ``stop`` (either may be None)."""
-        with self._lock:
-            if stop is not None:
-                self._flying[stop] -= 1
-                self._flying_changed.add(stop)
-            if start is not None:
-                self._flying[start] = self._flying.get(start, 0) + 1
-                self._flying_changed.add(start)
+    def fly(self, labels: tuple[str, ...] | None) -> None:
+        """The calling thread's call is in flight under ``labels`` from now (None: no longer)."""
+        self._slots[get_ident()] = labels
 
-    def done(self, key: tuple[str, ...], seconds: float, flying: tuple[str, ...] | None) -> None:
-        """A prediction answered (``key``: its labels and outcome), no longer in flight under ``flying``."""
+    def done(self, key: tuple[str, ...], seconds: float) -> None:
+        """A prediction answered (``key``: its labels and outcome)."""
         with self._lock:
             self._done.append((key, seconds))
-            if flying is not None:
-                self._flying[flying] -= 1
-                self._flying_changed.add(flying)
         if time.monotonic() >= self._due and self._write_lock.acquire(blocking=False):
             try:
                 self._write()
@@ -337,9 +335,11 @@ class _Recorder:
         self._due = time.monotonic() + FLUSH_INTERVAL
         with self._lock:
             done, self._done = self._done, []
-            changed, self._flying_changed = self._flying_changed, set()
-            flying = {key: self._flying[key] for key in changed}
-        if not done and not flying:
+        flying: dict[tuple[str, ...], int] = {}
+        for labels in list(self._slots.values()):  # list(): one copy, made while holding the GIL
+            if labels is not None:
+                flying[labels] = flying.get(labels, 0) + 1
+        if not done and flying == self._published:
             return
         m = _metrics()
         totals: dict[tuple[str, ...], list[float]] = {}  # key -> [count, sum, per-bucket counts...]
@@ -358,11 +358,14 @@ class _Recorder:
             counter, histogram = children
             counter.inc(row[0])
             _observe_many(histogram, row[1], row[2:])
-        for key, value in flying.items():
-            gauge = self._gauges.get(key)
-            if gauge is None:
-                gauge = self._gauges[key] = m.in_flight.labels(*key)
-            gauge.set(value)
+        for key in flying.keys() | self._published.keys():
+            value = flying.get(key, 0)
+            if self._published.get(key) != value:
+                gauge = self._gauges.get(key)
+                if gauge is None:
+                    gauge = self._gauges[key] = m.in_flight.labels(*key)
+                gauge.set(value)
+        self._published = flying
 
 
 def _observe_many(histogram: Any, total: float, counts: list[float]) -> None:
@@ -431,7 +434,7 @@ def tracked(protocol: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 def refused(protocol: str, error: BaseException) -> None:
     """Count a prediction an edge refused before it could track it (e.g. a URL that is not UTF-8)."""
-    _recorder.done((UNKNOWN, UNKNOWN, UNKNOWN, protocol, _outcome(error)), 0.0, None)
+    _recorder.done((UNKNOWN, UNKNOWN, UNKNOWN, protocol, _outcome(error)), 0.0)
 
 
 def serving(model: str, version: int, method: str | None = None) -> None:

@@ -228,7 +228,12 @@ def test_predictions_over_every_process_are_counted_exactly_in_one_scrape_even_p
     assert total(after, "model_runner_serving_processes", process="grpc") == 2
     live = {str(p) for p in http_workers | grpc_processes}
     assert pids_of(after, "model_runner_process_resident_memory_bytes") == live
-    assert pids_of(after, "model_runner_jvm_heap_used_bytes") == live  # a JVM in every serving process
+    for name in ("model_runner_jvm_heap_used_bytes", "model_runner_jvm_metaspace_used_bytes"):
+        assert pids_of(after, name) == live, name  # a JVM in every serving process
+    assert {labels["gc"] for labels, _ in after["model_runner_jvm_gc_collections"]}  # G1's collectors
+    assert pids_of(after, "model_runner_jvm_gc_time_seconds") == live
+    assert total(after, "model_runner_model_loads_total", model="iris", outcome="ok") >= 4  # 4 processes
+    assert total(after, "model_runner_model_version", model="iris") == 4  # version 1 in each of them
     assert total(after, "model_runner_requests_in_flight") == 0
 
     # a worker killed: gunicorn replaces it; its counts stay in the sums, its gauges go

@@ -244,7 +244,8 @@ class Namespace:
     def close(self) -> None:
         with _ns_lock:
             _namespaces.pop(self.prefix, None)
-            for key in [k for k in sys.modules if k == self.prefix or k.startswith(self.prefix + ".")]:
+            # list() copies the keys in one step; iterating sys.modules itself races other threads' imports
+            for key in [k for k in list(sys.modules) if k == self.prefix or k.startswith(self.prefix + ".")]:
                 del sys.modules[key]
 
 

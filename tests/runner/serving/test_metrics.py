@@ -223,3 +223,49 @@ def test_access_lines_of_several_processes_never_mix_on_a_pipe() -> None:
         assert chunk.endswith("\n") and len(chunk.encode()) <= 4096
     lines = "".join(stream.writes).splitlines()
     assert [line.split("request_id=")[1].split()[0] for line in lines] == [f"id-{i}" for i in range(200)]
+
+
+def test_loads_swaps_and_versions_of_a_registry_are_counted(tmp_path: Path) -> None:
+    from runner.serving.loading import BundleLoader
+    from runner.serving.registry import Registry
+    from runner.settings import Settings
+    from runner.store import Repository
+    from tests.runner.repo_helpers import write_echo_bundle
+    from tests.waiting import wait_for
+
+    name = "metrics-swapped"
+    repository = Repository(tmp_path / "repo")
+
+    def publish(label: str, **kw: str) -> int:
+        src = write_echo_bundle(tmp_path / f"src-{label}", label, name=name, **kw)
+        return repository.publish(name, src, expected_version=None, caller="test")
+
+    before = scrape()
+    publish("v1")
+    registry = Registry(repository, BundleLoader(Settings()), process_kind="grpc", poll_interval=0.05)
+    registry.start()
+    try:
+        publish("v2")
+        wait_for(lambda: registry.snapshot()[name].version == 2, what="version 2 served")
+        publish("broken", init_code="raise RuntimeError('no')")
+        wait_for(lambda: name in registry.load_errors(), what="version 3 failing to load")
+        after = scrape()
+    finally:
+        registry.stop()
+
+    def delta(metric: str, **labels: str) -> float:
+        return value(after, metric, model=name, **labels) - value(before, metric, model=name, **labels)
+
+    assert delta("model_runner_model_loads_total", outcome="ok") == 2
+    assert delta("model_runner_model_load_duration_seconds_count", outcome="ok") == 2
+    assert (
+        sum(
+            v
+            for labels, v in after["model_runner_model_loads_total"]
+            if labels["model"] == name and labels["outcome"] != "ok"
+        )
+        == 1
+    )
+    assert delta("model_runner_model_swaps_total") == 1  # v1 -> v2; the broken v3 never served
+    assert delta("model_runner_model_swap_duration_seconds_count") == 1
+    assert value(after, "model_runner_model_version", model=name, process="grpc") == 2
