@@ -393,7 +393,7 @@ def _fixed_paths() -> dict[str, Any]:
         "/metrics": {
             "get": {
                 "operationId": "metrics",
-                "summary": "Prometheus text metrics of this serving process",
+                "summary": "Prometheus text metrics of every serving process (HTTP workers and gRPC processes)",
                 "tags": ["health"],
                 "responses": {"200": {"description": "Prometheus text", "content": {"text/plain": _TEXT}}},
             }

@@ -87,7 +87,14 @@ def served(sample_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFac
         str(write_toy_bundle(tmp / "toy")),
         str(failing_java_bundle(tmp / "failing")),
     ]
-    serve = start_serve(bundles, tmp, workers=2, threads=4, grpc_processes=2)
+    # a separate metrics port too (0: a free one, in the ready file)
+    serve = start_serve(
+        bundles, tmp, workers=2, threads=4, grpc_processes=2, env_extra={"MODEL_RUNNER_METRICS_PORT": "0"}
+    )
+    # `serve` is ready once every process's registry serves every model, which a gRPC process reports
+    # before its port is bound (runner.grpc.__main__): wait for the port too
+    with grpc.insecure_channel(f"127.0.0.1:{serve.info['grpc_port']}") as channel:
+        grpc.channel_ready_future(channel).result(timeout=120)
     yield serve
     serve.stop()
 
@@ -95,8 +102,8 @@ def served(sample_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFac
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def scrape(serve: Serve) -> Samples:
-    r = requests.get(f"{serve.base}/metrics", timeout=30)
+def scrape(serve: Serve, url: str | None = None) -> Samples:
+    r = requests.get(url or f"{serve.base}/metrics", timeout=30)
     assert r.status_code == 200, r.text
     out: Samples = {}
     for family in text_string_to_metric_families(r.text):
@@ -169,7 +176,10 @@ def grpc_predict(serve: Serve) -> Callable[[str], None]:
     def send(request_id: str) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{serve.info['grpc_port']}") as channel:  # a new connection
             call = channel.unary_unary(f"/{IRIS.full_service_name}/Classify")
-            call(request, metadata=[("x-request-id", request_id)], timeout=60)
+            try:
+                call(request, metadata=[("x-request-id", request_id)], timeout=60)
+            except grpc.RpcError as err:
+                raise AssertionError(f"{err}\nserve's log:\n{serve.log_text()[-6000:]}") from err
 
     return send
 
@@ -187,13 +197,16 @@ def oip_grpc_infer(serve: Serve) -> None:
         request.inputs.add(name=name, datatype="FP64", shape=[1]).contents.fp64_contents.append(value)
     with grpc.insecure_channel(f"127.0.0.1:{serve.info['grpc_port']}") as channel:
         call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
-        call(request.SerializeToString(), timeout=60)
+        try:
+            call(request.SerializeToString(), timeout=60)
+        except grpc.RpcError as err:
+            raise AssertionError(f"{err}\nserve's log:\n{serve.log_text()[-6000:]}") from err
 
 
 # -------------------------------------------------------------------------------------------- tests
 
 
-def test_predictions_over_every_process_are_counted_exactly_in_one_scrape_even_past_a_killed_worker(
+def test_predictions_over_every_process_are_counted_exactly_in_one_scrape_even_past_killed_processes(
     served: Serve,
 ) -> None:
     http_workers, grpc_processes = serving_pids(served, "http"), serving_pids(served, "grpc")
@@ -262,6 +275,23 @@ def test_predictions_over_every_process_are_counted_exactly_in_one_scrape_even_p
         "model_runner_process_threads",
     ):
         assert str(killed) not in pids_of(later, name), name
+
+    # a gRPC process killed: `serve` does not replace it; its gauges go, its counts stay
+    killed_grpc = min(grpc_processes)
+    os.kill(killed_grpc, signal.SIGKILL)
+    gone = settled(
+        served,
+        lambda s: str(killed_grpc) not in pids_of(s, "model_runner_process_resident_memory_bytes"),
+        "the killed gRPC process's gauges to go",
+    )
+    assert total(gone) - total(before) == n
+    assert total(gone, "model_runner_serving_processes", process="grpc") == 1
+
+    # the same figures on the separate metrics port (`serve`'s own thread, not a worker)
+    port = served.info["metrics_port"]
+    assert isinstance(port, int) and port > 0
+    separate = scrape(served, f"http://127.0.0.1:{port}/metrics")
+    assert total(separate) == total(scrape(served))
 
     send = http_predict(served)
     for i in range(4):
