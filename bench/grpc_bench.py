@@ -39,51 +39,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-# The subset of the Open Inference Protocol (KServe V2) gRPC messages this benchmark sends and reads;
-# field numbers as in grpc_predict_v2.proto.
-OIP_PROTO = """
-syntax = "proto3";
-package inference;
-message InferTensorContents {
-  repeated bool bool_contents = 1;
-  repeated int32 int_contents = 2;
-  repeated int64 int64_contents = 3;
-  repeated uint32 uint_contents = 4;
-  repeated uint64 uint64_contents = 5;
-  repeated float fp32_contents = 6;
-  repeated double fp64_contents = 7;
-  repeated bytes bytes_contents = 8;
-}
-message InferInputTensor {
-  string name = 1;
-  string datatype = 2;
-  repeated int64 shape = 3;
-  InferTensorContents contents = 5;
-}
-message ModelInferRequest {
-  string model_name = 1;
-  string model_version = 2;
-  string id = 3;
-  repeated InferInputTensor inputs = 5;
-}
-message InferOutputTensor {
-  string name = 1;
-  string datatype = 2;
-  repeated int64 shape = 3;
-  InferTensorContents contents = 5;
-}
-message ModelInferResponse {
-  string model_name = 1;
-  string model_version = 2;
-  string id = 3;
-  repeated InferOutputTensor outputs = 5;
-  repeated bytes raw_output_contents = 6;
-}
-service GRPCInferenceService {
-  rpc ModelInfer (ModelInferRequest) returns (ModelInferResponse);
-}
-"""
-
 FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 READY = re.compile(r"model-runner grpc ready host=\S+ port=(\d+) pid=(\d+)")
 
@@ -334,10 +289,11 @@ def main() -> int:
     from google.protobuf import json_format
 
     from runner.contract import Contract
+    from runner.grpc.oip import oip_contract
 
     iris = Contract.compile((ROOT / "protos" / "iris.proto").read_text())
     iris_req = json_format.ParseDict(FLOWER, iris.input_class("Classify")()).SerializeToString()
-    oip = Contract.compile(OIP_PROTO)
+    oip = oip_contract()  # the service's own protos/grpc_predict_v2.proto
     targets = args.targets.split(",")
 
     load_start = [round(x, 2) for x in os.getloadavg()]  # the machine may be shared: say how busy it was
