@@ -27,6 +27,8 @@ _lock = threading.Lock()
 _done = threading.Condition(_lock)
 _started_pid: int | None = None
 _logged = 0  # the sequence number of the last line logged (ModelOutput.sequence())
+_drainer: threading.Thread | None = None
+_closing = threading.Event()
 
 DRAIN_WAIT_MS = 500  # the drainer's wait in the JVM per round (it wakes at once when a line comes)
 BATCH = 1000  # lines taken per round
@@ -42,14 +44,32 @@ def tag(name: str, version: object | None) -> str:
 
 def install() -> None:
     """Tag model output in this process's JVM and start the thread that logs it (once per process)."""
-    global _started_pid
+    global _started_pid, _drainer
     with _lock:
         if _started_pid == os.getpid():
             return
         _started_pid = os.getpid()
     jpype.JClass("org.modelrunner.host.Host").installModelOutput()
-    threading.Thread(target=_run, name=THREAD_NAME, daemon=True).start()
-    atexit.register(flush, 1.0)
+    _closing.clear()
+    _drainer = threading.Thread(target=_run, name=THREAD_NAME, daemon=True)
+    _drainer.start()
+    # registered after jpype's own exit handler, so it runs before the JVM is destroyed
+    atexit.register(_close, 1.0)
+
+
+def _close(timeout: float) -> None:
+    """At exit: log what models wrote, then take the drainer out of the JVM. A Python thread that is in a
+    JVM call (or enters one) while JPype destroys the JVM aborts the process ("Fatal error in exception
+    handling")."""
+    if _started_pid != os.getpid() or _drainer is None:
+        return
+    flush(timeout)
+    _closing.set()
+    try:
+        _output_class().close()
+    except Exception:  # noqa: BLE001 - no JVM any more: the drainer is not in it
+        return
+    _drainer.join(timeout)
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -81,7 +101,7 @@ def _run() -> None:
         output = _output_class()
     except Exception:  # noqa: BLE001 - no JVM (any more): nothing to drain
         return
-    while True:
+    while not _closing.is_set():
         try:
             fields = str(output.drain(DRAIN_WAIT_MS, BATCH)).split("\0")
         except Exception as err:  # noqa: BLE001 - the JVM is going away at exit

@@ -356,8 +356,10 @@ class _Recorder:
             if children is None:
                 children = self._children[key] = (m.requests.labels(*key), m.duration.labels(*key))
             counter, histogram = children
-            counter.inc(row[0])
+            # the histogram first: a scrape (another process reading the files meanwhile) that sees a
+            # request counted also sees its duration
             _observe_many(histogram, row[1], row[2:])
+            counter.inc(row[0])
         for key in flying.keys() | self._published.keys():
             value = flying.get(key, 0)
             if self._published.get(key) != value:

@@ -95,6 +95,7 @@ public final class ModelOutput {
     private static long seq;        // of the last line queued
     private static long taken;      // of the last line handed to drain()
     private static boolean installed;
+    private static boolean closed;  // the process is exiting: drain() no longer waits
     private static PrintStream originalOut, originalErr;
 
     /**
@@ -147,6 +148,17 @@ public final class ModelOutput {
     }
 
     /**
+     * From now on {@link #drain} takes what is queued without waiting, and a drainer waiting in it returns at
+     * once: the process is exiting, and the drainer must be out of the JVM before the JVM is destroyed.
+     */
+    public static void close() {
+        synchronized (LOCK) {
+            closed = true;
+            LOCK.notifyAll();
+        }
+    }
+
+    /**
      * Waits up to {@code timeoutMillis} for lines and takes them (at most {@code max}), as one string of fields
      * each followed by {@code \0} (see {@link #field}): the sequence number of the last line taken,
      * then logger, level and text of each line, plus one entry per version whose lines were dropped since the
@@ -159,7 +171,7 @@ public final class ModelOutput {
         boolean full;
         synchronized (LOCK) {
             long end = System.nanoTime() + Math.max(0, timeoutMillis) * 1_000_000L;
-            while (QUEUE.isEmpty() && DROPS.isEmpty()) {
+            while (QUEUE.isEmpty() && DROPS.isEmpty() && !closed) {
                 long wait = (end - System.nanoTime()) / 1_000_000L;
                 if (wait <= 0) return taken + "\0";
                 LOCK.wait(wait);
