@@ -44,4 +44,5 @@ class JavaExitError(JavaModelError):
 
 
 class JavaDeadlineError(BridgeError):
-    """The call overran its timeout and was stopped (interrupt, then Thread.stop)."""
+    """The call overran its timeout: answered at the deadline, while the host stops the model's call
+    (interrupt, then Thread.stop; detail["abandoned"] when the model was still running then)."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +23,10 @@ from bridge.errors import BridgeError, JvmNotFoundError, JvmOptionsError
 # (JDK 17 allows it anyway but this keeps behaviour the same across JDKs).
 # -Xrs: the JVM must not take over SIGTERM/SIGINT/SIGHUP, or gunicorn's graceful shutdown and worker
 # rolling stop working once a worker has started its JVM.
-BASE_OPTIONS = ("-Xrs",)
+# -XX:ErrorFile: a JVM crash (a native library's segfault, ...) writes its report (hs_err) into the
+# system temp dir, not into the process's working directory (the repository, wherever `serve` started).
+ERROR_FILE = os.path.join(tempfile.gettempdir(), "model-runner-hs_err_pid%p.log")
+BASE_OPTIONS = ("-Xrs", f"-XX:ErrorFile={ERROR_FILE}")
 # The exit guard is a SecurityManager, which JDK 24 removed.
 EXIT_GUARD_OPTIONS = ("-Djava.security.manager=allow",)
 
@@ -104,7 +109,8 @@ def start_jvm(options: Sequence[str] = (), max_heap: str | None = None) -> None:
         major = java_major(home)
         # JDK 24 removed the SecurityManager: there the exit guard is off (jvm_stats()["exit_guard"]).
         exit_guard = major is None or major < 24
-        args = list(BASE_OPTIONS) + (list(EXIT_GUARD_OPTIONS) if exit_guard else [])
+        args = [o for o in BASE_OPTIONS if not _overridden(o, options)]
+        args += list(EXIT_GUARD_OPTIONS) if exit_guard else []
         if max_heap:
             args.append(f"-Xmx{max_heap}")
         args += [o for o in options if o not in args]
@@ -114,6 +120,18 @@ def start_jvm(options: Sequence[str] = (), max_heap: str | None = None) -> None:
         if exit_guard:
             _install_exit_guard_quietly()
         output.install()  # model output tagged and logged (bridge/output.py)
+
+
+def _overridden(option: str, options: Sequence[str]) -> bool:
+    """A -XX:Name=value base option the caller's ``options`` set too (theirs applies)."""
+    name, eq, _ = option.partition("=")
+    return bool(eq) and name.startswith("-XX:") and any(o.startswith(name + "=") for o in options)
+
+
+def error_file(pid: int) -> Path:
+    """Where the JVM of process ``pid`` writes its crash report (hs_err) if it crashes (with the
+    default -XX:ErrorFile; the file exists only after a crash)."""
+    return Path(ERROR_FILE.replace("%p", str(pid)))
 
 
 def _install_exit_guard_quietly() -> None:
@@ -212,3 +230,24 @@ def jvm_stats() -> dict[str, Any]:
 def full_gc() -> None:
     """System.gc() (twice): lets closed models' class loaders and classes be unloaded."""
     host().gc()
+
+
+def stuck_calls() -> list[dict[str, Any]]:
+    """The Java calls still running past their deadline + the stuck grace (``-Dmodelrunner.stuckGraceMillis``,
+    2000 ms): each ``{"model", "version", "rpc", "java_method", "thread", "overdue_seconds", "deadline_at",
+    "stack"}`` (java_method: ``Class.method``; deadline_at: epoch seconds; stack: the thread's current
+    frames as text). A call leaves the list when its thread leaves the model code. Empty when this process
+    runs no JVM (never starts one)."""
+    if not jvm_started():
+        return []
+    calls: list[dict[str, Any]] = json.loads(str(jpype.JClass("org.modelrunner.host.Host").stuckCalls()))
+    return calls
+
+
+def call_counts() -> dict[str, int]:
+    """Java calls since the JVM started: ``abandoned`` (answered with a deadline error while the model still
+    ran) and ``stuck`` (declared stuck). Zeros when this process runs no JVM (never starts one)."""
+    if not jvm_started():
+        return {"abandoned": 0, "stuck": 0}
+    abandoned, stuck = (int(x) for x in jpype.JClass("org.modelrunner.host.Host").callCounts())
+    return {"abandoned": abandoned, "stuck": stuck}

@@ -172,7 +172,11 @@ class JavaModel:
         return cls(slot, index, bindings, class_name, output.tag(name or class_name, version))
 
     def call(self, rpc: str, request: bytes, timeout: float | None = None) -> bytes:
-        """Serialized request message in, serialized response message out."""
+        """Serialized request message in, serialized response message out.
+
+        With a ``timeout`` (seconds) the model runs on a host call thread and this answers at the deadline
+        at the latest (JavaDeadlineError), whatever the model does; the host goes on stopping a call it
+        abandoned (bridge.jvm.stuck_calls lists it once well overdue). Without, it runs on this thread."""
         idx = self._index.get(rpc)
         if idx is None:
             raise BridgeError(f"no rpc {rpc!r} bound (bound: {sorted(self._index)})", {"rpc": rpc})

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import enum
 import random
+import sys
 from contextvars import ContextVar, Token
 from typing import Any
 
+if sys.version_info >= (3, 11):  # noqa: UP036 (the child process of a model may run 3.9)
+    _StrEnum = enum.StrEnum
+else:  # a model's own environment may run an older Python (runner.runtimes.environments)
 
-class Kind(enum.StrEnum):
+    class _StrEnum(str, enum.Enum):  # noqa: UP042 (enum.StrEnum is 3.11+)
+        def __str__(self) -> str:
+            return str(self.value)
+
+
+class Kind(_StrEnum):
     BAD_INPUT = "bad_input"
     NOT_FOUND = "not_found"
     METHOD_NOT_FOUND = "method_not_found"

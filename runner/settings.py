@@ -20,7 +20,6 @@ import difflib
 import math
 import os
 import re
-import tomllib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +207,35 @@ class PathRule(Rule):
 
 
 @dataclass(frozen=True)
+class PathList(Rule):
+    """Paths: an array of strings in TOML, separated by ':' (os.pathsep) in the environment (so a path
+    cannot contain one: it could not reach a child process intact)."""
+
+    accepted = "paths without ':', separated by ':' in the environment"
+    toml_type = "array of strings"
+
+    def from_text(self, raw: str) -> tuple[Path, ...]:
+        return tuple(PathRule().from_text(p) for p in raw.split(os.pathsep) if p)
+
+    def from_toml(self, value: object) -> tuple[Path, ...]:
+        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+            raise Refused(_toml_type_of(value))
+        if any(os.pathsep in p for p in value):
+            raise Refused
+        return tuple(PathRule().from_text(p) for p in value)
+
+    def from_python(self, value: object) -> tuple[Path, ...]:
+        if isinstance(value, tuple):
+            value = list(value)
+        if isinstance(value, list):
+            value = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in value]
+        return self.from_toml(value)
+
+    def to_text(self, value: Any) -> str:
+        return os.pathsep.join(str(p) for p in value)
+
+
+@dataclass(frozen=True)
 class JvmOptions(Rule):
     """JVM options, each starting with '-' and without white space (the environment form is
     space-separated, so an option with a space could not reach a child process intact)."""
@@ -344,6 +372,12 @@ class Settings:
     """How long a serving process stopping (SIGTERM) lets calls in flight finish (seconds). Then it closes
     its models and exits: threads a model left running get a few seconds more, are logged, and do not
     keep the process alive."""
+    max_stuck_calls: int = setting(4, Int(0, 10_000))
+    """Stuck calls (past their deadline by stuck_grace and still running: a thread that cannot be
+    stopped) a serving process may hold; one more and it retires gracefully and is replaced (0: never)."""
+    stuck_grace: float = setting(2.0, Seconds(0.0, 3600.0))
+    """Seconds past its deadline after which a call still running counts as stuck (logged with its stack,
+    counted in model_runner_stuck_calls)."""
     jvm_max_heap: str | None = setting(None, HeapSize())
     """Maximum JVM heap per process in the JVM's -Xmx syntax, e.g. '2g'."""
     jvm_options: tuple[str, ...] = setting((), JvmOptions())
@@ -353,8 +387,18 @@ class Settings:
     access_log: str = setting("text", Text(r"text|json|off", "text, json or off"))
     """One line per request (HTTP and gRPC: method, path, model, version, status, duration, request id)
     on each serving process's standard error: ``text``, ``json`` (one JSON object a line) or ``off``."""
+    isolation: str = setting("in-process", Text(r"in-process|process", "in-process or process"))
+    """Where a model version runs when its bundle's metadata.json does not say (``isolation``): in the
+    serving process, or in a child process of its own (a crash or a stuck call of the model then ends
+    or replaces only that child)."""
     metrics_port: int = setting(-1, Int(-1, 65535))
     """A separate port for the Prometheus scrape (``/metrics``, as on the HTTP port); -1: none."""
+    python_interpreters: tuple[Path, ...] = setting((), PathList())
+    """Python interpreters a bundle's ``python`` version may be served with, tried before ``pythonX.Y``
+    on PATH and pyenv's versions (runner.runtimes.environments)."""
+    environment_build_timeout: float = setting(900.0, Seconds(0.0, MAX_SECONDS, above=True))
+    """Longest the build of a Python bundle's own environment (venv + pip) may take (seconds); it comes
+    before validation, whose load_timeout it does not count against."""
 
     @classmethod
     def from_env(
@@ -511,6 +555,8 @@ def _read_file(
 ) -> dict[str, Any]:
     """The settings of a TOML file: top-level keys named like the Settings fields, each of its rule's
     TOML type (no conversion: ``workers = "4"`` is refused like ``http_host = 5``)."""
+    import tomllib  # noqa: PLC0415 (Python 3.11+; a model's child process may run an older Python)
+
     named = f"settings file {path}" + (f" (from {origin})" if origin else "")
     try:
         data = tomllib.loads(path.read_text("utf-8"))

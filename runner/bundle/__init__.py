@@ -22,21 +22,27 @@ from runner.bundle.files import (
     safe_relpath,
 )
 from runner.bundle.metadata import (
+    ACUMOS_DIR,
+    ACUMOS_ENTRY_POINT,
     CONVENTIONS,
     JAR_FILE,
     METADATA_FILE,
     NAME_RE,
     PROTO_FILE,
+    REQUIREMENTS_FILE,
     RUNTIMES,
     Metadata,
 )
 
 __all__ = [
+    "ACUMOS_DIR",
+    "ACUMOS_ENTRY_POINT",
     "CONVENTIONS",
     "JAR_FILE",
     "METADATA_FILE",
     "NAME_RE",
     "PROTO_FILE",
+    "REQUIREMENTS_FILE",
     "RUNTIMES",
     "Bundle",
     "BundleLimits",

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from runner.bundle.metadata import JAR_FILE, METADATA_FILE, PROTO_FILE, Metadata, metadata_object
+from runner.bundle.metadata import (
+    ACUMOS_DIR,
+    ACUMOS_MODEL_ZIP,
+    JAR_FILE,
+    METADATA_FILE,
+    PROTO_FILE,
+    Metadata,
+    metadata_object,
+)
 from runner.errors import InvalidBundle
 
 SKIP_DIRS = {"__pycache__"}
@@ -140,6 +148,13 @@ def open_bundle(folder: Path) -> Bundle:
         if not (root / JAR_FILE).is_file():
             raise InvalidBundle(
                 f"a java bundle needs {JAR_FILE} (dependencies go in lib/)", detail={"missing": JAR_FILE}
+            )
+    elif metadata.acumos_dump:
+        if not (root / ACUMOS_DIR / ACUMOS_MODEL_ZIP).is_file():
+            raise InvalidBundle(
+                f"entry_point {metadata.entry_point!r} (an Acumos dump): {ACUMOS_DIR}/{ACUMOS_MODEL_ZIP} "
+                "is not in the bundle",
+                detail={"missing": f"{ACUMOS_DIR}/{ACUMOS_MODEL_ZIP}", "entry_point": metadata.entry_point},
             )
     else:
         if python_entry_file(root, metadata.python_module) is None:

@@ -12,13 +12,25 @@ from runner.errors import InvalidBundle
 METADATA_FILE = "metadata.json"
 PROTO_FILE = "model.proto"
 JAR_FILE = "model.jar"
+REQUIREMENTS_FILE = "requirements.txt"
+"""A Python bundle's own packages (pip requirement lines): the model runs in its own environment."""
 RUNTIMES = ("java", "python")
 CONVENTIONS = ("pojo", "params", "proto", "acumos")
+ISOLATIONS = ("in-process", "process")
+"""Where a model version runs: in the serving process, or in a child process of its own."""
+ACUMOS_ENTRY_POINT = "acumos.wrapped:load_model"
+"""The entry point of a bundle made from a dump of the Acumos Python client: the dump kept under
+ACUMOS_DIR, loaded with ``acumos.wrapped.load_model`` (runner.runtimes.python.acumos)."""
+ACUMOS_DIR = "acumos"
+"""Folder of such a bundle holding the dump's own files (metadata.json, model.zip)."""
+ACUMOS_MODEL_ZIP = "model.zip"
+"""In ACUMOS_DIR: the dump's archive (the pickled functions and the protobuf module Acumos generated)."""
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _JAVA_CLASS_RE = re.compile(r"[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*")
 _PY_ENTRY_RE = re.compile(r"(?P<module>[A-Za-z_]\w*(\.[A-Za-z_]\w*)*):(?P<cls>[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)")
 _RPC_RE = re.compile(r"[A-Za-z_]\w*")
+_PYTHON_VERSION_RE = re.compile(r"3\.[0-9]{1,2}")
 
 
 @dataclass
@@ -31,7 +43,8 @@ class Metadata:
     description: str = ""
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-rpc overrides: {"Classify": {"java_method": "classify", "convention": "pojo"}} or
-    {"Classify": {"python_method": "classify"}}; an rpc not listed is bound by name."""
+    {"Classify": {"python_method": "classify"}}; an rpc not listed is bound by name. ``description``:
+    what the rpc does (kept from an Acumos dump's methods)."""
     jvm_options: list[str] = field(default_factory=list)
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """rpc -> list of inputs (proto3 JSON of the rpc's input message) run before a swap commits."""
@@ -39,6 +52,11 @@ class Metadata:
     required: dict[str, list[str]] = field(default_factory=dict)
     """message name -> fields a request must set (proto3 ``optional`` scalars, message fields or
     oneofs); checked against the contract by runner.contract.RequiredFields."""
+    isolation: str | None = None
+    """"in-process" or "process" (a child process of the serving process); None: the deployment's
+    ``isolation`` setting decides."""
+    python: str | None = None
+    """Python version ("3.9") a Python model runs under, in its own environment (docs/bundle.md)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Unknown top-level keys, kept as they were (forward compatibility)."""
 
@@ -89,6 +107,8 @@ class Metadata:
             for key in ("java_method", "python_method"):
                 if key in ov and not (isinstance(ov[key], str) and ov[key]):
                     problems.append(f"methods.{rpc}.{key} must be a method name")
+            if "description" in ov and not isinstance(ov["description"], str):
+                problems.append(f"methods.{rpc}.description must be a string")
             conv = ov.get("convention")
             if conv is not None and conv not in CONVENTIONS:
                 problems.append(f"methods.{rpc}.convention {conv!r} must be one of {', '.join(CONVENTIONS)}")
@@ -131,6 +151,23 @@ class Metadata:
             problems.append("'timeout_seconds' must be a positive number")
             timeout = None
 
+        isolation = data.get("isolation")
+        if isolation is not None and isolation not in ISOLATIONS:
+            problems.append(f"'isolation' {isolation!r} must be one of {', '.join(map(repr, ISOLATIONS))}")
+            isolation = None
+
+        python = data.get("python")
+        if python is not None and not (isinstance(python, str) and _PYTHON_VERSION_RE.fullmatch(python)):
+            problems.append(f"'python' must be a Python version like \"3.9\" (major.minor), not {python!r}")
+            python = None
+        if python is not None and runtime == "java":
+            problems.append("'python' applies only to runtime 'python'")
+        if entry == ACUMOS_ENTRY_POINT and python is None:
+            problems.append(
+                f"entry_point {ACUMOS_ENTRY_POINT!r} (an Acumos dump) needs 'python': the version that "
+                "dumped it (its pickle loads only there)"
+            )
+
         if problems:
             raise InvalidBundle(
                 f"{METADATA_FILE}: " + "; ".join(problems),
@@ -147,6 +184,8 @@ class Metadata:
             examples=norm_examples,
             timeout_seconds=float(timeout) if timeout is not None else None,
             required=norm_required,
+            isolation=isolation,
+            python=python,
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -161,10 +200,19 @@ class Metadata:
             del d["timeout_seconds"]
         if not d["required"]:
             del d["required"]
+        if d["isolation"] is None:
+            del d["isolation"]
+        if d["python"] is None:
+            del d["python"]
         return {**d, **extra}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @property
+    def acumos_dump(self) -> bool:
+        """Whether the bundle is a dump of the Acumos Python client (kept under ACUMOS_DIR)."""
+        return self.runtime == "python" and self.entry_point == ACUMOS_ENTRY_POINT
 
     @property
     def python_module(self) -> str:

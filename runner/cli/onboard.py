@@ -113,6 +113,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help="an example input for the self-test: 'Rpc={...}', '{...}' or 'Rpc=@file.json' (repeatable)",
     )
+    p.add_argument(
+        "--requirements",
+        type=Path,
+        metavar="FILE",
+        help="Python: a requirements.txt of the packages the model needs; it then runs in a virtual "
+        "environment of its own, in a child process (docs/bundle.md, Python environments)",
+    )
 
 
 def with_explained_errors(
@@ -209,6 +216,7 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
         proto=args.proto,
         artifacts=args.artifacts,
         examples=tuple(args.examples or ()),
+        requirements=args.requirements,
     )
 
 
@@ -234,7 +242,9 @@ def run(args: argparse.Namespace) -> int:
     target: str = args.target
     if target.endswith(".py") and not onboarding.is_python_spec(target):
         return list_python_classes(Path(target), as_json=args.json)
-    if not onboarding.is_python_spec(target) and not args.class_name:
+    from runner.serving.acumos import is_acumos_dump  # noqa: PLC0415
+
+    if not onboarding.is_python_spec(target) and not args.class_name and not is_acumos_dump(Path(target)):
         return list_classes(Path(target), [str(x) for x in args.libs], as_json=args.json)
 
     reports: list[ValidationReport] = []

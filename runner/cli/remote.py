@@ -250,8 +250,11 @@ def cmd_push(args: argparse.Namespace) -> int:
             f"{source}: name the model class, e.g. {source}:MyModel",
             {"hint": f"`model-runner onboard {source}` lists the classes it defines"},
         )
-    if onboarding.is_python_spec(source) or (path.suffix.lower() == ".jar"):
-        if not onboarding.is_python_spec(source) and not args.class_name:
+    from runner.serving.acumos import is_acumos_dump  # noqa: PLC0415
+
+    dump = not onboarding.is_python_spec(source) and is_acumos_dump(path)
+    if onboarding.is_python_spec(source) or (path.suffix.lower() == ".jar") or dump:
+        if not onboarding.is_python_spec(source) and not args.class_name and not dump:
             raise BadInput(
                 f"{source} is a JAR: say which class is the model with --class",
                 {"hint": f"`model-runner onboard {source}` lists the candidate classes"},
@@ -264,9 +267,19 @@ def cmd_push(args: argparse.Namespace) -> int:
             name = name or _bundle_name(folder)
             data = bundle_bytes(folder)
     else:
-        if any((args.class_name, args.methods, args.libs, args.proto, args.artifacts, args.examples)):
+        if any(
+            (
+                args.class_name,
+                args.methods,
+                args.libs,
+                args.proto,
+                args.artifacts,
+                args.examples,
+                args.requirements,
+            )
+        ):
             raise BadInput(
-                "--class/--method/--lib/--proto/--artifacts/--example apply to a JAR or Python "
+                "--class/--method/--lib/--proto/--artifacts/--example/--requirements apply to a JAR or Python "
                 "class, not to a bundle",
                 {"hint": "edit the bundle, or push the JAR instead"},
             )

@@ -26,10 +26,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.bundle import extract_bundle, open_bundle
+from runner.bundle import extract_bundle, open_bundle, read_metadata
 from runner.cli import EXIT_FAILURE
 from runner.cli.onboard import add_model_options, model_options
 from runner.errors import BadInput, ModelRunnerError, PreconditionFailed
+from runner.runtimes.environments import declares_environment, ensure_environment
+from runner.runtimes.java import jvm_crash_report
 from runner.serving.lifecycle import CLOSE_GRACE, ProcessEnd, die_with_parent
 from runner.settings import Flag, Settings
 from runner.store import Repository
@@ -183,34 +185,71 @@ def run(args: argparse.Namespace) -> int:
                 proc.wait()
             metrics.process_ended(proc.pid)
 
+    env = {**os.environ, **settings.to_env()}
+
+    def start_grpc() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "runner.grpc",
+                "--port",
+                str(settings.grpc_port),
+                "--log-level",
+                args.log_level,
+                "--parent-pid",  # it stops when serve dies, even by SIGKILL
+                str(os.getpid()),
+            ],
+            env=env,
+        )
+
     def watch_grpc() -> None:
-        # a gRPC process that ends (killed included): its gauges go, its counts stay
+        # A gRPC process that ends (retired, crashed, killed): its gauges go, its counts stay, and once
+        # serve has announced it serves, a fresh one takes its place (the others serve meanwhile).
+        # Replacements come from this thread: its parent-death signal fires when the thread ends, which
+        # is when serve stops them anyway.
+        started = {proc.pid: time.monotonic() for proc in grpc_procs}
+        backoff = {i: GRPC_RESTART_BACKOFF for i in range(len(grpc_procs))}
         ended: set[int] = set()
         while not stopping.wait(1.0):
-            for proc in grpc_procs:
-                if proc.pid not in ended and proc.poll() is not None:
-                    ended.add(proc.pid)
-                    metrics.process_ended(proc.pid)
-
-    if settings.grpc_port >= 0:
-        env = {**os.environ, **settings.to_env()}
-        for _ in range(max(1, settings.grpc_processes)):  # they share the port (SO_REUSEPORT)
-            grpc_procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "runner.grpc",
-                        "--port",
-                        str(settings.grpc_port),
-                        "--log-level",
-                        args.log_level,
-                        "--parent-pid",  # it stops when serve dies, even by SIGKILL
-                        str(os.getpid()),
-                    ],
-                    env=env,
+            for i, proc in enumerate(list(grpc_procs)):
+                code = proc.poll()
+                if code is None or proc.pid in ended:
+                    continue
+                ended.add(proc.pid)
+                metrics.process_ended(proc.pid)
+                report = jvm_crash_report(proc.pid)
+                if report is not None:
+                    log.error(
+                        "gRPC process %d: its JVM crashed; the JVM's crash report: %s", proc.pid, report
+                    )
+                if not announced.is_set():  # ended before serving: _announce_when_serving stops serve
+                    continue
+                lived = time.monotonic() - started.pop(proc.pid, time.monotonic())
+                # a process that keeps ending early waits longer each time (at most GRPC_RESTART_MAX)
+                wait = backoff[i] if lived < 30 else GRPC_RESTART_BACKOFF
+                backoff[i] = min(wait * 2, GRPC_RESTART_MAX)
+                log.warning(
+                    "gRPC process %d %s after %.0f s; starting a fresh one in %.1f s",
+                    proc.pid,
+                    _ended_how(code),
+                    lived,
+                    wait,
                 )
-            )
+                if stopping.wait(wait):
+                    return
+                fresh = start_grpc()
+                started[fresh.pid] = time.monotonic()
+                grpc_procs[i] = fresh
+                log.warning("gRPC process %d replaces %d", fresh.pid, proc.pid)
+                if stopping.is_set():  # serve began stopping meanwhile: it may not have seen this one
+                    fresh.send_signal(signal.SIGTERM)
+                    return
+
+    announced = threading.Event()
+    if settings.grpc_port >= 0:
+        for _ in range(max(1, settings.grpc_processes)):  # they share the port (SO_REUSEPORT)
+            grpc_procs.append(start_grpc())
 
     if grpc_procs:
         threading.Thread(target=watch_grpc, name="grpc-watch", daemon=True).start()
@@ -219,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
         settings.http_port = http_port
         threading.Thread(
             target=_announce_when_serving,
-            args=(settings, repository, token_file, args.ready_file, grpc_procs, stopping, failed),
+            args=(settings, repository, token_file, args.ready_file, grpc_procs, stopping, failed, announced),
             name="ready-watch",
             daemon=True,
         ).start()
@@ -227,7 +266,12 @@ def run(args: argparse.Namespace) -> int:
     from runner.http.gunicorn_app import HttpServer  # noqa: PLC0415 (gunicorn and flask: only for serve)
 
     server = HttpServer(
-        settings, on_ready=on_ready, on_exit=stop_grpc, on_stop_signal=signal_grpc, log_level=args.log_level
+        settings,
+        on_ready=on_ready,
+        on_exit=stop_grpc,
+        on_stop_signal=signal_grpc,
+        log_level=args.log_level,
+        other_children=lambda: list(grpc_procs),
     )
     try:
         server.run()  # gunicorn's arbiter: SIGTERM drains the workers, SIGINT stops them quickly
@@ -245,6 +289,25 @@ def run(args: argparse.Namespace) -> int:
             except OSError:
                 pass
     return EXIT_FAILURE if failed.is_set() else 0
+
+
+GRPC_RESTART_BACKOFF = 1.0
+"""Seconds before `serve` replaces a gRPC process that ended (doubled while replacements keep ending
+within 30 s, up to GRPC_RESTART_MAX)."""
+GRPC_RESTART_MAX = 30.0
+
+
+def _ended_how(code: int) -> str:
+    from runner.serving.stuck_calls import RETIRED_EXIT  # noqa: PLC0415 (prometheus_client: only for serve)
+
+    if code == RETIRED_EXIT:
+        return "retired (too many stuck calls)"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
 
 
 # ------------------------------------------------------------------------------- preparing the repository
@@ -349,7 +412,7 @@ def prepare_repository(
 
             lines.append(f"filling {settings.repo} with the sample models (first run builds them)...")
             ensure_default_repository(repository)
-        return lines
+        return lines + prepare_environments(settings, repository)
 
     from runner.serving.onboarding import ModelOptions  # noqa: PLC0415 (contracts: only for serve)
 
@@ -361,6 +424,22 @@ def prepare_repository(
             for folder in _bundle_folders(target, options, Path(tmp) / str(i)):
                 bundle_name = name or _bundle_name(folder)
                 lines.append(publish_target(admin, repository, bundle_name, folder))
+    return lines + prepare_environments(settings, repository)
+
+
+def prepare_environments(settings: Settings, repository: Repository) -> list[str]:
+    """Build the Python environments the current versions need and lack (a repository copied without
+    its envs/, another interpreter path on this host), before the serving processes load them. A
+    failure is reported, not fatal: that model's load reports it too, the others are served."""
+    lines = []
+    for name, version in sorted(repository.pointers().items()):
+        folder = repository.version_dir(name, version)
+        try:
+            metadata = read_metadata(folder)
+            if declares_environment(folder, metadata):
+                ensure_environment(folder, metadata, settings)
+        except ModelRunnerError as err:
+            lines.append(f"{name}: version {version}'s Python environment is not ready: {err.message}")
     return lines
 
 
@@ -407,6 +486,10 @@ def _bundle_folders(target: str, options: ModelOptions, work: Path) -> list[Path
         raise BadInput(f"{target}: no such file or directory", {"target": target})
     if _builds(target, onboarding.is_python_spec(target)):
         return [onboarding.bundle_from_source(target, options, dest=work / "bundle")]
+    from runner.serving.acumos import is_acumos_dump  # noqa: PLC0415
+
+    if is_acumos_dump(path):  # the bundle serving it; validated when published
+        return [onboarding.bundle_from_acumos(path, name=options.name, dest=work / "bundle", validate=False)]
     if path.suffix == ".zip":
         return [_unzip(path, work / "bundle")]
     if path.is_dir():
@@ -568,6 +651,7 @@ def _announce_when_serving(
     grpc_procs: list[subprocess.Popen[bytes]],
     stopping: threading.Event,
     failed: threading.Event,
+    announced: threading.Event | None = None,
 ) -> None:
     """Wait until every serving process serves every current model, then print the banner and 'ready'.
 
@@ -600,6 +684,8 @@ def _announce_when_serving(
         time.sleep(0.1)
     if stopping.is_set():
         return
+    if announced is not None:
+        announced.set()  # from now on a gRPC process that ends is replaced
     print(banner(settings, token_file, repository), flush=True)
     if ready_file is not None:
         tmp = Path(str(ready_file) + ".tmp")

@@ -11,7 +11,9 @@ SIGTERM/SIGINT: report NOT_SERVING, drain in-flight calls (up to ``--grace`` sec
 runner.serving.lifecycle.CLOSE_GRACE seconds more (threads a model left running are logged, not waited
 for). The JVM of this process gets ``-Xrs`` so that it leaves SIGTERM/SIGINT to us (its own handlers
 would exit at once, without draining). With ``--parent-pid`` (`serve` passes its own), the process gets
-SIGTERM when that parent dies, even by SIGKILL (parent-death signal).
+SIGTERM when that parent dies, even by SIGKILL (parent-death signal). A process holding more stuck calls
+than ``max_stuck_calls`` (runner.serving.stuck_calls) retires: it stops the same way (NOT_SERVING, in-flight
+calls drained) and exits with RETIRED_EXIT; `serve` starts a fresh one.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import sys
 import threading
 from types import FrameType
 
-from runner.grpc.server import DEFAULT_THREADS, create_server
+from runner.grpc.server import DEFAULT_THREADS, MAX_CONNECTION_AGE, create_server
 from runner.serving import metrics
 from runner.serving.lifecycle import ProcessEnd, die_with_parent
 from runner.serving.loading import BundleLoader
 from runner.serving.registry import Registry
+from runner.serving.stuck_calls import RETIRED_EXIT, StuckCallWatch
 from runner.settings import Settings
 from runner.store import Repository
 
@@ -97,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         registry.stop()
         raise
     server.start()
+    retired: list[str] = []
+
+    def retire(why: str) -> None:
+        retired.append(why)
+        stop.set()
+
+    watch = StuckCallWatch(settings, f"gRPC process {os.getpid()}", retire, registry=registry)
+    watch.start()
     print(f"model-runner grpc ready host={settings.http_host} port={port} pid={os.getpid()}", flush=True)
     while not stop.wait(0.5):
         if os.getppid() != parent:
@@ -104,13 +115,22 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("parent process %d is gone: stopping", parent)
             break
     grace = settings.stop_timeout if args.grace is None else args.grace
+    if retired and settings.grpc_processes > 1:
+        # new connections go to the other processes now; those it has age out (a graceful GOAWAY each,
+        # the client reconnects elsewhere) before the stop, which would cancel calls still arriving.
+        # (Alone on the port, it would only refuse everyone meanwhile: it stops at once.)
+        server.health.stop()
+        if server.stop_listening():
+            stop.clear()
+            stop.wait(MAX_CONNECTION_AGE * 1.1 + 1)  # a SIGTERM meanwhile ends the wait
     server.stop(grace).wait()
+    watch.stop()
     end = ProcessEnd(f"gRPC process {os.getpid()}")
     end.begin()  # from here on the process is gone within CLOSE_GRACE seconds, whatever its models do
     registry.stop()
     metrics.process_ended(os.getpid())  # its gauges go now (its counts stay); `serve` does it too
-    log.info("stopped")
-    end.exit(0)
+    log.info("stopped%s", " (retired)" if retired else "")
+    end.exit(RETIRED_EXIT if retired else 0)
 
 
 if __name__ == "__main__":

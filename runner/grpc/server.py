@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from concurrent import futures
@@ -227,6 +229,11 @@ def _split_path(path: str) -> tuple[str, str]:
     return service, method
 
 
+MAX_CONNECTION_AGE = 10.0
+"""Seconds a client connection lives before the server asks the client to reconnect (grpc adds up to 10%
+jitter); a retiring process waits that long for its clients to move (runner.grpc.__main__)."""
+
+
 class ModelServer:
     """A ``grpc.Server`` plus the health sync thread; stops both together.
 
@@ -237,6 +244,33 @@ class ModelServer:
         self.grpc_server = server
         self.health = health_sync
         self.reflection = reflection
+        self.port = 0  # the port bound (create_server)
+
+    def stop_listening(self) -> int:
+        """Take this process's listening socket out of the port (the processes sharing it by SO_REUSEPORT
+        get every new connection) while the connections it has keep being served: a retiring process
+        lets them age out (MAX_CONNECTION_AGE: a graceful GOAWAY each, the client reconnects elsewhere)
+        before it stops, since a stopping gRPC server cancels calls still arriving on them. grpc has no
+        call for it: the socket is found among this process's descriptors and shut down (the kernel
+        removes it from the port's group; grpc logs that it closes its acceptor). The sockets shut down."""
+        done = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                    continue
+                sock = socket.socket(fileno=os.dup(int(fd)))
+            except (OSError, ValueError):
+                continue
+            try:
+                listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                if listening and sock.type == socket.SOCK_STREAM and sock.getsockname()[1] == self.port:
+                    sock.shutdown(socket.SHUT_RDWR)
+                    done += 1
+            except OSError:
+                pass  # not a TCP socket, or one already shut down (a duplicate descriptor)
+            finally:
+                sock.close()
+        return done
 
     def start(self) -> None:
         self.grpc_server.start()
@@ -269,6 +303,10 @@ def create_server(
     """
     options = [
         ("grpc.so_reuseport", 1 if reuse_port else 0),
+        # connections are renewed (graceful GOAWAY: calls in flight finish, nothing fails), which spreads
+        # clients over the processes sharing the port and lets a retiring process shed its clients
+        ("grpc.max_connection_age_ms", int(MAX_CONNECTION_AGE * 1000)),
+        ("grpc.max_connection_age_grace_ms", int((settings.predict_timeout + 5) * 1000)),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
@@ -293,4 +331,6 @@ def create_server(
     bound = server.add_insecure_port(f"{settings.http_host}:{bind_port}")
     if bound == 0:
         raise RuntimeError(f"cannot bind gRPC to {settings.http_host}:{bind_port}")
-    return ModelServer(server, health_sync, reflection), bound
+    model_server = ModelServer(server, health_sync, reflection)
+    model_server.port = bound
+    return model_server, bound

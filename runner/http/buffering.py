@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 _READY = "_model_runner_ready"  # set on a connection whose request is complete: a thread may take it
 RECV_BYTES = 64 * 1024
 LINGER_SECONDS = 2.0  # how long a refused connection's late input is drained before it is closed
+STOP_LINGER = 2.0  # a stopping worker waits this long for the first bytes of a connection it accepted
 MAX_CHUNK_LINE = 4096  # a chunk-size line longer than this is malformed (gunicorn's parser says why)
 
 
@@ -165,6 +166,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         self.settings = settings
         self._receiving: dict[int, _Request] = {}  # fd -> request being received
         self._closing: dict[int, tuple[Any, float]] = {}  # fd -> (connection, drain deadline)
+        self._stopping_since: float | None = None  # time.monotonic() when the worker stopped serving
         cfg = self.cfg
         line = cfg.limit_request_line if cfg.limit_request_line > 0 else 8190
         fields = cfg.limit_request_fields if cfg.limit_request_fields > 0 else 100
@@ -385,13 +387,20 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
     # ------------------------------------------------------------------ limits and closing
 
     def murder_keepalived(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.alive and self._stopping_since is None:
+            self._stopping_since = now
+        if not self.alive and not force:
+            self._serve_arrived(now)
         if force:
             super().murder_keepalived(force)
         else:
             super().murder_keepalived()  # older gthread workers take no argument
-        now = time.monotonic()
+        # A stopping worker (SIGTERM, a retirement) gives a connection that has sent nothing yet the
+        # moment gunicorn gives kept-alive ones (STOP_LINGER): its request may be on its way.
+        lingered = self._stopping_since is not None and now >= self._stopping_since + STOP_LINGER
         for request in list(self._receiving.values()):
-            if force or (not self.alive and request.total == 0):
+            if force or (lingered and request.total == 0):
                 self._close(request)
             elif now >= self._deadline(request):
                 if request.total == 0:  # never sent a byte: closed, as gunicorn closes idle connections
@@ -416,6 +425,24 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         for fd, (conn, deadline) in list(self._closing.items()):
             if force or now >= deadline:
                 self._finish_close(fd, conn)
+
+    def _serve_arrived(self, now: float) -> None:
+        """A stopping worker: kept-alive connections due to close that have a request waiting are
+        served (answered with Connection: close) instead: closing them would lose that request."""
+        keepalived = getattr(self, "keepalived_conns", None)
+        if not keepalived:
+            return
+        for conn in list(keepalived):
+            if conn.timeout is not None and conn.timeout > now:
+                break  # sorted by timeout: the rest are not due yet
+            if not _has_input(conn.sock):
+                continue
+            keepalived.remove(conn)
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+            self.enqueue_req(conn)
 
     def _deadline(self, request: _Request) -> float:
         if request.chunks is not None:  # unknown length: the deadline grows with what arrived
@@ -500,6 +527,16 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         except OSError as err:
             if err.errno not in (errno.EAGAIN, errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
                 log.debug("send failed: %s", err)
+
+
+def _has_input(sock: socket.socket) -> bool:
+    """Whether a client has sent something (a request, or the end of the connection) not read yet."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return False
 
 
 def _take_buffered(unreader: Any) -> bytes:

@@ -19,8 +19,9 @@ import logging
 import math
 import os
 import signal
+import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -28,10 +29,12 @@ from gunicorn.arbiter import Arbiter
 
 from runner.http import buffering
 from runner.http.app import create_app
+from runner.runtimes.java import jvm_crash_report
 from runner.serving import metrics
 from runner.serving.lifecycle import CLOSE_GRACE, ProcessEnd, die_with_parent
 from runner.serving.loading import BundleLoader
 from runner.serving.registry import Registry
+from runner.serving.stuck_calls import StuckCallWatch
 from runner.settings import Settings
 from runner.store import Repository
 
@@ -81,8 +84,12 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
         on_exit: Callable[[], None] | None = None,
         on_stop_signal: Callable[[int], None] | None = None,
         log_level: str = "info",
+        other_children: Callable[[], Sequence[subprocess.Popen[bytes]]] | None = None,
     ) -> None:
+        """``other_children``: the master's children that are not workers (`serve`'s gRPC processes),
+        reaped by their own Popen before gunicorn's waitpid(-1) could take their exit status."""
         self.settings = settings
+        self._other_children = other_children
         self._on_ready = on_ready
         self._on_exit = on_exit
         self._on_stop_signal = on_stop_signal
@@ -143,6 +150,14 @@ class HttpServer(BaseApplication):  # type: ignore[misc]
                 app._stop_signal(signal.SIGQUIT)
                 super().handle_quit()
 
+            def reap_workers(self) -> None:
+                # waitpid(-1) reaps every child: the other children first, so that their owner sees
+                # their exit status (as gunicorn does for its dirty arbiter)
+                if app._other_children is not None:
+                    for child in app._other_children():
+                        child.poll()
+                super().reap_workers()
+
         master = os.getpid()
         try:
             _Arbiter(self).run()
@@ -195,6 +210,24 @@ def _post_fork(server: Any, worker: Any) -> None:
 def _post_worker_init(worker: Any) -> None:
     # gunicorn's signal handlers stay in charge even once a JVM starts: the bridge starts it with -Xrs
     log.info("worker %s serving", os.getpid())
+    # a worker holding too many calls that never stop retires (runner.serving.stuck_calls)
+    StuckCallWatch(
+        worker.app.settings,
+        f"HTTP worker {os.getpid()}",
+        lambda _why: _retire(worker),
+        registry=_worker_registry,
+    ).start()
+
+
+def _retire(worker: Any) -> None:
+    """Stop the worker as gunicorn's max-requests restart does: no new connections, requests already
+    read answered (with Connection: close), kept-alive connections given a moment for a request on its
+    way (runner.http.buffering); the master forks a fresh worker when it exits."""
+    if worker.alive:
+        worker.alive = False
+        queue = getattr(worker, "method_queue", None)
+        if queue is not None:
+            queue.defer(lambda: None)  # wake the event loop up: it starts stopping at once
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
@@ -211,6 +244,9 @@ def _worker_exit(server: Any, worker: Any) -> None:
 def _child_exit(server: Any, worker: Any) -> None:
     # in the master, for each worker that ended (killed included): its gauges go, its counts stay
     metrics.process_ended(worker.pid)
+    report = jvm_crash_report(worker.pid)
+    if report is not None:
+        log.error("HTTP worker %d: its JVM crashed; the JVM's crash report: %s", worker.pid, report)
 
 
 def _end_worker(code: object) -> None:

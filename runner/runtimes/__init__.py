@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from runner.errors import InvalidBundle
+from runner.runtimes.environments import declares_environment
 
 if TYPE_CHECKING:
     from runner.bundle import Metadata
@@ -36,10 +37,23 @@ class Model(Protocol):
         ...
 
 
+def isolation_of(metadata: Metadata, settings: Settings) -> str:
+    """Where ``metadata``'s model runs: its bundle's ``isolation``, else the deployment's setting."""
+    return metadata.isolation or settings.isolation
+
+
 def load_model(version_dir: Path, metadata: Metadata, contract: Contract, settings: Settings) -> Model:
-    """Load a bundle's model in this process and bind every rpc of ``contract``.
+    """Load a bundle's model in this process, or in a child process of its own (isolation "process":
+    runner.runtimes.process), and bind every rpc of ``contract``.
 
     ``settings`` supplies the JVM options and heap used when this call starts the JVM."""
+    own_environment = declares_environment(version_dir, metadata)  # requirements.txt / python: a child
+    if metadata.runtime in ("python", "java") and (
+        own_environment or isolation_of(metadata, settings) == "process"
+    ):
+        from runner.runtimes.process import ProcessModel  # noqa: PLC0415 (only for isolated bundles)
+
+        return ProcessModel(Path(version_dir), metadata, contract, settings)
     if metadata.runtime == "python":
         from runner.runtimes.python.model import PythonModel  # noqa: PLC0415 (Java-only services never import it)
 
@@ -53,11 +67,12 @@ def load_model(version_dir: Path, metadata: Metadata, contract: Contract, settin
 
 def prepare_runtimes(metadata: Iterable[Metadata], settings: Settings) -> None:
     """Start what the given models need before the first of them loads: the JVM, once, with the union of
-    the options every Java bundle declares (options are fixed at JVM start). No Java model, no JVM."""
+    the options every Java bundle declares (options are fixed at JVM start). No Java model in this
+    process, no JVM: a bundle isolated in a child process starts its own there."""
     options: list[str] = []
     java = False
     for meta in metadata:
-        if meta.runtime == "java":
+        if meta.runtime == "java" and isolation_of(meta, settings) != "process":
             java = True
             options.extend(o for o in meta.jvm_options if o not in options)
     if java:

@@ -27,6 +27,7 @@ import logging
 import re
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -137,6 +138,44 @@ def jvm_stats() -> dict[str, Any] | None:
         return None
     stats: dict[str, Any] = jvm.jvm_stats()
     return stats
+
+
+def jvm_crash_report(pid: int, *, max_age: float = 60.0) -> Path | None:
+    """The crash report (hs_err, bridge.jvm.error_file) the JVM of the process ``pid`` that just ended left,
+    or None; written within the last ``max_age`` seconds (an older one is of an earlier process with that
+    pid). For the parent of serving processes: imports the bridge (never starts a JVM)."""
+    try:
+        from bridge.jvm import error_file  # noqa: PLC0415 (the bridge, only when needed)
+    except ImportError:
+        return None
+    report = error_file(pid)
+    try:
+        fresh = time.time() - report.stat().st_mtime < max_age
+    except OSError:
+        return None
+    return report if fresh else None
+
+
+def java_stuck_calls() -> list[dict[str, Any]]:
+    """The Java calls of this process still running well past their deadline (bridge.jvm.stuck_calls:
+    model, version, rpc, java_method, thread, overdue_seconds, stack); [] when it has no JVM. Cheap; never
+    starts a JVM nor imports the bridge."""
+    jvm = sys.modules.get("bridge.jvm")
+    if jvm is None or not jvm.jvm_started():
+        return []
+    calls: list[dict[str, Any]] = jvm.stuck_calls()
+    return calls
+
+
+def java_call_counts() -> dict[str, int]:
+    """Java calls of this process ever ``abandoned`` at their deadline (answered while the model still ran)
+    and ever declared ``stuck`` (bridge.jvm.call_counts); zeros when it has no JVM. Cheap; never starts a
+    JVM nor imports the bridge."""
+    jvm = sys.modules.get("bridge.jvm")
+    if jvm is None or not jvm.jvm_started():
+        return {"abandoned": 0, "stuck": 0}
+    counts: dict[str, int] = jvm.call_counts()
+    return counts
 
 
 class JavaModelAdapter:

@@ -38,6 +38,8 @@ from runner.bundle import (
 )
 from runner.contract import Contract, breaking_changes
 from runner.errors import BadInput, Conflict, InvalidBundle, ModelRunnerError, NotFound, SwapTimeout, TooLarge
+from runner.runtimes import isolation_of
+from runner.serving import acumos
 from runner.serving.validate import validate_bundle
 from runner.settings import Settings
 from runner.store import Repository, validate_name
@@ -196,15 +198,18 @@ class Admin:
 
         limits = self.limits
         if isinstance(source, (bytes, bytearray, memoryview)):
-            extract_bundle(bytes(source), folder, limits)
+            with acumos.accepting_dump(folder):  # an Acumos dump becomes the bundle serving it
+                extract_bundle(bytes(source), folder, limits)
             return
         if not isinstance(source, (str, Path)):
             raise BadInput(f"cannot upload a {type(source).__name__}: send zip bytes, a zip file or a folder")
         path = Path(source)
         if path.is_dir():
             self._copy_folder(path, folder, limits)
+            acumos.converted_in_place(folder)
         elif path.is_file():
-            extract_bundle(path, folder, limits)
+            with acumos.accepting_dump(folder):
+                extract_bundle(path, folder, limits)
         else:
             raise BadInput(f"{path}: no such bundle file or folder", {"path": str(path)})
 
@@ -282,6 +287,8 @@ class Admin:
         wanted = list(getattr(bundle.metadata, "jvm_options", None) or [])
         if not wanted or getattr(bundle.metadata, "runtime", None) != "java":
             return
+        if isolation_of(bundle.metadata, self.settings) == "process":
+            return  # its own JVM in a child process, started with its options
         lacking: dict[str, list[str]] = {}
         for process_id, info in self.repository.fleet.live_processes().items():
             running = info.get("jvm_options")

@@ -22,6 +22,9 @@ What is recorded, and where:
   model and outcome: runner.serving.loading), swaps (a process replacing the version it serves:
   ``model_runner_model_swaps_total``, ``model_runner_model_swap_duration_seconds``: the registry) and
   the version each live process serves (``model_runner_model_version``, 0 once deleted).
+- calls that do not stop (runner.serving.stuck_calls): ``model_runner_abandoned_calls_total`` (a call
+  answered at its deadline while the model ran on) and ``model_runner_stuck_calls`` (still running past
+  the deadline by ``stuck_grace``, in live processes), by model and version.
 - processes: one ``model_runner_serving_processes`` per live serving process, its CPU, memory, file
   descriptors and threads (``model_runner_process_*``), and its JVM's heap, Metaspace, classes and
   garbage collections (``model_runner_jvm_*``), by ``process`` kind and pid. In multiprocess mode a
@@ -147,6 +150,20 @@ class _Metrics:
             "model_runner_admin_changes_total",
             "Admin changes (upload, proto, rollback, delete) answered by a serving process.",
             ("model", "action"),
+            registry=r,
+        )
+        self.abandoned = Counter(
+            "model_runner_abandoned_calls_total",
+            "Calls whose deadline passed while the model still ran (answered DeadlineExceeded; the model's "
+            "thread could not be stopped and ran on).",
+            ("model", "version"),
+            registry=r,
+        )
+        self.stuck = Gauge(
+            "model_runner_stuck_calls",
+            "Calls still running past their deadline by stuck_grace, in live serving processes.",
+            ("model", "version"),
+            multiprocess_mode="livesum",
             registry=r,
         )
         self.processes = Gauge(
@@ -471,6 +488,23 @@ def model_served(model: str, version: int | None, previous: int | None, seconds:
 def admin_change(model: str, action: str) -> None:
     """An admin change (upload, proto, rollback, delete) answered by this process."""
     _metrics().admin.labels(model, action).inc()
+
+
+def calls_abandoned(model: str, version: str, count: int) -> None:
+    """``count`` calls of this process were abandoned at their deadline while the model still ran."""
+    _metrics().abandoned.labels(model, version).inc(count)
+
+
+_stuck_published: set[tuple[str, str]] = set()
+
+
+def stuck_calls(counts: dict[tuple[str, str], int]) -> None:
+    """The calls stuck in this process now, by (model, version) (those absent: none any more)."""
+    global _stuck_published
+    m = _metrics()
+    for key in counts.keys() | _stuck_published:
+        m.stuck.labels(*key).set(counts.get(key, 0))
+    _stuck_published = {key for key, n in counts.items() if n}
 
 
 # ---------------------------------------------------------------------------------------- processes

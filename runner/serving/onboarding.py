@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.bundle import NAME_RE, open_bundle
+from runner.bundle import NAME_RE, REQUIREMENTS_FILE, open_bundle
 from runner.errors import BadInput, InvalidBundle, ModelRunnerError, NotFound
 from runner.serving.validate import ValidationReport, validate_bundle
 from runner.settings import Settings
@@ -84,6 +84,8 @@ class ModelOptions:
     proto: Path | None = None
     artifacts: Path | None = None
     examples: tuple[str, ...] = ()
+    requirements: Path | None = None
+    """Python: a requirements.txt for the bundle (its own environment: runner.runtimes.environments)."""
 
     def given(self) -> list[str]:
         """The flags given that only a JAR or a Python class can take (not a ready bundle)."""
@@ -94,6 +96,7 @@ class ModelOptions:
             ("--proto", self.proto),
             ("--artifacts", self.artifacts),
             ("--example", self.examples),
+            ("--requirements", self.requirements),
         )
         return [flag for flag, value in flags if value]
 
@@ -108,7 +111,26 @@ def bundle_from_source(
     settings: Settings | None = None,
 ) -> Path:
     """A JAR (with ``options.class_name``) or a Python class (``module.py:Class``) -> a bundle folder at
-    ``dest``: :func:`bundle_from_jar` or :func:`bundle_from_python` with every option."""
+    ``dest``: :func:`bundle_from_jar` or :func:`bundle_from_python` with every option; an Acumos dump
+    (a folder or zip) -> :func:`bundle_from_acumos`."""
+    from runner.serving import acumos  # noqa: PLC0415 (Acumos dumps: only when given one)
+
+    if not is_python_spec(source) and acumos.is_acumos_dump(Path(source)):
+        extra = [f for f in options.given() if f != "--example"]
+        if extra:
+            raise BadInput(
+                f"{'/'.join(extra)} apply to a JAR or a Python class; {source} is an Acumos dump",
+                {"hint": "an Acumos dump takes only --name and --example"},
+            )
+        return bundle_from_acumos(
+            Path(source),
+            name=options.name,
+            examples=list(options.examples),
+            dest=dest,
+            validate=validate,
+            on_report=on_report,
+            settings=settings,
+        )
     if is_python_spec(source):
         for flag, value in (
             ("--class", options.class_name),
@@ -125,10 +147,15 @@ def bundle_from_source(
             examples=list(options.examples),
             artifacts=options.artifacts,
             proto=options.proto,
+            requirements=options.requirements,
             dest=dest,
             validate=validate,
             on_report=on_report,
             settings=settings,
+        )
+    if options.requirements is not None:
+        raise BadInput(
+            f"--requirements is for Python models; {source} is a JAR", {"hint": "drop --requirements"}
         )
     return bundle_from_jar(
         Path(source),
@@ -566,6 +593,7 @@ def bundle_from_python(
     examples: list[str] | None = None,
     artifacts: Path | None = None,
     proto: Path | None = None,
+    requirements: Path | None = None,
     dest: Path,
     validate: bool = True,
     on_report: Callable[[ValidationReport], None] | None = None,
@@ -573,7 +601,8 @@ def bundle_from_python(
 ) -> Path:
     """Build a Python bundle folder at ``dest`` from ``spec`` (``path/module.py:Class`` or
     ``package.module:Class``) and validate it. The contract is generated from the class's type hints
-    (runner.runtimes.python.hints) unless ``proto`` is given."""
+    (runner.runtimes.python.hints) unless ``proto`` is given. ``requirements`` (a requirements.txt)
+    gives the model an environment of its own (runner.runtimes.environments)."""
     settings = settings or Settings()
     source, module_name, class_name, files = _resolve_python(spec)
     name = check_name(name or default_name(class_name=class_name))
@@ -600,6 +629,16 @@ def bundle_from_python(
             shutil.copyfile(src, target)
         if artifacts is not None:
             _copy_artifacts(Path(artifacts), dest)
+        if requirements is not None:
+            if (dest / REQUIREMENTS_FILE).exists():
+                raise BadInput(
+                    f"--requirements {requirements}: the bundle has a {REQUIREMENTS_FILE} already (from "
+                    "--artifacts or beside the module)",
+                    {"hint": f"give one of them: drop --requirements or that {REQUIREMENTS_FILE}"},
+                )
+            (dest / REQUIREMENTS_FILE).write_text(
+                _read_text(Path(requirements), "requirements file"), "utf-8"
+            )
         (dest / "model.proto").write_text(proto_text, "utf-8")
         meta = {
             "name": name,
@@ -613,6 +652,38 @@ def bundle_from_python(
         if proto is None and generated_method_overrides(proto_text):
             meta["methods"] = generated_method_overrides(proto_text)
         _finish(dest, meta, validate, on_report, settings)
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------- Acumos
+def bundle_from_acumos(
+    source: Path,
+    *,
+    name: str | None = None,
+    examples: list[str] | None = None,
+    dest: Path,
+    validate: bool = True,
+    on_report: Callable[[ValidationReport], None] | None = None,
+    settings: Settings | None = None,
+) -> Path:
+    """Build the bundle serving an Acumos Python dump (a folder, or a zip of one) at ``dest`` and
+    validate it (runner.serving.acumos has the layout). ``examples`` (``RPC=JSON`` / ``JSON`` /
+    ``@file``) replace the generated input of their rpcs."""
+    from runner.bundle import BundleLimits  # noqa: PLC0415
+    from runner.serving import acumos  # noqa: PLC0415
+
+    settings = settings or Settings()
+    if name is not None:
+        check_name(name)
+    with contextlib.ExitStack() as stack:
+        folder = Path(source)
+        if folder.is_file():  # a zip of the dump, unpacked with an upload's checks
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mr-acumos-"))) / "dump"
+            acumos.unpack_dump(Path(source), folder, BundleLimits.from_settings(settings))
+        given = _parse_examples(examples or [], _read_text(folder / "model.proto", "the dump's contract"))
+        with _filling(dest):
+            meta = acumos.convert_dump(folder, dest, name=name, examples=given)
+            _finish(dest, meta, validate, on_report, settings)
     return dest
 
 

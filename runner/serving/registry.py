@@ -134,6 +134,7 @@ class Registry:
         self._threads: list[threading.Thread] = []
         self._started = False
         self._heartbeat_lock = threading.Lock()  # one record write at a time, never an older one last
+        self._retiring = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -374,6 +375,12 @@ class Registry:
                 "registry %s: closed %s version %d", self.process_id, slot.loaded.name, slot.loaded.version
             )
 
+    def mark_retiring(self) -> None:
+        """This process is retiring (runner.serving.stuck_calls): its serving record says so at once, so
+        that its peers do not retire at the same time."""
+        self._retiring = True
+        self._heartbeat()
+
     def _heartbeat(self) -> None:
         """Write this process's serving record (what it serves now, load errors, readiness)."""
         with self._heartbeat_lock:
@@ -392,6 +399,7 @@ class Registry:
                         "models": models,
                         "errors": errors,
                         "ready": ready,
+                        **({"retiring": True} if self._retiring else {}),
                         **self.hooks.facts(),
                     },
                 )

@@ -10,6 +10,8 @@ which example and what the model said; the model is closed whatever happens.
 The load and the examples together have ``Settings.load_timeout``: a model still loading at the limit
 is refused (InvalidBundle naming the limit) and its load abandoned on its own thread (closed if it
 ever ends; runner.serving.loading.run_within), so an upload never waits on a model longer than that.
+A Python bundle's own environment (requirements.txt, ``python``: runner.runtimes.environments) is
+built before that, once per distinct environment, within ``Settings.environment_build_timeout``.
 InvalidBundle (422) rather than a deadline kind (504): the refusal is final for this bundle on this
 service (nothing was published, the same upload would be refused again), while a 504 says
 "published, not served everywhere yet" or invites a retry.
@@ -26,6 +28,7 @@ from runner.contract import Contract, RequiredFields
 from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, ModelRunnerError, NotReady
 from runner.runtimes import Model, load_model, prepare_runtimes, process_facts
 from runner.runtimes.deadline import call_timeout
+from runner.runtimes.environments import ensure_environment
 from runner.serving.loading import Overran, run_within
 from runner.settings import Settings
 
@@ -103,6 +106,9 @@ def validate_bundle(
     budget = settings.load_timeout if load_timeout is None else load_timeout
     if meta.runtime == "java" and process_facts().get("jvm_options") is None:
         prepare_runtimes([meta], settings)  # starting this process's JVM is not the model's load time
+    # a Python bundle's own environment (requirements.txt, python) is built first, once per distinct
+    # environment: it has its own limit (environment_build_timeout), not the model's load time
+    ensure_environment(bundle.root, meta, settings)
     deadline = time.monotonic() + budget
     model = _load_within(bundle, contract, settings, budget)
     try:

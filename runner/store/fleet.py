@@ -45,6 +45,8 @@ class ServingRecord(TypedDict, total=False):
     errors: dict[str, LoadError]
     """name -> the version that failed to load there."""
     ready: bool
+    retiring: bool
+    """Present (true) once the process is retiring: it finishes its requests and exits (stuck calls)."""
     jvm_options: list[str] | None
     """The options its JVM runs with; None when it has no JVM (yet)."""
     abandoned_loads: list[dict[str, object]]

@@ -276,7 +276,7 @@ def test_predictions_over_every_process_are_counted_exactly_in_one_scrape_even_p
     ):
         assert str(killed) not in pids_of(later, name), name
 
-    # a gRPC process killed: `serve` does not replace it; its gauges go, its counts stay
+    # a gRPC process killed: its gauges go, its counts stay, and `serve` starts a fresh one
     killed_grpc = min(grpc_processes)
     os.kill(killed_grpc, signal.SIGKILL)
     gone = settled(
@@ -285,7 +285,25 @@ def test_predictions_over_every_process_are_counted_exactly_in_one_scrape_even_p
         "the killed gRPC process's gauges to go",
     )
     assert total(gone) - total(before) == n
-    assert total(gone, "model_runner_serving_processes", process="grpc") == 1
+    fresh = wait_for(
+        lambda: (lambda now: now if len(now) == 2 and killed_grpc not in now else None)(
+            serving_pids(served, "grpc")
+        ),
+        120,
+        "serve to replace the killed gRPC process",
+        interval=0.1,
+    )
+    replaced = settled(
+        served,
+        lambda s: (
+            total(s, "model_runner_serving_processes", process="grpc") == 2
+            and fresh <= {int(p) for p in pids_of(s, "model_runner_process_resident_memory_bytes")}
+        ),
+        "the fresh gRPC process's gauges",
+    )
+    assert str(killed_grpc) not in pids_of(replaced, "model_runner_process_resident_memory_bytes")
+    assert total(replaced) - total(before) == n
+    assert f"gRPC process {killed_grpc} was killed by SIGKILL" in served.log_text()
 
     # the same figures on the separate metrics port (`serve`'s own thread, not a worker)
     port = served.info["metrics_port"]

@@ -89,9 +89,13 @@ def struct_fields(tp: type) -> list[tuple[str, Any, bool]]:
     return [(n, hints.get(n, Any), False) for n in getattr(tp, "_fields", ())]  # NamedTuple
 
 
+# types.UnionType (X | Y) is Python 3.10+; a model's child process may run 3.9
+_UNION_ORIGINS = (typing.Union, getattr(types, "UnionType", typing.Union))
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
+    if origin in _UNION_ORIGINS:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1 and len(typing.get_args(tp)) == 2:
             return args[0], True
@@ -211,7 +215,10 @@ def proto_keys(fields: Iterable[tuple[str, Any]]) -> dict[str, str]:
 @functools.lru_cache(maxsize=1024)
 def _proto_keys(names: tuple[str, ...], maps: tuple[bool, ...]) -> dict[str, str]:
     """Read-only: the dict is shared by every caller with the same names."""
-    return {n: p for n, (p, _j) in zip(names, proto_field_names(names, maps), strict=True)}
+    protos = proto_field_names(names, maps)
+    if len(protos) != len(names):  # zip(strict=True) is Python 3.10+ (a child process may run 3.9)
+        raise ValueError(f"proto_field_names gave {len(protos)} names for {len(names)} fields")
+    return {n: p for n, (p, _j) in zip(names, protos)}
 
 
 # ---- call conventions -------------------------------------------------------------------------------

@@ -28,8 +28,17 @@ from google.protobuf.message import DecodeError, Message
 
 from runner.bundle import Metadata
 from runner.contract import Contract, descriptor_of
-from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, MethodNotFound, ModelError
+from runner.errors import (
+    BadInput,
+    DeadlineExceeded,
+    InvalidBundle,
+    MethodNotFound,
+    ModelError,
+    current_request_id,
+)
 from runner.runtimes.deadline import call_timeout
+from runner.runtimes.java import version_label
+from runner.runtimes.python import exit_guard
 from runner.runtimes.python.calls import DaemonPool, WaitTimeout
 from runner.runtimes.python.hints import (
     CallConvention,
@@ -42,6 +51,7 @@ from runner.runtimes.python.hints import (
     to_python,
 )
 from runner.runtimes.python.isolation import Namespace, exception_detail
+from runner.runtimes.stuck import CallOwner
 
 MAX_CALL_THREADS = 32
 _FOLDER_PARAM_NAMES = {
@@ -101,9 +111,11 @@ class PythonModel:
         self.version_dir = Path(version_dir)
         self.metadata = metadata
         self.contract = contract
+        self.version = version_label(self.version_dir)
         self._ns = Namespace(self.version_dir, metadata.name)
         self._executor: DaemonPool | None = None
         self._closed = False
+        exit_guard.install()  # before the model's code runs: os._exit & co. cannot end this process
         try:
             with self._ns.plain_names_while_loading():
                 cls = self._ns.load_class(metadata.entry_point)
@@ -202,7 +214,9 @@ class PythonModel:
         if deadline is None:
             return self._call(binding, req)
         executor = self._pool()
-        call = executor.submit(self._call, binding, req)
+        # named, so that a call still running past its deadline is seen (runner.runtimes.stuck)
+        owner = CallOwner(self.metadata.name, self.version, method, current_request_id())
+        call = executor.submit(self._call, binding, req, owner=owner)
         try:
             return executor.wait(call, deadline)
         except WaitTimeout as err:
@@ -218,6 +232,7 @@ class PythonModel:
                     self._executor = DaemonPool(f"model-{self.metadata.name}", MAX_CALL_THREADS)
         return self._executor
 
+    @exit_guard.runs_model_code
     def _call(self, b: _Binding, req: Message) -> bytes:
         conv = b.convention
         try:
@@ -234,9 +249,17 @@ class PythonModel:
                     if p in d or keys[p] in d
                 }
                 result = b.func(**kwargs)
-        except (Exception, SystemExit) as err:
-            # The model raised: report it, the service carries on (a sys.exit() escaping here would
-            # end the whole gunicorn worker).
+        except SystemExit as err:
+            # sys.exit()/exit() escaping here would end the whole gunicorn worker; os._exit & co. are
+            # stopped by the exit guard: all answer a ModelError and the service carries on
+            exit_call, exit_detail = exit_guard.describe_exit(err)
+            detail = {"rpc": b.rpc, **exception_detail(err, skip=1), **exit_detail}
+            raise ModelError(
+                f"{self.metadata.name}.{b.rpc}: the model called {exit_call}; the process keeps serving",
+                detail=detail,
+            ) from err
+        except Exception as err:
+            # The model raised: report it, the service carries on.
             detail = {"rpc": b.rpc, **exception_detail(err, skip=1)}
             raise ModelError(
                 f"{self.metadata.name}.{b.rpc} raised {detail['exception_class']}: {err}", detail=detail

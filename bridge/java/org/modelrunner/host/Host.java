@@ -22,7 +22,7 @@ public final class Host {
             throws HostException {
         Guard.installExitGuard();
         ModelOutput.Tag output = name == null || name.isEmpty() ? null : ModelOutput.tag(name, version);
-        return Slot.open(className, artifactDir, jars, schema, output);
+        return Slot.open(className, artifactDir, jars, schema, output, name, version);
     }
 
     /** Tags model output from now on (once per JVM); bridge/output.py drains it: see ModelOutput. */
@@ -37,6 +37,12 @@ public final class Host {
         return new long[] {cl.getLoadedClassCount(), cl.getUnloadedClassCount(), cl.getTotalLoadedClassCount(), meta,
                 ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed(), Guard.exitGuard ? 1 : 0};
     }
+
+    /** JSON list of the calls stuck past their deadline (see Guard.stuckJson). */
+    public static String stuckCalls() { return Guard.stuckJson(); }
+
+    /** {calls abandoned at their deadline, calls declared stuck}, since the JVM started. */
+    public static long[] callCounts() { return Guard.callCounts(); }
 
     public static String exitGuardError() { return Guard.exitGuardError; }
 

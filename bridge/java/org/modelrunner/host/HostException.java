@@ -9,7 +9,7 @@ import java.io.StringWriter;
  *
  * <p>Kinds: {@code load} (artifacts, class, constructor), {@code bind} (contract does not bind; detail is a
  * JSON list of problems), {@code model} (the model threw), {@code exit} (the model called System.exit or
- * Runtime.halt), {@code deadline} (the call overran and was stopped), {@code input} (request bytes could
+ * Runtime.halt), {@code deadline} (the call overran: answered at its deadline, and stopped), {@code input} (request bytes could
  * not be decoded), {@code closed} (the slot was closed), {@code inspect} (contract generation failed).
  */
 public final class HostException extends Exception {

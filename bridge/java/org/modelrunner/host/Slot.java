@@ -31,6 +31,9 @@ import org.modelrunner.host.Codecs.MsgCodec;
  * the calling thread's context class loader is this version's loader, restored afterwards: libraries that
  * find their parts through it (ServiceLoader.load(X.class), JAXB, JDBC drivers, ...) see the model's own
  * {@code lib/}, and threads the model starts inherit it.
+ *
+ * <p>A call with a deadline, and the model's close(), run on a host call thread (Calls): the caller waits at most
+ * until the deadline and then gets the deadline error, while the watchdog (Guard) goes on stopping the call.
  */
 public final class Slot {
     static final byte[] EMPTY = new byte[0];
@@ -51,13 +54,16 @@ public final class Slot {
     private Properties acumosConfig;
     private boolean acumosLoaded;
     private volatile boolean closed;
+    /** The model name and version a stuck call is reported under. */
+    private final String modelName, modelVersion;
 
-    private Slot(ModelLoader loader, Class<?> cls, Path artifactDir, Schema schema) {
+    private Slot(ModelLoader loader, Class<?> cls, Path artifactDir, Schema schema, String modelName, String modelVersion) {
         this.loader = loader; this.cls = cls; this.artifactDir = artifactDir; this.schema = schema;
+        this.modelName = modelName; this.modelVersion = modelVersion;
     }
 
-    static Slot open(String className, String artifactDir, String[] jars, String schemaText, ModelOutput.Tag output)
-            throws HostException {
+    static Slot open(String className, String artifactDir, String[] jars, String schemaText, ModelOutput.Tag output,
+            String name, String version) throws HostException {
         URL[] urls = new URL[jars.length];
         for (int i = 0; i < jars.length; i++) {
             File f = new File(jars[i]);
@@ -91,7 +97,8 @@ public final class Slot {
             } catch (LinkageError e) {
                 throw new HostException("load", "class " + className + " cannot be loaded: " + e, e, null);
             }
-            return new Slot(loader, c, dir, schema);
+            return new Slot(loader, c, dir, schema, name == null || name.isEmpty() ? className : name,
+                    version == null ? "" : version);
         } catch (HostException e) {
             try { loader.close(); } catch (Exception ignored) { }
             throw e;
@@ -260,6 +267,7 @@ public final class Slot {
             if (b == null) throw bindError(reported);
         }
         b.index = bindings.size();
+        b.rpc = rpc;
         bindings.add(b);
         table = bindings.toArray(new Binding[0]);
         Map<String, Object> info = new LinkedHashMap<>();
@@ -392,31 +400,77 @@ public final class Slot {
         return b;
     }
 
-    /** Calls binding {@code index}: request bytes in, response bytes out. {@code timeoutMillis <= 0}: no deadline. */
+    /**
+     * Calls binding {@code index}: request bytes in, response bytes out. {@code timeoutMillis <= 0}: no deadline, the
+     * model runs on the caller's thread; else on a call thread, and the caller gets the deadline error at the
+     * deadline at the latest.
+     */
     public byte[] call(int index, byte[] request, long timeoutMillis) throws HostException {
         Binding b;
         Binding[] t = table;
         if (closed || index < 0 || index >= t.length) throw new HostException("closed", closed ? "model is closed" : "no binding " + index);
         b = t[index];
+        if (timeoutMillis > 0) {
+            long deadline = System.nanoTime() + timeoutMillis * 1_000_000L;
+            TimedCall c = new TimedCall(this, b, request, timeoutMillis, deadline);
+            if (!Calls.runUntil(c, deadline))
+                throw new HostException("deadline", b.javaMethod + " overran its deadline of " + timeoutMillis
+                        + " ms; the call was abandoned and is being stopped", new Calls.StillRunning(c),
+                        "{\"timeout_ms\":" + timeoutMillis + ",\"abandoned\":true}");
+            if (c.error != null) throw c.error;
+            return c.result;
+        }
         Thread th = Thread.currentThread();
         ClassLoader prev = enter(th, b.loader);
         try {
-            return run(b, request, timeoutMillis);
+            return run(b, request, 0, 0, null);
         } finally {
             th.setContextClassLoader(prev);
         }
     }
 
-    private static byte[] run(Binding b, byte[] request, long timeoutMillis) throws HostException {
+    /** A timed call, run on a call thread with the version's loader as its context loader. */
+    private static final class TimedCall extends Calls.Task {
+        final Slot slot;
+        final Binding b;
+        final byte[] request;
+        final long timeoutMillis, deadline;
+        byte[] result;
+        HostException error;
+
+        TimedCall(Slot slot, Binding b, byte[] request, long timeoutMillis, long deadline) {
+            this.slot = slot; this.b = b; this.request = request; this.timeoutMillis = timeoutMillis; this.deadline = deadline;
+        }
+
+        @Override void run() {
+            Thread th = Thread.currentThread();
+            ClassLoader prev = enter(th, b.loader);
+            try {
+                result = Slot.run(b, request, timeoutMillis, deadline, this);
+            } catch (HostException e) {
+                error = e;
+            } finally {
+                th.setContextClassLoader(prev);
+            }
+        }
+
+        @Override void failed(Throwable e) {
+            retire = true;
+            if (error == null && result == null) error = new HostException("model", b.javaMethod + " failed: " + e, e, null);
+        }
+    }
+
+    /** {@code task}: the timed call this runs for (on a call thread), else null (untimed, on the caller). */
+    private static byte[] run(Binding b, byte[] request, long timeoutMillis, long deadline, TimedCall task) throws HostException {
         Guard.Control ctl = Guard.CONTROL.get();
         ctl.exitAttempted = false;
-        boolean timed = timeoutMillis > 0;
+        boolean timed = task != null;
         boolean timedOut = false;
         try {
             byte[] r;
             if (timed) {
-                ctl.begin(timeoutMillis);
-                try { r = b.invoke(request); } finally { timedOut = ctl.end(); }
+                ctl.begin(deadline, task.slot.modelName, task.slot.modelVersion, b.rpc, b.qualifiedMethod);
+                try { r = b.invoke(request); } finally { timedOut = ctl.end(); task.retire |= timedOut; }
             } else {
                 r = b.invoke(request);
             }
@@ -426,7 +480,7 @@ public final class Slot {
         } catch (HostException e) {
             throw e;
         } catch (Throwable e) {
-            if (timed) timedOut |= ctl.end();
+            if (timed) { timedOut |= ctl.end(); task.retire |= timedOut; }
             if (ctl.exitAttempted || Guard.causedByExit(e)) throw exitError(b, e, ctl.exitStatus);
             if (timedOut) throw deadlineError(b, timeoutMillis, e);
             if (e instanceof Wire.WireException) throw new HostException("input", e.getMessage(), null, null);
@@ -451,9 +505,10 @@ public final class Slot {
     public String className() { return cls == null ? "" : cls.getName(); }
 
     /**
-     * Closes the model instance when it is {@code AutoCloseable} (under the watchdog, at most CLOSE_MILLIS), then
-     * releases the class loader, the JAR files and the native library copies; calls after this fail with kind
-     * "closed". Returns "" or what went wrong in the model's close() (the slot is closed either way).
+     * Closes the model instance when it is {@code AutoCloseable} (on a call thread under the watchdog; the caller
+     * waits at most CLOSE_MILLIS), then releases the class loader, the JAR files and the native library copies;
+     * calls after this fail with kind "closed". Returns "" or what went wrong in the model's close() (the slot is
+     * closed either way).
      */
     public synchronized String close() {
         if (closed) return "";
@@ -464,14 +519,8 @@ public final class Slot {
         instance = null;
         acumosConfig = null;
         String problem = "";
-        Thread th = Thread.currentThread();
-        ClassLoader prev = enter(th, loader);
-        try {
-            if (inst instanceof AutoCloseable) problem = closeInstance((AutoCloseable) inst);
-            try { loader.close(); } catch (Exception ignored) { }
-        } finally {
-            th.setContextClassLoader(prev);
-        }
+        if (inst instanceof AutoCloseable) problem = closeInstance((AutoCloseable) inst);
+        try { loader.close(); } catch (Exception ignored) { }
         loader = null;
         cls = null;
         schema = null;
@@ -480,22 +529,55 @@ public final class Slot {
     }
 
     private String closeInstance(AutoCloseable inst) {
-        Guard.Control ctl = Guard.CONTROL.get();
-        ctl.exitAttempted = false;
-        Throwable err = null;
-        boolean timedOut;
-        ctl.begin(CLOSE_MILLIS);
-        try {
-            inst.close();
-        } catch (Throwable e) {
-            err = e;
-        } finally {
-            timedOut = ctl.end();
-        }
         String what = cls.getName() + ".close()";
-        if (ctl.exitAttempted || Guard.causedByExit(err)) return what + " called System.exit/Runtime.halt: blocked";
-        if (timedOut) return what + " overran " + CLOSE_MILLIS + " ms and was stopped";
-        return err == null ? "" : what + " threw " + HostException.stackOf(err);
+        long deadline = System.nanoTime() + CLOSE_MILLIS * 1_000_000L;
+        CloseCall c = new CloseCall(inst, loader, deadline, modelName, modelVersion, cls.getName() + ".close");
+        if (!Calls.runUntil(c, deadline))
+            return what + " overran " + CLOSE_MILLIS + " ms and was abandoned (it is being stopped; reported as stuck while it runs)";
+        if (c.exit) return what + " called System.exit/Runtime.halt: blocked";
+        if (c.timedOut) return what + " overran " + CLOSE_MILLIS + " ms and was stopped";
+        return c.err == null ? "" : what + " threw " + HostException.stackOf(c.err);
+    }
+
+    /** The model's close(), run on a call thread with the version's loader as its context loader. */
+    private static final class CloseCall extends Calls.Task {
+        final AutoCloseable inst;
+        final ClassLoader loader;
+        final long deadline;
+        final String model, version, javaMethod;
+        Throwable err;
+        boolean timedOut, exit;
+
+        CloseCall(AutoCloseable inst, ClassLoader loader, long deadline, String model, String version, String javaMethod) {
+            this.inst = inst; this.loader = loader; this.deadline = deadline;
+            this.model = model; this.version = version; this.javaMethod = javaMethod;
+        }
+
+        @Override void run() {
+            Thread th = Thread.currentThread();
+            ClassLoader prev = enter(th, loader);
+            Guard.Control ctl = Guard.CONTROL.get();
+            ctl.exitAttempted = false;
+            try {
+                ctl.begin(deadline, model, version, "close", javaMethod);
+                try {
+                    inst.close();
+                } catch (Throwable e) {
+                    err = e;
+                } finally {
+                    timedOut = ctl.end();
+                }
+            } finally {
+                retire = timedOut;
+                exit = ctl.exitAttempted || Guard.causedByExit(err);
+                th.setContextClassLoader(prev);
+            }
+        }
+
+        @Override void failed(Throwable e) {
+            if (err == null) err = e;
+            retire = true;
+        }
     }
 
     public boolean isClosed() { return closed; }
@@ -504,7 +586,8 @@ public final class Slot {
 
     static final class Binding {
         int index;
-        final String javaClass, javaMethod, convention, signature;
+        String rpc = "";
+        final String javaClass, javaMethod, convention, signature, qualifiedMethod;
         final boolean isStatic;
         final ClassLoader loader;         // the version's loader: the context loader during the call
         MethodHandle invoker;             // (Object[])Object
@@ -518,6 +601,7 @@ public final class Slot {
             this.loader = loader;
             this.javaClass = m.getDeclaringClass().getName();
             this.javaMethod = m.getName();
+            this.qualifiedMethod = javaClass + "." + javaMethod;
             this.convention = convention;
             this.signature = m.toGenericString();
             this.isStatic = Modifier.isStatic(m.getModifiers());

@@ -1,0 +1,144 @@
+"""Real dumps of the Acumos Python client for the tests.
+
+The client (acumos 1.0.1) installs only on Python < 3.10 and dumps dill pickles that load only under
+the Python that wrote them, so the dumps are made in a Python 3.9 virtual environment with acumos and
+scikit-learn, built once under build/test-acumos (keyed by a hash of the interpreter and the
+packages), with the scripts of tests/e2e/acumos_scripts (dumps keyed by the environment and the
+script). Needs a Python 3.9 (found as model-runner finds one: runner.runtimes.environments) and
+``protoc`` on PATH (the client compiles its generated contract with it); the tests skip without.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.errors import InvalidBundle
+from runner.runtimes.environments import Interpreter, find_interpreter
+from runner.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "build" / "test-acumos"
+SCRIPTS = Path(__file__).resolve().parent / "acumos_scripts"
+ACUMOS_PYTHON = "3.9"
+PACKAGES = ("acumos==1.0.1", "scikit-learn==1.6.1", "numpy==2.0.2")
+"""Pinned: a dump lists the versions it was made with, and the served model's environment installs
+exactly those."""
+INSTALL_TIMEOUT = 900
+
+
+def interpreter() -> Interpreter:
+    """The Python 3.9 the dumps are made with (pytest.skip when there is none, or no protoc)."""
+    if shutil.which("protoc") is None:
+        pytest.skip("protoc is not on PATH (the Acumos client compiles its contract with it)")
+    try:
+        return find_interpreter(ACUMOS_PYTHON, Settings())
+    except InvalidBundle as err:
+        pytest.skip(f"no Python {ACUMOS_PYTHON} for the Acumos client: {err.message}")
+
+
+@contextmanager
+def _locked() -> Iterator[None]:
+    BUILD.mkdir(parents=True, exist_ok=True)
+    with open(BUILD / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def acumos_python() -> Path:
+    """The python of a Python 3.9 environment with the Acumos client and scikit-learn."""
+    found = interpreter()
+    spec = {"python": found.path, "version": list(found.version), "packages": list(PACKAGES)}
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    venv = BUILD / f"venv-{key}"
+    python = venv / "bin" / "python"
+    if (venv / "complete").is_file():
+        return python
+    with _locked():
+        if (venv / "complete").is_file():
+            return python
+        shutil.rmtree(venv, ignore_errors=True)
+        # built in place (a venv names its folder), marked complete last
+        subprocess.run([found.path, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+        done = subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-q",
+                *PACKAGES,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
+            check=False,
+        )
+        if done.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            pytest.fail(
+                f"installing {' '.join(PACKAGES)} for Python {ACUMOS_PYTHON} failed:\n{done.stderr[-4000:]}"
+            )
+        (venv / "complete").write_text(json.dumps(spec) + "\n")
+    return python
+
+
+def dump(script: str, name: str) -> Path:
+    """The dump folder ``name`` written by tests/e2e/acumos_scripts/``script`` (made once)."""
+    python = acumos_python()
+    source = (SCRIPTS / script).read_bytes()
+    key = hashlib.sha256(str(python).encode() + b"\0" + source).hexdigest()[:12]
+    out = BUILD / f"dump-{Path(script).stem}-{key}"
+    if (out / name / "model.zip").is_file():
+        return out / name
+    with _locked():
+        if (out / name / "model.zip").is_file():
+            return out / name
+        tmp = BUILD / f".tmp-dump-{key}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        done = subprocess.run(
+            [str(python), str(SCRIPTS / script), str(tmp)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp,
+            check=False,
+        )
+        if done.returncode != 0 or not (tmp / name / "model.zip").is_file():
+            shutil.rmtree(tmp, ignore_errors=True)
+            pytest.fail(f"{script} did not dump {name}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+        shutil.rmtree(out, ignore_errors=True)
+        os.rename(tmp, out)
+    return out / name
+
+
+def call_directly(dump_dir: Path, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each call ({"method", "request": bytes}) made on the dump by the Acumos client itself, in the
+    Python that dumped it: [{"response": bytes} | {"error": class name, "message"}]."""
+    done = subprocess.run(
+        [str(acumos_python()), str(SCRIPTS / "call_dump.py"), str(dump_dir)],
+        input=json.dumps([{"method": c["method"], "request": c["request"].hex()} for c in calls]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    answers: list[dict[str, Any]] = json.loads(done.stdout)
+    for answer in answers:
+        if "response" in answer:
+            answer["response"] = bytes.fromhex(answer["response"])
+    return answers
