@@ -498,7 +498,9 @@ def _bundle_folders(target: str, options: ModelOptions, work: Path) -> list[Path
         # a folder of bundles
         found: list[Path] = []
         for j, child in enumerate(sorted(path.iterdir())):
-            if child.is_dir() and (child / "metadata.json").exists():
+            if is_acumos_dump(child):
+                found.append(onboarding.bundle_from_acumos(child, dest=work / f"b{j}", validate=False))
+            elif child.is_dir() and (child / "metadata.json").exists():
                 found.append(child)
             elif child.suffix == ".zip":
                 found.append(_unzip(child, work / f"b{j}"))

@@ -400,7 +400,9 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         # moment gunicorn gives kept-alive ones (STOP_LINGER): its request may be on its way.
         lingered = self._stopping_since is not None and now >= self._stopping_since + STOP_LINGER
         for request in list(self._receiving.values()):
-            if force or (lingered and request.total == 0):
+            if lingered and not force and request.total == 0 and _has_input(request.conn.sock):
+                self._receive(request)  # arrived while the loop was busy (e.g. a graceful close)
+            elif force or (lingered and request.total == 0):
                 self._close(request)
             elif now >= self._deadline(request):
                 if request.total == 0:  # never sent a byte: closed, as gunicorn closes idle connections

@@ -274,7 +274,9 @@ def _requirements(dependencies: Any, where: str) -> str:
         )
     if "acumos" not in names:
         lines.append(f"{ACUMOS_CLIENT}  # loads the dump (acumos.wrapped.load_model)")
-    lines.extend(pinned)
+    # sorted: Acumos lists them in no stable order, and one text is one environment (shared by dumps
+    # of the same packages)
+    lines.extend(sorted(pinned, key=str.lower))
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -128,6 +129,45 @@ def test_the_model_class_serves_the_dump_under_the_python_that_dumped_it(
     assert ours[3]["message"].startswith(
         f"not a valid binary {contract.method('classify').input_type.full_name}"
     )
+
+
+LOAD_ONLY = """
+import json, sys
+from pathlib import Path
+from runner.bundle import read_metadata
+from runner.contract import Contract
+from runner.errors import ModelRunnerError
+from runner.runtimes.python.acumos import AcumosModel
+
+folder, fds = Path(sys.argv[1]), Path(sys.argv[2]).read_bytes()
+try:
+    AcumosModel(folder, read_metadata(folder), Contract((folder / "model.proto").read_text(), "model.proto", fds))
+except ModelRunnerError as err:
+    print(json.dumps({"kind": err.kind.value, "message": err.message}))
+"""
+
+
+def test_a_pickle_that_does_not_load_refuses_the_bundle_naming_why(iris_dump: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(iris_dump, broken)
+    with zipfile.ZipFile(iris_dump / "model.zip") as src, zipfile.ZipFile(broken / "model.zip", "w") as out:
+        for info in src.infolist():
+            out.writestr(info, b"not a pickle" if info.filename == "model.pkl" else src.read(info))
+    bundle = tmp_path / "bundle"
+    convert_dump(broken, bundle)
+    (tmp_path / "contract.fds").write_bytes(contract_of(bundle).file_descriptor_set)
+    done = subprocess.run(
+        [str(acumos_python()), "-c", LOAD_ONLY, str(bundle), str(tmp_path / "contract.fds")],
+        env={**os.environ, "PYTHONPATH": str(RUNNER_SOURCE_ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    refused = json.loads(done.stdout)
+    assert refused["kind"] == "invalid_bundle"
+    assert refused["message"].startswith("iris-acumos: acumos.wrapped.load_model failed: UnpicklingError")
 
 
 def zip_of(folder: Path) -> bytes:

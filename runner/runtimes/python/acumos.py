@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf.message import DecodeError
+
 from runner.bundle import ACUMOS_DIR, BundleLimits, Metadata
 from runner.bundle.files import path_problem
 from runner.bundle.metadata import ACUMOS_MODEL_ZIP
@@ -153,8 +155,6 @@ class AcumosModel:
                 f"method {method!r} is not in the contract",
                 detail={"method": method, "methods": list(self._bindings)},
             )
-        from google.protobuf.message import DecodeError  # noqa: PLC0415 (imported by acumos already)
-
         try:
             message = binding.input_type.FromString(bytes(request))
         except (DecodeError, RuntimeError, ValueError) as err:

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from runner.bundle import ACUMOS_ENTRY_POINT, Metadata, open_bundle, read_metadata
-from runner.errors import InvalidBundle
+from runner.bundle import ACUMOS_ENTRY_POINT, Metadata, extract_bundle, open_bundle, read_metadata
+from runner.errors import BadInput, InvalidBundle
 from runner.runtimes.environments import declares_environment, read_requirements
 from runner.runtimes.python.acumos import unpack_model_zip
-from runner.serving.acumos import convert_dump, converted_in_place, is_acumos_dump, model_name
+from runner.serving.acumos import accepting_dump, convert_dump, converted_in_place, is_acumos_dump, model_name
+from runner.serving.onboarding import ModelOptions, bundle_from_source
 
 PACKAGE = "KHIUKPhAhThgWvOTeldlgyeNmBEgWkgc"
 PROTO = f"""syntax = "proto3";
@@ -185,10 +186,10 @@ def test_the_bundle_keeps_the_dump_and_its_contract_unchanged(tmp_path: Path) ->
     assert declares_environment(bundle, meta)
     text = read_requirements(bundle)
     assert [line for line in text.splitlines() if not line.startswith("#")] == [
+        "acumos==1.0.1",
+        "dill==0.4.1",
         "numpy==2.0.2",
         "scikit-learn==1.6.1",
-        "dill==0.4.1",
-        "acumos==1.0.1",
     ]
 
 
@@ -336,3 +337,44 @@ def test_the_model_zip_is_unpacked_with_an_uploads_checks(tmp_path: Path) -> Non
     empty.write_bytes(model_zip({"context.json": b"{}"}))
     with pytest.raises(InvalidBundle, match="holds no model.pkl"):
         unpack_model_zip(empty, tmp_path / "empty")
+
+
+def test_onboarding_a_zipped_dump_takes_a_name_and_examples(tmp_path: Path) -> None:
+    dump = make_dump(tmp_path / "dump")
+    (tmp_path / "dump.zip").write_bytes(zip_folder(dump, top="iris-acumos"))
+    bundle = bundle_from_source(
+        str(tmp_path / "dump.zip"),
+        ModelOptions(name="iris", examples=('add={"x": 1.5, "y": 2}',)),
+        dest=tmp_path / "bundle",
+        validate=False,
+    )
+    meta = read_metadata(bundle)
+    assert meta.name == "iris"
+    assert meta.examples["add"] == [{"x": 1.5, "y": 2}]
+    assert meta.examples["classify"] == [
+        {"sepal_length": [0.0], "sepal_width": [0.0], "petal_length": [0.0], "petal_width": [0.0]}
+    ]
+    assert (bundle / "acumos" / "model.zip").read_bytes() == (dump / "model.zip").read_bytes()
+
+
+def test_onboarding_a_dump_refuses_the_flags_of_jars_and_classes(tmp_path: Path) -> None:
+    dump = make_dump(tmp_path / "dump")
+    with pytest.raises(BadInput, match="--class apply to a JAR or a Python class"):
+        bundle_from_source(
+            str(dump), ModelOptions(class_name="org.acme.X"), dest=tmp_path / "b", validate=False
+        )
+    assert not (tmp_path / "b").exists()
+
+
+def test_an_uploaded_zip_of_a_dump_is_converted_where_it_is_unpacked(tmp_path: Path) -> None:
+    dump = make_dump(tmp_path / "dump")
+    staged = tmp_path / "stage" / "bundle"
+    with accepting_dump(staged):
+        extract_bundle(zip_folder(dump), staged)
+    assert read_metadata(staged).acumos_dump
+    assert open_bundle(staged).proto_text == PROTO
+
+    (dump / "metadata.json").unlink()  # no longer a dump: the unpacking's own refusal stands
+    other = tmp_path / "stage2" / "bundle"
+    with pytest.raises(InvalidBundle, match="no metadata.json"), accepting_dump(other):
+        extract_bundle(zip_folder(dump), other)
