@@ -385,8 +385,11 @@ def test_a_retiring_worker_answers_requests_arriving_on_its_idle_connections(tmp
             "the worker to retire",
             describe=lambda: serve.log_text()[-4000:],
         )
+        # both arrive while it stops (a client that sends nothing for the 2 s it lingers is closed, as
+        # gunicorn closes idle kept-alive connections then)
+        idle.sendall(request)
+        fresh.sendall(request)
         for sock in (idle, fresh):
-            sock.sendall(request)
             status, headers, _ = read_response(sock)
             assert status == 200, headers
             assert sock.recv(1) == b""  # then the worker closes the connection (a clean end, no reset)
