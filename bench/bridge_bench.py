@@ -200,7 +200,9 @@ def main() -> int:
             "JavaModel.call, no deadline",
         )
     )
-    rows.append(("  same, with a 30 s deadline", f"{t_bridge_timed * us:.2f} µs/call", "on a host call thread"))
+    rows.append(
+        ("  same, with a 30 s deadline", f"{t_bridge_timed * us:.2f} µs/call", "on a host call thread")
+    )
     rows.append(
         ("  same, incl. Python protobuf build+serialize+parse", f"{t_bridge_msg * us:.2f} µs/call", "")
     )

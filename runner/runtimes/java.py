@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _start_lock = threading.Lock()
+_STUCK_GRACE_OPTION = "-Dmodelrunner.stuckGraceMillis="
 _VERSIONS_DIR = "versions"  # <repo>/models/<name>/versions/<N>: the repository's layout (runner.store)
 
 
@@ -114,6 +115,9 @@ def ensure_jvm(jvm_options: Sequence[str], settings: Settings, *, name: str = "m
         with _start_lock:
             if not jvm.jvm_started():
                 options = list(dict.fromkeys([*settings.jvm_options, *jvm_options]))
+                if not any(o.startswith(_STUCK_GRACE_OPTION) for o in options):
+                    # the host declares a call stuck itself: with the same grace as Python calls
+                    options.append(f"{_STUCK_GRACE_OPTION}{round(settings.stuck_grace * 1000)}")
                 jvm.start_jvm(options, max_heap=settings.jvm_max_heap)
                 return
         jvm.require_jvm_options(list(jvm_options))

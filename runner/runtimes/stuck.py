@@ -117,7 +117,8 @@ def python_calls(grace: float = DEFAULT_GRACE, *, abandoned_too: bool = False) -
 
 def java_calls(grace: float = DEFAULT_GRACE, *, abandoned_too: bool = False) -> list[StuckCall]:
     """The Java calls still running ``grace`` seconds past their deadline (runner.runtimes.java, which
-    lists them once past the bridge's own grace: ``-Dmodelrunner.stuckGraceMillis``, 2 s)."""
+    lists them once past the bridge's own grace, ``-Dmodelrunner.stuckGraceMillis``: the JVM of a
+    serving process is started with ``stuck_grace``)."""
     from runner.runtimes import java  # noqa: PLC0415 (never imports the bridge itself; cheap without a JVM)
 
     try:
