@@ -11,7 +11,8 @@ validated (before its version is published, so serving processes find it ready),
 every later bundle with the same key. A build is atomic: it happens in a temporary folder beside,
 under a file lock per key (one builder across processes), and is renamed into place once complete;
 a failed or timed-out build leaves nothing and raises InvalidBundle with the installer's last lines.
-``uv`` is used when it is on PATH, else ``python -m venv`` and pip.
+``uv`` is used when it is installed (on PATH or beside the server's interpreter), else ``python -m venv``
+and pip.
 
 The environment does not see the server's site-packages. Besides the bundle's requirements it gets
 what the child's own code (runner.runtimes.child, runner.runtimes.python, runner.contract,
@@ -313,13 +314,23 @@ def build_environment(spec: EnvironmentSpec, envs: Path, *, timeout: float) -> P
     return final
 
 
+def uv_path() -> str | None:
+    """uv, when installed: on PATH, or beside this interpreter (``pip install uv`` puts it there, which
+    is not on PATH when the server's venv is not activated). None: ``python -m venv`` and pip."""
+    found = shutil.which("uv")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "uv"
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
 def _create(spec: EnvironmentSpec, env: Path, work: Path, deadline: float, timeout: float) -> None:
     requirements = work / REQUIREMENTS_FILE
     requirements.write_text(spec.requirements + "\n", "utf-8")
     ours = work / "runner-requirements.txt"
     ours.write_text("\n".join(spec.ours) + "\n", "utf-8")
     python = str(env / "bin" / "python")
-    uv = shutil.which("uv")
+    uv = uv_path()
     if uv:
         steps = [
             ("uv venv", [uv, "venv", "--quiet", "--python", spec.interpreter.path, str(env)]),
@@ -373,7 +384,7 @@ def _run(
         ) from None
     if process.returncode != 0:
         tail = _tail(output)
-        failed = _failed_requirement(output)
+        failed = _failed_requirement(output, spec.requirements)
         last = next((line for line in reversed(tail) if "error" in line.lower()), tail[-1] if tail else "")
         raise InvalidBundle(
             f"{REQUIREMENTS_FILE}: the model's Python {python} environment could not be built"
@@ -398,12 +409,27 @@ _FAILED_PATTERNS = (
 )
 
 
-def _failed_requirement(output: str) -> str | None:
+def _failed_requirement(output: str, requirements: str) -> str | None:
+    """The requirement the installer could not satisfy, as the bundle wrote it (uv names only the
+    package: its line in ``requirements`` is looked up)."""
     for pattern in _FAILED_PATTERNS:
         match = pattern.search(output)
         if match:
-            return match.group(1)
+            return _as_written(match.group(1), requirements)
     return None
+
+
+def _as_written(found: str, requirements: str) -> str:
+    name = _normalized(re.split(r"[\s=<>!~;\[@]", found, maxsplit=1)[0])
+    for line in requirements.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and _normalized(re.split(r"[\s=<>!~;\[@]", line, maxsplit=1)[0]) == name:
+            return line
+    return found
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _tail(output: str) -> list[str]:

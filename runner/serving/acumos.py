@@ -49,6 +49,8 @@ SCHEMA_PREFIX = "acumos.schema.model:"
 """What the ``schema`` of an Acumos model's metadata.json starts with."""
 ACUMOS_CLIENT = "acumos==1.0.1"
 """The Acumos Python client the model's environment gets unless the dump names its own."""
+PKG_RESOURCES = "setuptools<81"
+"""setuptools 81 drops pkg_resources."""
 PROTOBUF_MEDIA = "application/vnd.google.protobuf"
 _METADATA_MAX_BYTES = 1024 * 1024
 _EXAMPLE_DEPTH = 8
@@ -274,6 +276,9 @@ def _requirements(dependencies: Any, where: str) -> str:
         )
     if "acumos" not in names:
         lines.append(f"{ACUMOS_CLIENT}  # loads the dump (acumos.wrapped.load_model)")
+    if "setuptools" not in names:
+        # acumos imports pkg_resources without declaring it; a venv made by uv has no setuptools
+        lines.append(f"{PKG_RESOURCES}  # pkg_resources, which acumos imports")
     # sorted: Acumos lists them in no stable order, and one text is one environment (shared by dumps
     # of the same packages)
     lines.extend(sorted(pinned, key=str.lower))

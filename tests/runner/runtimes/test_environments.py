@@ -31,6 +31,7 @@ from runner.runtimes.environments import (
     ensure_environment,
     environment_spec,
     find_interpreter,
+    uv_path,
 )
 from runner.settings import Settings
 from tests.waiting import wait_for
@@ -188,9 +189,21 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("repo")
 
 
+@pytest.fixture(params=["uv", "pip"])
+def installer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each real build once with uv and once with ``python -m venv`` and pip (no uv)."""
+    if request.param == "uv":
+        if uv_path() is None:
+            pytest.skip("uv is not installed (the test extra installs it)")
+    else:
+        monkeypatch.setattr("runner.runtimes.environments.uv_path", lambda: None)
+    return str(request.param)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_an_environment_has_its_own_packages_and_not_the_servers(repo: Path, tmp_path: Path) -> None:
+def test_an_environment_has_its_own_packages_and_not_the_servers(tmp_path: Path, installer: str) -> None:
+    repo = tmp_path / "repo"  # each installer builds its own
     settings = Settings(repo=repo)
     folder = bundle(tmp_path / "b", "six==1.15.0\n")
     argv, env = child_interpreter(folder, python_meta(), settings)
@@ -224,7 +237,9 @@ def test_an_environment_has_its_own_packages_and_not_the_servers(repo: Path, tmp
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_a_requirement_that_does_not_exist_is_named_and_leaves_nothing(tmp_path: Path) -> None:
+def test_a_requirement_that_does_not_exist_is_named_and_leaves_nothing(
+    tmp_path: Path, installer: str
+) -> None:
     settings = Settings(repo=tmp_path / "repo")
     folder = bundle(tmp_path / "b", "six==1.15.0\nmodel-runner-no-such-package-4242==1.0\n")
     with pytest.raises(InvalidBundle) as caught:

@@ -186,6 +186,7 @@ def test_the_bundle_keeps_the_dump_and_its_contract_unchanged(tmp_path: Path) ->
     assert declares_environment(bundle, meta)
     text = read_requirements(bundle)
     assert [line for line in text.splitlines() if not line.startswith("#")] == [
+        "setuptools<81  # pkg_resources, which acumos imports",
         "acumos==1.0.1",
         "dill==0.4.1",
         "numpy==2.0.2",
@@ -207,6 +208,7 @@ def test_the_client_and_the_indexes_are_added_and_names_and_examples_can_be_give
     assert read_requirements(bundle).splitlines()[1:] == [
         "--extra-index-url https://pypi.example.org/simple",
         "acumos==1.0.1  # loads the dump (acumos.wrapped.load_model)",
+        "setuptools<81  # pkg_resources, which acumos imports",
         "scikit-learn==1.6.1",
         "six",
     ]
