@@ -47,6 +47,9 @@ ANSWER = struct.Struct("<IB")
 CONTROL = struct.Struct("<I")
 """length of the JSON message that follows (child -> parent)."""
 OK, FAILED = 0, 1
+SPIN_SECONDS = float(os.environ.get("MODEL_RUNNER_CHANNEL_SPIN_US", "25")) * 1e-6
+"""How long a read polls before it blocks: an answer (or the next request of a busy caller) usually comes
+within it, and a blocked thread's wake-up costs more than the poll (bench/isolation_bench.py)."""
 CONNECT, STOP = b"C", b"S"
 
 
@@ -63,6 +66,12 @@ class Channel:
 
     def _fill(self, need: int, deadline: float | None) -> bool:
         while len(self._buf) < need:
+            chunk = self._spin(max(need - len(self._buf), 65536))
+            if chunk is not None:
+                if not chunk:
+                    return False
+                self._buf += chunk
+                continue
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -73,6 +82,22 @@ class Channel:
                 return False
             self._buf += chunk
         return True
+
+    def _spin(self, size: int) -> bytes | None:
+        """What arrives within SPIN_SECONDS, polled without sleeping; None if nothing did. A thread woken
+        from a blocking read costs tens of microseconds here, more than the call it waits for (a model
+        slower than the poll pays the poll in vain: SPIN_SECONDS of one core per call)."""
+        if SPIN_SECONDS <= 0:
+            return None
+        if self.sock.gettimeout() is not None:
+            self.sock.settimeout(None)  # MSG_DONTWAIT returns at once only on a blocking socket
+        end = time.perf_counter() + SPIN_SECONDS
+        while True:
+            try:
+                return self.sock.recv(size, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if time.perf_counter() >= end:
+                    return None
 
     def read(
         self, header: struct.Struct, deadline: float | None = None
