@@ -420,16 +420,18 @@ def _failed_requirement(output: str, requirements: str) -> str | None:
 
 
 def _as_written(found: str, requirements: str) -> str:
-    name = _normalized(re.split(r"[\s=<>!~;\[@]", found, maxsplit=1)[0])
+    name = project_name(found)
     for line in requirements.splitlines():
         line = line.split("#", 1)[0].strip()
-        if line and _normalized(re.split(r"[\s=<>!~;\[@]", line, maxsplit=1)[0]) == name:
+        if line and project_name(line) == name:
             return line
     return found
 
 
-def _normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+def project_name(requirement: str) -> str:
+    """The project a requirement names, normalized as pip compares names (``Scikit_Learn>=1.6`` ->
+    ``scikit-learn``)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\s=<>!~;\[@]", requirement.strip(), maxsplit=1)[0]).lower()
 
 
 def _tail(output: str) -> list[str]:

@@ -44,6 +44,7 @@ from runner.bundle import (
 from runner.bundle.metadata import ACUMOS_MODEL_ZIP
 from runner.contract import Contract
 from runner.errors import InvalidBundle, ModelRunnerError
+from runner.runtimes.environments import project_name
 
 SCHEMA_PREFIX = "acumos.schema.model:"
 """What the ``schema`` of an Acumos model's metadata.json starts with."""
@@ -268,7 +269,7 @@ def _requirements(dependencies: Any, where: str) -> str:
         else:
             problems.append(f"pip requirement {req_name}: version {version!r} is not a version")
             continue
-        names.append(re.sub(r"[-_.]+", "-", req_name).lower())
+        names.append(project_name(req_name))
     if problems:
         raise InvalidBundle(
             f"{where}: " + "; ".join(problems),

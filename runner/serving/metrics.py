@@ -65,6 +65,7 @@ from prometheus_client.process_collector import ProcessCollector
 from runner.errors import Kind, ModelRunnerError
 from runner.runtimes import jvm_stats
 from runner.serving.access import current_access, flush_all
+from runner.store.files import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -558,23 +559,13 @@ def prepare_multiprocess(base: Path | None = None) -> Path:
         base = Path(tempfile.gettempdir()) / f"model-runner-metrics-{os.getuid()}"
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
     for child in base.iterdir():
-        if child.name.isdigit() and int(child.name) != os.getpid() and not _alive(int(child.name)):
+        if child.name.isdigit() and int(child.name) != os.getpid() and not pid_alive(int(child.name)):
             shutil.rmtree(child, ignore_errors=True)
     folder = base / str(os.getpid())
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(mode=0o700)
     os.environ[MULTIPROC_ENV] = str(folder)
     return folder
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def serve_port(host: str, port: int) -> int:
