@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import pytest
 import requests
 
 from tests.bridge.conftest import FAULTS_PROTO, build_bundle
+from tests.e2e.load import HealthyLoad
 from tests.e2e.serve_process import Serve, alive, children_of, start_serve
 from tests.runner.runtimes.test_process_isolation import python_bundle
 from tests.waiting import wait_for
@@ -42,7 +42,6 @@ from tests.waiting import wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
 MODES = ("in-process", "process")
-SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 HEALTHY = ("iris", "iris-python")
 DEADLINE = 1.0
 DEADLINE_MARGIN = 3.0  # generous: two cores shared with the load and a JVM or two
@@ -147,54 +146,6 @@ def served(
     assert not list(tmp.glob("core*")) and not list(tmp.glob("hs_err_pid*.log"))
 
 
-class Load:
-    """Predictions on the healthy models throughout, two threads each, every thread on its own keep-alive
-    session. Every failure is kept."""
-
-    def __init__(self, served: Served) -> None:
-        self.served = served
-        self.stop = threading.Event()
-        self.failures: list[str] = []
-        self.answered = dict.fromkeys(HEALTHY, 0)
-        self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(m,)) for m in HEALTHY for _ in range(2)]
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(60)
-
-    def _run(self, model: str) -> None:
-        url = f"{self.served.serve.base}/models/{model}/methods/Classify"
-        with requests.Session() as session:
-            while not self.stop.is_set():
-                try:
-                    r = session.post(url, json=SETOSA, timeout=60)
-                    ok = r.status_code == 200 and r.json().get("species") == "setosa"
-                    failure = None if ok else f"{model}: {r.status_code} {r.text[:300]}"
-                except requests.RequestException as err:
-                    failure = f"{model}: {err!r}"
-                with self._lock:
-                    if failure is None:
-                        self.answered[model] += 1
-                    else:
-                        self.failures.append(failure)
-
-    def wait_answers(self, more: int = 5) -> None:
-        """Until each healthy model has answered ``more`` more calls (the load runs across the fault)."""
-        start = dict(self.answered)
-        wait_for(
-            lambda: all(self.answered[m] >= start[m] + more for m in HEALTHY) or self.failures,
-            60,
-            "the healthy models to answer",
-        )
-
-
 @dataclass(frozen=True)
 class Fault:
     name: str
@@ -269,7 +220,7 @@ FAULTS = [
 
 def check_fault(served: Served, fault: Fault) -> None:
     request_id = f"fault-matrix-{served.mode}-{fault.name}"
-    with Load(served) as load:
+    with HealthyLoad(served.serve.base, HEALTHY) as load:
         load.wait_answers()
         began = time.monotonic()
         r = served.post(

@@ -6,20 +6,18 @@ message, or 504 at their deadline), the faulty model serves again right after, a
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.e2e.load import HealthyLoad
 from tests.e2e.serve_process import alive, children_of, start_serve
 from tests.runner.runtimes.test_process_isolation import python_bundle
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
-
-SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
 def test_faults_of_an_isolated_model_touch_nothing_else(
@@ -32,27 +30,7 @@ def test_faults_of_an_isolated_model_touch_nothing_else(
     try:
         workers = children_of(served.proc.pid)
         assert len(workers) == 1, served.log_text()[-3000:]
-        healthy_url = f"{served.base}/models/iris-python/methods/Classify"
         faulty_url = f"{served.base}/models/faulty/methods/Classify"
-
-        answered = [0]
-        failures: list[str] = []
-        stop = threading.Event()
-
-        def load_client() -> None:
-            with requests.Session() as session:  # keep-alive
-                while not stop.is_set():
-                    try:
-                        r = session.post(healthy_url, json=SETOSA, timeout=30)
-                        if r.status_code != 200 or r.json()["species"] != "setosa":
-                            failures.append(f"{r.status_code} {r.text[:300]}")
-                    except requests.RequestException as err:
-                        failures.append(repr(err))
-                    answered[0] += 1
-
-        clients = [threading.Thread(target=load_client) for _ in range(4)]
-        for t in clients:
-            t.start()
 
         def fault(how: int, **headers: str) -> requests.Response:
             return requests.post(faulty_url, json={"sepal_length": how}, headers=headers, timeout=60)
@@ -60,7 +38,7 @@ def test_faults_of_an_isolated_model_touch_nothing_else(
         def faulty_serves() -> bool:
             return fault(0).status_code == 200
 
-        try:
+        with HealthyLoad(served.base, ["iris-python"], threads=4) as load:
             wait_for(faulty_serves, 60, "the faulty model to serve")
             for how, what in ((2, "exited with signal SIGSEGV"), (1, "exited with code 7")):
                 r = fault(how)
@@ -83,13 +61,9 @@ def test_faults_of_an_isolated_model_touch_nothing_else(
             wait_for(lambda: "still runs Classify" in served.log_text(), 60, "the stuck child to be replaced")
             wait_for(lambda: "replaced pid" in served.log_text(), 60, "the replacement to take over")
             assert faulty_serves()
-        finally:
-            stop.set()
-            for t in clients:
-                t.join(60)
 
-        assert failures == [], failures[:5]
-        assert answered[0] > 50
+        assert load.failures == [], load.failures[:5]
+        assert load.answered["iris-python"] > 50
         assert children_of(served.proc.pid) == workers and all(alive(pid) for pid in workers)
         log = served.log_text()
         assert (
