@@ -177,10 +177,12 @@ def http_spin(serve: Serve, request_id: str) -> float:
 
 
 def grpc_spin(serve: Serve, request_id: str) -> float:
-    """The same over gRPC (a new connection each time, so that calls spread over the processes)."""
+    """The same over gRPC (a new connection each time, so that calls spread over the processes: a local
+    subchannel pool, or grpc reuses a connection another channel to the same address holds)."""
     request = SPIN.input_class("Spin")(n=1).SerializeToString()
     began = time.monotonic()
-    with grpc.insecure_channel(f"127.0.0.1:{serve.info['grpc_port']}") as channel:
+    address = f"127.0.0.1:{serve.info['grpc_port']}"
+    with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
         call = channel.unary_unary(f"/{SPIN.full_service_name}/Spin")
         with pytest.raises(grpc.RpcError) as raised:
             call(request, timeout=DEADLINE, metadata=[("x-request-id", request_id)])
