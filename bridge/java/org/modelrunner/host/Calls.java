@@ -34,11 +34,9 @@ final class Calls {
 
     /** Model code to run on a call thread. {@link #run} stores its outcome; it must not throw. */
     abstract static class Task {
-        static final int RUNNING = 0, DONE = 1, ABANDONED = 2;
-        private static final AtomicIntegerFieldUpdater<Task> STATE = AtomicIntegerFieldUpdater.newUpdater(Task.class, "state");
-
-        private volatile int state;
-        private Thread waiter;
+        /** What its caller waits on, apart from the task: the call thread signals it holding nothing of the task
+         * (which reaches the model version), so a version closed by the task is unreachable once its caller goes on. */
+        final Completion done = new Completion();
         /** The call thread that runs it (set before it runs). */
         volatile Thread runner;
         /** Set by run when the watchdog interrupted or stopped the call: its thread must not be reused. */
@@ -48,6 +46,16 @@ final class Calls {
 
         /** The outcome of a run that threw past {@link #run}'s own handling (e.g. an error while formatting one). */
         abstract void failed(Throwable e);
+    }
+
+    /** A task's state as its caller sees it: running, done, or abandoned at the deadline. */
+    static final class Completion {
+        static final int RUNNING = 0, DONE = 1, ABANDONED = 2;
+        private static final AtomicIntegerFieldUpdater<Completion> STATE =
+                AtomicIntegerFieldUpdater.newUpdater(Completion.class, "state");
+
+        private volatile int state;
+        private Thread waiter;
 
         private void complete() {
             if (STATE.compareAndSet(this, RUNNING, DONE)) LockSupport.unpark(waiter);
@@ -60,7 +68,8 @@ final class Calls {
      * watchdog.
      */
     static boolean runUntil(Task t, long deadlineNanos) {
-        t.waiter = Thread.currentThread();
+        Completion c = t.done;
+        c.waiter = Thread.currentThread();
         Worker w = IDLE.pollFirst();
         if (w == null) {
             new Worker(t).start();
@@ -69,13 +78,13 @@ final class Calls {
             LockSupport.unpark(w);
         }
         long spinUntil = System.nanoTime() + SPIN_NANOS;
-        while (t.state == Task.RUNNING && System.nanoTime() - spinUntil < 0) Thread.onSpinWait();
+        while (c.state == Completion.RUNNING && System.nanoTime() - spinUntil < 0) Thread.onSpinWait();
         boolean interrupted = false;
         try {
-            while (t.state == Task.RUNNING) {
+            while (c.state == Completion.RUNNING) {
                 long left = deadlineNanos - System.nanoTime();
                 if (left <= 0) {
-                    if (Task.STATE.compareAndSet(t, Task.RUNNING, Task.ABANDONED)) {
+                    if (Completion.STATE.compareAndSet(c, Completion.RUNNING, Completion.ABANDONED)) {
                         Guard.ABANDONED.increment();
                         return false;
                     }
@@ -130,15 +139,17 @@ final class Calls {
                     t.retire = true;
                     t.failed(e);
                 }
-                if (t.retire) { // a Thread.stop may still land: this thread serves no further call
-                    t.complete();
+                Completion done = t.done;
+                boolean retire = t.retire;
+                t = null; // the caller may go on (and collect the version) the moment it hears: hold nothing of it
+                task = null;
+                if (retire) { // a Thread.stop may still land: this thread serves no further call
+                    done.complete();
                     return;
                 }
                 // idle before the caller hears of it, so that its next call finds this thread
-                task = null;
                 IDLE.offerFirst(this);
-                t.complete();
-                t = null; // an idle thread must not pin the last call's model version
+                done.complete();
                 t = next();
             }
         }
