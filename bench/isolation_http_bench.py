@@ -65,6 +65,14 @@ def check_model(base: str, name: str, isolation: str) -> None:
         )
 
 
+def load_averages(before: tuple[float, float, float]) -> str:
+    """The machine's load averages (1/5/15 min) ``before`` the run and now, for a report's first line."""
+    return "; ".join(
+        f"{when} {' '.join(f'{x:.2f}' for x in avg)}"
+        for when, avg in (("before", before), ("after", os.getloadavg()))
+    )
+
+
 def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """The round with the median requests/s (a real round, so its p50/p99 belong together)."""
     result = dict(sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2])
@@ -120,10 +128,7 @@ def main() -> None:
             stop(proc)
 
     results = {name: median_round(rs) for name, rs in rounds.items()}
-    load = "; ".join(
-        f"{when} {' '.join(f'{x:.2f}' for x in avg)}"
-        for when, avg in (("before", load_before), ("after", os.getloadavg()))
-    )
+    load = load_averages(load_before)
     print(
         f"# isolation_http_bench {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
         f"{os.cpu_count()} cores, load average (1/5/15 min) {load}; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +77,14 @@ class JavaModel:
         bindings: dict[str, dict[str, Any]],
         class_name: str,
         tag: str = "",
+        json_rpcs: frozenset[str] = frozenset(),
     ):
         self._slot = slot
         self._index = index
         self.bindings = bindings
+        self.json_rpcs = json_rpcs
+        """The rpcs whose JSON the host maps itself (:meth:`call_json`): those whose messages hold no
+        google.protobuf type (well-known types have JSON forms of their own)."""
         self.class_name = class_name
         self.tag = tag or output.tag(class_name, None)
         """How this version's output lines are tagged: ``model=iris version=3 pid=1234``."""
@@ -137,6 +141,7 @@ class JavaModel:
         ]
         index: dict[str, int] = {}
         bindings: dict[str, dict[str, Any]] = {}
+        json_rpcs: set[str] = set()
         try:
             for m in service.methods:
                 ov = (overrides or {}).get(m.name) or {}
@@ -159,6 +164,8 @@ class JavaModel:
                         continue
                     raise err from None
                 index[m.name] = info.pop("index")
+                if info.pop("json", False):
+                    json_rpcs.add(m.name)
                 bindings[m.name] = info
             if problems:
                 raise BindError(
@@ -169,7 +176,9 @@ class JavaModel:
         except BaseException:
             slot.close()
             raise
-        return cls(slot, index, bindings, class_name, output.tag(name or class_name, version))
+        return cls(
+            slot, index, bindings, class_name, output.tag(name or class_name, version), frozenset(json_rpcs)
+        )
 
     def call(self, rpc: str, request: bytes, timeout: float | None = None) -> bytes:
         """Serialized request message in, serialized response message out.
@@ -177,6 +186,38 @@ class JavaModel:
         With a ``timeout`` (seconds) the model runs on a host call thread and this answers at the deadline
         at the latest (JavaDeadlineError), whatever the model does; the host goes on stopping a call it
         abandoned (bridge.jvm.stuck_calls lists it once well overdue). Without, it runs on this thread."""
+        return self._invoke(rpc, request, timeout, lambda slot, idx, data, ms: slot.call(idx, data, ms))
+
+    def call_json(
+        self,
+        rpc: str,
+        request: bytes,
+        *,
+        json_in: bool,
+        json_out: bool,
+        timeout: float | None = None,
+        max_json_depth: int = 64,
+    ) -> bytes:
+        """As :meth:`call`, the request in proto3 JSON when ``json_in`` and the answer in proto3 JSON when
+        ``json_out``: the host parses and prints the mapping itself (ProtoJson.java, for the rpcs of
+        :attr:`json_rpcs`), as runner/contract/codec.py would. A request it refuses is a JavaModelError
+        with detail ``input`` (and ``path``: where), JSON nested deeper than ``max_json_depth`` included."""
+        return self._invoke(
+            rpc,
+            request,
+            timeout,
+            lambda slot, idx, data, ms: slot.callJson(idx, data, json_in, json_out, ms, max_json_depth),
+        )
+
+    def _invoke(
+        self,
+        rpc: str,
+        request: bytes,
+        timeout: float | None,
+        host_call: Callable[[Any, int, bytes, int], Any],
+    ) -> bytes:
+        """``host_call(slot, rpc's index, request, timeout in ms: 0 for none)`` of the host, its errors
+        translated (the shared part of :meth:`call` and :meth:`call_json`)."""
         idx = self._index.get(rpc)
         if idx is None:
             raise BridgeError(f"no rpc {rpc!r} bound (bound: {sorted(self._index)})", {"rpc": rpc})
@@ -184,7 +225,7 @@ class JavaModel:
         if type(request) is not bytes:
             request = bytes(request)
         try:
-            return bytes(self._slot.call(idx, request, ms))
+            return bytes(host_call(self._slot, idx, request, ms))
         except AttributeError:
             if self._slot is None:
                 raise BridgeError(f"{self.class_name} is closed", {"rpc": rpc}) from None

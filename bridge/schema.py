@@ -37,9 +37,10 @@ def service_schema(service: ServiceDescriptor) -> str:
                 f.message_type.full_name if f.message_type else f.enum_type.full_name if f.enum_type else "-"
             )
             json_name = f.json_name if f.json_name and not _SEPARATORS & set(f.json_name) else "-"
+            oneof = f.containing_oneof.name if f.containing_oneof is not None else "-"
             lines.append(
                 f"F\t{f.name}\t{f.number}\t{f.type}\t{int(_repeated(f))}\t{int(f.has_presence)}\t{ref}"
-                f"\t{json_name}"
+                f"\t{json_name}\t{oneof}"
             )
     for ed in enums.values():
         lines.append(f"E\t{ed.full_name}\t" + ",".join(f"{v.name}={v.number}" for v in ed.values))

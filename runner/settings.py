@@ -304,6 +304,10 @@ BYTES = Int(1)
 HOST = Text(r"[A-Za-z0-9._:%-]+", "a host name or IP address")
 TOKEN = Text(r"[!-~]+", "a non-empty token of printable ASCII without spaces")
 MAX_SECONDS = 86400.0
+PATH_PREFIX = Text(
+    r"(/[A-Za-z0-9._~-]+)+",
+    "a URL path like /modelrunner ('/' then segments of letters, digits and . _ ~ -, no trailing '/')",
+)
 
 
 # -------------------------------------------------------------------------------------------- settings
@@ -326,6 +330,9 @@ class Settings:
     """gunicorn worker processes, each with its own JVM and registry."""
     threads: int = setting(8, Int(1, 256))
     """Threads per HTTP worker."""
+    http_server: str = setting("gunicorn", Text(r"gunicorn|granian", "gunicorn or granian"))
+    """The HTTP server running the workers: gunicorn (the default) or granian (its WSGI interface;
+    the optional dependency ``model-runner[granian]``); docs/operations.md says what each keeps."""
     admin_token: str | None = setting(None, TOKEN)
     """Bearer token for admin endpoints; when unset, read from admin_token_file."""
     admin_token_file: Path | None = setting(None, PathRule())
@@ -362,6 +369,15 @@ class Settings:
     floor keeps it from busy-looping."""
     swap_timeout: float = setting(30.0, Seconds(0.0, MAX_SECONDS, above=True))
     """How long an admin call waits for every live serving process to serve a new version (seconds)."""
+    host_id: str | None = setting(
+        None, Text(r"[A-Za-z0-9._-]{1,100}", "1-100 characters from A-Z, a-z, 0-9, '.', '_', '-'")
+    )
+    """This host's name in the serving records of a repository shared by several hosts (a fleet on one
+    volume); unset: the HOSTNAME environment variable (a Kubernetes pod's name), else the machine's
+    name. Hosts sharing a machine's name (network namespaces) need one each."""
+    heartbeat_expiry: float = setting(5.0, Seconds(0.5, 3600.0))
+    """How long another host's serving record may go unchanged (seconds, by the reader's own clock) and
+    still count as live: a swap waits at most this long for a host that died."""
     load_timeout: float = setting(60.0, Seconds(0.0, MAX_SECONDS, above=True))
     """Longest a model version may take to load (seconds): validation before a publish (load and
     examples) beyond it refuses the upload; a serving process abandons a load beyond it, keeps serving
@@ -399,6 +415,15 @@ class Settings:
     environment_build_timeout: float = setting(900.0, Seconds(0.0, MAX_SECONDS, above=True))
     """Longest the build of a Python bundle's own environment (venv + pip) may take (seconds); it comes
     before validation, whose load_timeout it does not count against."""
+    batching: bool = setting(True, Switch())
+    """Adaptive batching for the bundles that declare it (metadata.json ``batching``: concurrent requests
+    of one version and rpc merged into one model call); false: every request is its own call."""
+    acumos_compat: bool = setting(False, Switch())
+    """Acumos clients unchanged: `POST /model/methods/*` reads a body as protobuf whatever its
+    Content-Type (JSON only when it starts with '{', which no protobuf message does) and answers protobuf
+    to a protobuf request (`application/octet-stream` unless a protobuf type was named)."""
+    path_prefix: str | None = setting(None, PATH_PREFIX)
+    """A path every HTTP route also answers under, e.g. '/modelrunner' (Acumos' context root)."""
 
     @classmethod
     def from_env(

@@ -22,6 +22,7 @@ from runner.bundle.files import (
     safe_relpath,
 )
 from runner.bundle.metadata import (
+    ACUMOS_CONFIG_FILE,
     ACUMOS_DIR,
     ACUMOS_ENTRY_POINT,
     CONVENTIONS,
@@ -35,6 +36,7 @@ from runner.bundle.metadata import (
 )
 
 __all__ = [
+    "ACUMOS_CONFIG_FILE",
     "ACUMOS_DIR",
     "ACUMOS_ENTRY_POINT",
     "CONVENTIONS",

@@ -12,6 +12,8 @@ from runner.errors import InvalidBundle
 METADATA_FILE = "metadata.json"
 PROTO_FILE = "model.proto"
 JAR_FILE = "model.jar"
+ACUMOS_CONFIG_FILE = "modelConfig.properties"
+"""An Acumos generic-java model's configuration (class, method, input and output types), at the root."""
 REQUIREMENTS_FILE = "requirements.txt"
 """A Python bundle's own packages (pip requirement lines): the model runs in its own environment."""
 RUNTIMES = ("java", "python")
@@ -57,6 +59,9 @@ class Metadata:
     ``isolation`` setting decides."""
     python: str | None = None
     """Python version ("3.9") a Python model runs under, in its own environment (docs/bundle.md)."""
+    batching: dict[str, Any] | None = None
+    """Adaptive batching of the rpcs with rows in and out: ``max_batch_size``, ``max_delay_ms``, ``methods``
+    (checked against the contract by runner.serving.batching); None: every request is its own call."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Unknown top-level keys, kept as they were (forward compatibility)."""
 
@@ -168,6 +173,11 @@ class Metadata:
                 "dumped it (its pickle loads only there)"
             )
 
+        batching = data.get("batching")
+        if batching is not None and not isinstance(batching, dict):
+            problems.append("'batching' must be an object: max_batch_size, max_delay_ms, methods")
+            batching = None
+
         if problems:
             raise InvalidBundle(
                 f"{METADATA_FILE}: " + "; ".join(problems),
@@ -186,6 +196,7 @@ class Metadata:
             required=norm_required,
             isolation=isolation,
             python=python,
+            batching=dict(batching) if batching is not None else None,
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -204,6 +215,8 @@ class Metadata:
             del d["isolation"]
         if d["python"] is None:
             del d["python"]
+        if d["batching"] is None:
+            del d["batching"]
         return {**d, **extra}
 
     def to_json(self) -> str:

@@ -34,6 +34,8 @@ examples:
   # dependencies as a folder of JARs or a class path (quote a wildcard), data files the model reads
   model-runner onboard scorer.jar --class com.acme.Scorer --lib build/install/scorer/lib \\
       --lib 'extra/*:tools/util.jar' --artifacts model-files/
+  # an Acumos generic-java model: class and methods from its modelConfig.properties
+  model-runner onboard model.jar --proto model.proto --artifacts model-files/   # or --config FILE
   # a Python class (contract from its type hints)
   model-runner onboard iris_model.py:IrisClassifier --name iris-python -o iris-python.zip
 then: model-runner serve iris.zip   or   model-runner push iris iris.zip
@@ -113,6 +115,17 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help="an example input for the self-test: 'Rpc={...}', '{...}' or 'Rpc=@file.json' (repeatable)",
     )
+    config_help = (
+        "Java: an Acumos model's modelConfig.properties (also found in --artifacts or the JAR): "
+        "it names the class (no --class needed) and, as a comma list, the methods of the rpcs of "
+        "the same names; copied into the bundle"
+    )
+    try:
+        p.add_argument(
+            "--model-config", "--config", dest="model_config", type=Path, metavar="FILE", help=config_help
+        )
+    except argparse.ArgumentError:  # `serve` has a --config of its own (its settings file)
+        p.add_argument("--model-config", dest="model_config", type=Path, metavar="FILE", help=config_help)
     p.add_argument(
         "--requirements",
         type=Path,
@@ -217,6 +230,7 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
         artifacts=args.artifacts,
         examples=tuple(args.examples or ()),
         requirements=args.requirements,
+        config=getattr(args, "model_config", None),
     )
 
 
@@ -244,7 +258,12 @@ def run(args: argparse.Namespace) -> int:
         return list_python_classes(Path(target), as_json=args.json)
     from runner.serving.acumos import is_acumos_dump  # noqa: PLC0415
 
-    if not onboarding.is_python_spec(target) and not args.class_name and not is_acumos_dump(Path(target)):
+    if (
+        not onboarding.is_python_spec(target)
+        and not args.class_name
+        and not is_acumos_dump(Path(target))
+        and not acumos_class(Path(target), args)
+    ):
         return list_classes(Path(target), [str(x) for x in args.libs], as_json=args.json)
 
     reports: list[ValidationReport] = []
@@ -310,6 +329,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"push    model-runner push {meta['name']} {out}")
     print(f"call    {curl}")
     return 0
+
+
+def acumos_class(jar: Path, args: argparse.Namespace) -> str | None:
+    """The class an Acumos model's modelConfig.properties names (--config, --artifacts or the JAR):
+    what `onboard` and `push` take instead of --class."""
+    from runner.serving import onboarding  # noqa: PLC0415
+
+    if not jar.is_file():
+        return None
+    values, _ = onboarding.acumos_config(jar, args.artifacts, getattr(args, "model_config", None))
+    return values.get("modelClassName") or None
 
 
 LISTED = 15  # candidates shown as text (--json gives every one)

@@ -254,7 +254,14 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     dump = not onboarding.is_python_spec(source) and is_acumos_dump(path)
     if onboarding.is_python_spec(source) or (path.suffix.lower() == ".jar") or dump:
-        if not onboarding.is_python_spec(source) and not args.class_name and not dump:
+        from runner.cli.onboard import acumos_class  # noqa: PLC0415
+
+        if (
+            not onboarding.is_python_spec(source)
+            and not args.class_name
+            and not dump
+            and not acumos_class(path, args)
+        ):
             raise BadInput(
                 f"{source} is a JAR: say which class is the model with --class",
                 {"hint": f"`model-runner onboard {source}` lists the candidate classes"},
@@ -276,6 +283,7 @@ def cmd_push(args: argparse.Namespace) -> int:
                 args.artifacts,
                 args.examples,
                 args.requirements,
+                getattr(args, "model_config", None),
             )
         ):
             raise BadInput(
@@ -313,6 +321,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     version = result.get("version")
     text = f"{name}: version {version} is current and served ({_size(len(data))} uploaded, {elapsed:.1f} s)"
+    if result.get("unchanged"):
+        text = f"{name}: unchanged, version {version} already has this content (no version created)"
     warnings = result.get("warnings") or []
     if warnings:
         text += "\n" + "\n".join(f"warning: {w}" for w in warnings)
@@ -358,6 +368,8 @@ def cmd_proto(args: argparse.Namespace) -> int:
             )
         raise
     text = f"{args.name}: contract replaced, version {result.get('version')} is current"
+    if result.get("unchanged"):
+        text = f"{args.name}: unchanged, version {result.get('version')} already has this contract"
     changes = result.get("breaking_changes") or result.get("breaking") or []
     if changes:
         text += "\nbreaking changes accepted:\n" + "\n".join(f"  - {c}" for c in changes)

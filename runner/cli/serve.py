@@ -38,6 +38,7 @@ from runner.store import Repository
 from runner.store.files import atomic_write
 
 if TYPE_CHECKING:
+    from runner.http.granian_app import GranianHttpServer
     from runner.serving.admin import Admin
     from runner.serving.onboarding import ModelOptions
 
@@ -56,6 +57,7 @@ SETTING_FLAGS: dict[str, tuple[str, str, str]] = {
     "--grpc-port": ("grpc_port", "PORT", "gRPC port (default 50051; 0 = a free one; -1 = no gRPC)"),
     "--workers": ("workers", "N", "HTTP worker processes, one JVM each (default 2)"),
     "--threads": ("threads", "N", "threads per HTTP worker (default 8)"),
+    "--http-server": ("http_server", "NAME", "HTTP server running the workers (default gunicorn)"),
     "--grpc-processes": ("grpc_processes", "N", "gRPC serving processes sharing the port (default 2)"),
     "--admin-token-file": ("admin_token_file", "FILE", "file holding the admin bearer token"),
     "--max-body-bytes": ("max_body_bytes", "BYTES", "largest accepted request body (413 above)"),
@@ -140,9 +142,9 @@ def run(args: argparse.Namespace) -> int:
     settings.repo.mkdir(parents=True, exist_ok=True)
 
     # Open the repository once here: it clears staging left by a crash and repairs torn writes. Opening
-    # takes flock locks, so it must never happen in a thread that may run while gunicorn forks (a lock
+    # takes file locks, so it must never happen in a thread that may run while gunicorn forks (a lock
     # held at fork time would stay held by the worker's copy of the descriptor, forever).
-    repository = Repository(settings.repo)
+    repository = Repository.from_settings(settings)
 
     published = _prepare_in_child(settings, args)
     for line in published:
@@ -167,14 +169,19 @@ def run(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     failed = threading.Event()
 
-    def signal_grpc(signum: int = signal.SIGTERM) -> None:
+    signalled: set[int] = set()
+
+    def signal_grpc(signum: int = signal.SIGTERM, *, again: bool = True) -> None:
+        # a second signal makes a gRPC process stop at once, without waiting for its connections to go:
+        # sent only when serve gets one too (again=False: serve's own stop, not a new signal)
         stopping.set()
         for proc in grpc_procs:
-            if proc.poll() is None:
+            if proc.poll() is None and (again or proc.pid not in signalled):
+                signalled.add(proc.pid)
                 proc.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
 
     def stop_grpc() -> None:
-        signal_grpc()
+        signal_grpc(again=False)
         # a gRPC process drains for stop_timeout, then is gone within CLOSE_GRACE (runner.serving.lifecycle)
         deadline = time.monotonic() + settings.stop_timeout + CLOSE_GRACE + 2
         for proc in grpc_procs:
@@ -243,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
                 grpc_procs[i] = fresh
                 log.warning("gRPC process %d replaces %d", fresh.pid, proc.pid)
                 if stopping.is_set():  # serve began stopping meanwhile: it may not have seen this one
+                    signalled.add(fresh.pid)
                     fresh.send_signal(signal.SIGTERM)
                     return
 
@@ -265,7 +273,12 @@ def run(args: argparse.Namespace) -> int:
 
     from runner.http.gunicorn_app import HttpServer  # noqa: PLC0415 (gunicorn and flask: only for serve)
 
-    server = HttpServer(
+    server_class: type[HttpServer] | type[GranianHttpServer] = HttpServer
+    if settings.http_server == "granian":
+        from runner.http import granian_app  # noqa: PLC0415 (an optional dependency)
+
+        server_class = granian_app.GranianHttpServer
+    server = server_class(
         settings,
         on_ready=on_ready,
         on_exit=stop_grpc,
@@ -404,7 +417,7 @@ def prepare_repository(
     """
     from runner.serving.admin import Admin  # noqa: PLC0415 (contracts and runtimes: only for serve)
 
-    repository = Repository(settings.repo)
+    repository = Repository.from_settings(settings)
     lines: list[str] = []
     if not targets:
         if not repository.models():
@@ -711,9 +724,13 @@ def _all_serving(repository: Repository, expected_http: int, expected_grpc: int)
     current = {name: repository.current_version(name) for name in repository.models()}
     counts = {"http": 0, "grpc": 0}
     for record in repository.fleet.live_processes().values():
+        if record.get("host") != repository.fleet.host_id:
+            continue  # another host of the fleet: not one of ours
         models = record.get("models") or {}
         errors: Mapping[str, Mapping[str, object]] = record.get("errors") or {}
         # a model that failed to load in a process counts as settled there (it is reported, not awaited)
+        if not record.get("listening", True):
+            continue  # loaded, but its server does not take connections yet
         if all(
             models.get(name) == version or (errors.get(name) or {}).get("version") == version
             for name, version in current.items()

@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any
@@ -231,7 +232,55 @@ def _split_path(path: str) -> tuple[str, str]:
 
 MAX_CONNECTION_AGE = 10.0
 """Seconds a client connection lives before the server asks the client to reconnect (grpc adds up to 10%
-jitter); a retiring process waits that long for its clients to move (runner.grpc.__main__)."""
+jitter); a stopping or retiring process waits at most that long for its clients to move
+(runner.grpc.__main__)."""
+
+
+class CallActivity(grpc.ServerInterceptor):
+    """How many unary calls are being answered and when a call last came or went: a stopping process
+    that lets its connections age out stops waiting once they are quiet (runner.grpc.__main__)."""
+
+    def __init__(self) -> None:
+        self._in_flight = 0
+        self._last = time.monotonic()  # the last call's arrival or end
+        self._lock = threading.Lock()
+        self._wrapped: dict[str, tuple[Any, Any]] = {}  # path -> (inner handler, wrapped handler)
+
+    def quiet_for(self) -> float:
+        """Seconds since a call last arrived or ended; 0 while one is being answered."""
+        with self._lock:
+            return 0.0 if self._in_flight else time.monotonic() - self._last
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+        self._last = time.monotonic()  # streaming calls (health Watch, reflection) count as arrivals only
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        cached = self._wrapped.get(details.method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._counted(handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        with self._lock:
+            if len(self._wrapped) < 4096:  # paths come from clients: bound the cache
+                self._wrapped[details.method] = (handler, wrapped)
+        return wrapped
+
+    def _counted(self, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            with self._lock:
+                self._in_flight += 1
+            try:
+                return behavior(request, context)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                    self._last = time.monotonic()
+
+        return call
 
 
 class ModelServer:
@@ -240,10 +289,17 @@ class ModelServer:
     Everything not defined here is delegated to the underlying ``grpc.Server``.
     """
 
-    def __init__(self, server: grpc.Server, health_sync: HealthSync, reflection: LiveReflection):
+    def __init__(
+        self,
+        server: grpc.Server,
+        health_sync: HealthSync,
+        reflection: LiveReflection,
+        activity: CallActivity | None = None,
+    ):
         self.grpc_server = server
         self.health = health_sync
         self.reflection = reflection
+        self.activity = activity or CallActivity()
         self.port = 0  # the port bound (create_server)
 
     def stop_listening(self) -> int:
@@ -310,14 +366,18 @@ def create_server(
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
+    activity = CallActivity()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         options=options,
-        # every call: its request id (x-request-id in and out) and its access log line
-        interceptors=[AccessInterceptor(AccessLog(settings.access_log, "grpc"))],
+        # every call: its request id (x-request-id in and out) and its access log line; then counted
+        interceptors=[AccessInterceptor(AccessLog(settings.access_log, "grpc")), activity],
     )
     dataplane = DataPlane(
-        registry, max_json_depth=settings.max_json_depth, predict_timeout=settings.predict_timeout
+        registry,
+        max_json_depth=settings.max_json_depth,
+        predict_timeout=settings.predict_timeout,
+        batching=settings.batching,
     )
     health_sync = HealthSync(registry, interval=max(settings.poll_interval, 0.05))
     health_pb2_grpc.add_HealthServicer_to_server(health_sync.servicer, server)
@@ -331,6 +391,6 @@ def create_server(
     bound = server.add_insecure_port(f"{settings.http_host}:{bind_port}")
     if bound == 0:
         raise RuntimeError(f"cannot bind gRPC to {settings.http_host}:{bind_port}")
-    model_server = ModelServer(server, health_sync, reflection)
+    model_server = ModelServer(server, health_sync, reflection, activity)
     model_server.port = bound
     return model_server, bound

@@ -1,4 +1,5 @@
-"""Admin routes: uploads, proto swaps, rollback and delete (and Acumos' `PUT /model`, `PUT /proto`).
+"""Admin routes: uploads, proto swaps, rollback and delete (and Acumos' `PUT /model`, `PUT /proto`,
+`PUT /model/configuration`). An upload whose content is the current version's answers `"unchanged": true`.
 
 Each checks the bearer token first, then the If-Match precondition, then hands the request to
 runner.serving.admin.Admin, which answers once the swap is served.
@@ -15,7 +16,7 @@ from runner.http.auth import AdminAuth
 from runner.http.lookup import single_model
 from runner.http.wire import if_match_version, json_answer, query_flag, query_int
 from runner.serving import metrics
-from runner.serving.admin import Admin
+from runner.serving.admin import Admin, UploadParts
 from runner.store import Repository
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class AdminRoutes:
         routes = Blueprint("admin", __name__)
         routes.add_url_rule("/models/<name>", view_func=self.put_model, methods=["PUT"])
         routes.add_url_rule("/model", view_func=self.acumos_put_model, methods=["PUT"])
+        routes.add_url_rule("/model/configuration", view_func=self.acumos_put_configuration, methods=["PUT"])
         routes.add_url_rule("/models/<name>/proto", view_func=self.put_proto, methods=["PUT"])
         routes.add_url_rule("/proto", view_func=self.acumos_put_proto, methods=["PUT"])
         routes.add_url_rule("/models/<name>/rollback", view_func=self.rollback, methods=["POST"])
@@ -52,10 +54,20 @@ class AdminRoutes:
             single_model(self.repository)  # raises the explanatory error
         return self.upload(name)
 
-    def upload(self, name: str | None) -> Response:
+    def acumos_put_configuration(self) -> Response:
+        """Acumos' `PUT /model/configuration`: a new version with another modelConfig.properties."""
+        self.auth.require(request)  # first: an unauthenticated caller learns nothing of the models
+        name = single_model(self.repository)
+        return self.upload(name, uploads.config_parts(request))
+
+    def upload(self, name: str | None, parts: UploadParts | None = None) -> Response:
         caller = self.auth.require(request)
         expected = if_match_version(request)
-        source, name = uploads.bundle_source(request, name)
+        source: bytes | UploadParts
+        if parts is None or name is None:
+            source, name = uploads.bundle_source(request, name)
+        else:
+            source = parts
         # the URL's name decides where the bundle goes; a metadata.json naming another model is said
         warning = uploads.name_warning(name, uploads.declared_name(source))
         result = self.admin.upload(
@@ -65,7 +77,8 @@ class AdminRoutes:
             caller=caller,
             allow_breaking=query_flag(request, "allow_breaking"),
         )
-        metrics.admin_change(name, "upload")
+        if not result.get("unchanged"):
+            metrics.admin_change(name, "upload")
         if warning is not None:
             log.warning("upload of %s by %s: %s", name, caller, warning)
             result = {**result, "warnings": [*result.get("warnings", []), warning]}
@@ -91,7 +104,8 @@ class AdminRoutes:
             expected_version=expected,
             caller=caller,
         )
-        metrics.admin_change(name, "proto")
+        if not result.get("unchanged"):
+            metrics.admin_change(name, "proto")
         return json_answer(result)
 
     # ---------------------------------------------------------------- rollback, delete

@@ -8,6 +8,7 @@ one module per concern (predict, admin, read, health, oip); this module wires th
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
@@ -15,12 +16,14 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from runner.errors import BadInput, ModelRunnerError, NotFound, TooLarge, UnsupportedMedia
 from runner.http.access import RequestIds
+from runner.http.acumos import AcumosRoutes
 from runner.http.admin import AdminRoutes
 from runner.http.auth import AdminAuth, load_admin_token
 from runner.http.errors import error_response, new_request_id
 from runner.http.health import HealthRoutes
 from runner.http.oip import OipRoutes
 from runner.http.predict import PredictPath
+from runner.http.prefix import PathPrefix
 from runner.http.read import ReadRoutes
 from runner.serving.access import AccessLog
 from runner.serving.admin import Admin
@@ -28,6 +31,9 @@ from runner.serving.dataplane import DataPlane
 from runner.serving.registry import Registry
 from runner.settings import Settings
 from runner.store import Repository
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,10 @@ def create_app(
     """
     if dataplane is None:
         dataplane = DataPlane(
-            registry, max_json_depth=settings.max_json_depth, predict_timeout=settings.predict_timeout
+            registry,
+            max_json_depth=settings.max_json_depth,
+            predict_timeout=settings.predict_timeout,
+            batching=settings.batching,
         )
     if admin is None:
         # settings: bundle limits, keep_versions cleanup and the JVM options validation starts with
@@ -82,7 +91,9 @@ def create_app(
     # routes only exist so that other verbs on a predict path answer 405 like every other endpoint.
     fast = PredictPath(app.wsgi_app, settings, dataplane)
     # in front of everything: the request id (given or generated, echoed) and the access log line
-    app.wsgi_app = RequestIds(fast, AccessLog(settings.access_log, "http"))  # type: ignore[method-assign]  # WSGI middleware, as Flask documents it
+    # path_prefix (Acumos' context root): every route also answers under it
+    routed: WSGIApplication = PathPrefix(fast, settings.path_prefix) if settings.path_prefix else fast
+    app.wsgi_app = RequestIds(routed, AccessLog(settings.access_log, "http"))  # type: ignore[method-assign]  # WSGI middleware, as Flask documents it
     app.register_blueprint(fast.blueprint())
     app.register_blueprint(ReadRoutes(registry, repository).blueprint())
     auth = AdminAuth(load_admin_token(settings))
@@ -90,6 +101,8 @@ def create_app(
     # the Open Inference Protocol (KServe V2) over the same models and data plane
     app.register_blueprint(OipRoutes(registry, dataplane, settings.predict_timeout).blueprint())
     app.register_blueprint(HealthRoutes(registry).blueprint())
+    # the Acumos generic runner's CSV/JSON utility routes (/getBinary*, /transform*)
+    app.register_blueprint(AcumosRoutes(dataplane, settings).blueprint())
     return app
 
 

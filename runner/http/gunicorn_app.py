@@ -50,7 +50,7 @@ def build_worker_app(settings: Settings) -> Any:
     """Repository + Registry + Flask app of one serving process; call it after the fork."""
     global _worker_registry
     # Opening is safe while other processes work: staging entries in use are locked and kept.
-    repository = Repository(settings.repo)
+    repository = Repository.from_settings(settings)
     registry = Registry(
         repository, BundleLoader(settings), process_kind="http", poll_interval=settings.poll_interval
     )

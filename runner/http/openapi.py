@@ -382,6 +382,17 @@ def _fixed_paths() -> dict[str, Any]:
                 responses={**swap, **upload_errors},
             )
         },
+        "/model/configuration": {
+            "put": admin(
+                "acumos_replace_config",
+                "Replace the modelConfig.properties of the one model of a single-model service (Acumos)",
+                [if_match],
+                requestBody=_multipart({"modelConfig": True}, text=True),
+                responses={**swap, **upload_errors},
+            )
+        },
+        # ---------------------------------------------------------------- Acumos utility routes
+        **_acumos_utility_paths(),
         # ---------------------------------------------------------------- health
         "/healthz": {
             "get": _health("healthz", "Liveness: 200 while the process is alive", "Alive", ok_only=True)
@@ -450,6 +461,108 @@ def _fixed_paths() -> dict[str, Any]:
         },
     }
     return paths
+
+
+def _multipart(parts: dict[str, bool], *, text: bool = False) -> dict[str, Any]:
+    """A request body of multipart file parts (name -> required), with an `operation` field unless
+    ``text`` (then also the raw file as text/plain)."""
+    properties: dict[str, Any] = {part: {"type": "string", "format": "binary"} for part in parts}
+    if not text:
+        properties["operation"] = {"type": "string"}
+    body: dict[str, Any] = {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": properties,
+                    "required": [part for part, required in parts.items() if required],
+                }
+            }
+        },
+    }
+    if text:
+        body["content"]["text/plain"] = _TEXT
+    return body
+
+
+def _acumos_utility_paths() -> dict[str, Any]:
+    """The Acumos generic runner's CSV/JSON utility routes (runner.http.acumos)."""
+    operation = {"name": "operation", "in": "query", "required": False, "schema": {"type": "string"}}
+    binary = {
+        "200": {"description": "the protobuf message", "content": {"application/octet-stream": _BINARY}}
+    }
+    answered = {
+        "200": {
+            "description": "the model's answer (binary output message)",
+            "headers": _VERSION_HEADERS,
+            "content": {"application/octet-stream": _BINARY},
+        }
+    }
+
+    def op(op_id: str, summary: str, parts: dict[str, bool], responses: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "post": {
+                "operationId": op_id,
+                "summary": summary,
+                "tags": ["acumos"],
+                "parameters": [operation],
+                "requestBody": _multipart(parts),
+                "responses": responses,
+            }
+        }
+
+    convert_errors = _errors("400", "404", "408", "413", "422", "503")
+    return {
+        "/getBinaryDefault": op(
+            "acumos_get_binary_default",
+            "A CSV file with a header line as the rpc's input message (the served contract)",
+            {"csvFile": True},
+            {**binary, **convert_errors},
+        ),
+        "/getBinary": op(
+            "acumos_get_binary",
+            "A CSV file with a header line as the rpc's input message of the given .proto",
+            {"csvFile": True, "proto": True},
+            {**binary, **convert_errors},
+        ),
+        "/getBinaryJSONDefault": op(
+            "acumos_get_binary_json_default",
+            "A JSON file as the rpc's input message (the served contract)",
+            {"jsonFile": True},
+            {**binary, **convert_errors},
+        ),
+        "/getBinaryJSON": op(
+            "acumos_get_binary_json",
+            "A JSON file as the rpc's input message of the given .proto",
+            {"jsonFile": True, "proto": True},
+            {**binary, **convert_errors},
+        ),
+        "/transformCSVDefault": op(
+            "acumos_transform_csv_default",
+            "A CSV file with a header line run through the served model",
+            {"csvFile": True},
+            {**answered, **_errors(*_PREDICT_ERRORS)},
+        ),
+        "/transformJSONDefault": op(
+            "acumos_transform_json_default",
+            "A JSON file run through the served model",
+            {"jsonFile": True},
+            {**answered, **_errors(*_PREDICT_ERRORS)},
+        ),
+        "/transformCSV": op(
+            "acumos_transform_csv",
+            "Refused (400): it runs a model sent with the request; use /transformCSVDefault",
+            {},
+            _errors("400", "408", "413"),
+        ),
+        "/transformJSON": op(
+            "acumos_transform_json",
+            "Refused (400): it runs a model sent with the request; use /transformJSONDefault",
+            {},
+            _errors("400", "408", "413"),
+        ),
+    }
 
 
 def _health(
@@ -672,6 +785,7 @@ def _components(model_names: list[str]) -> dict[str, Any]:
                     "served_by": {"type": "array", "items": string},
                     "breaking_changes": {"type": "array", "items": string},
                     "warnings": {"type": "array", "items": string},
+                    "unchanged": {"type": "boolean"},
                 },
                 ["name", "version", "action", "served_by"],
             ),
@@ -683,6 +797,7 @@ def _components(model_names: list[str]) -> dict[str, Any]:
                     "model": {"type": "string", "format": "binary"},
                     "proto": {"type": "string", "format": "binary"},
                     "metadata": {"type": "string", "format": "binary"},
+                    "modelConfig": {"type": "string", "format": "binary"},
                     "lib": {"type": "array", "items": {"type": "string", "format": "binary"}},
                 },
             },

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, request
 
 from runner.bundle import NAME_RE
-from runner.contract import MEDIA_JSON
+from runner.contract import MEDIA_JSON, MEDIA_PROTOBUF, is_protobuf, normalize_media
 from runner.errors import BadInput, ModelRunnerError, TooLarge
 from runner.http.errors import error_json, new_request_id
 from runner.serving import metrics
@@ -47,6 +47,30 @@ def header_timeout(raw: str | None) -> float | None:
     if not value > 0:
         raise BadInput("X-Timeout-Seconds must be positive", {"header": "X-Timeout-Seconds"})
     return value
+
+
+MEDIA_OCTET = "application/octet-stream"
+
+
+def acumos_media(
+    body: bytes, content_type: str | None, accept: str | None
+) -> tuple[str, str | None, str | None]:
+    """The `acumos_compat` reading of a single-model predict: (the request's media, the Accept the data
+    plane answers by, the Content-Type the answer is labelled with instead of the data plane's, or None).
+
+    The Acumos generic runner parses every body as protobuf whatever its Content-Type and answers
+    protobuf (`application/octet-stream`); its Python runner honours the protobuf and JSON types. So a
+    declared protobuf type is honoured, a body starting with '{' is JSON (no protobuf message starts
+    with that byte: a group start, which proto3 never writes), anything else is protobuf.
+    """
+    accepted = [normalize_media(part) for part in (accept or "").split(",") if part.strip()]
+    octet = MEDIA_OCTET in accepted
+    if is_protobuf(content_type) or body[:1] == b"{":
+        media = content_type if content_type and is_protobuf(content_type) else MEDIA_JSON
+        return (media, MEDIA_PROTOBUF[0], MEDIA_OCTET) if octet else (media, accept, None)
+    if any(is_protobuf(a) for a in accepted):
+        return MEDIA_PROTOBUF[0], accept, None
+    return MEDIA_PROTOBUF[0], MEDIA_PROTOBUF[0], MEDIA_OCTET
 
 
 class PredictPath:
@@ -93,19 +117,23 @@ class PredictPath:
             # data plane holds (runner.serving.metrics): URL names that found nothing never become labels
             with metrics.track("http"):
                 payload = self._read_body(environ)
+                content_type, accept = environ.get("CONTENT_TYPE") or MEDIA_JSON, environ.get("HTTP_ACCEPT")
+                label = None
+                if name is None and self.settings.acumos_compat:
+                    content_type, accept, label = acumos_media(payload, environ.get("CONTENT_TYPE"), accept)
                 # media negotiation (Content-Type, Accept with q-values) is the data plane's, shared with gRPC
                 result = self.dataplane.predict(
                     name,
                     method,
                     payload,
-                    environ.get("CONTENT_TYPE") or MEDIA_JSON,
-                    environ.get("HTTP_ACCEPT"),
+                    content_type,
+                    accept,
                     timeout=header_timeout(environ.get("HTTP_X_TIMEOUT_SECONDS")),
                 )
             return (
                 200,
                 [
-                    ("Content-Type", result.content_type),
+                    ("Content-Type", label or result.content_type),
                     ("Content-Length", str(len(result.body))),
                     ("X-Model-Name", result.model),
                     ("X-Model-Version", str(result.version)),

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from runner.bundle import read_metadata_dict, read_proto
+from runner.bundle import ACUMOS_DIR, METADATA_FILE, read_metadata_dict, read_proto
 from runner.errors import InvalidBundle, NotFound
 from runner.http.lookup import current_or_404, single_model
 from runner.http.wire import json_answer
@@ -94,7 +94,16 @@ class ReadRoutes:
         return self.proto_of(single_model(self.repository))
 
     def acumos_metadata(self) -> Response:
-        return self.metadata_of(single_model(self.repository))
+        name = single_model(self.repository)
+        current = current_or_404(self.repository, name)
+        # an Acumos Python dump: its own metadata.json, as acumos-model-runner serves it
+        dumped = self.repository.version_dir(name, current) / ACUMOS_DIR / METADATA_FILE
+        if not dumped.is_file():
+            return self.metadata_of(name)
+        response = Response(dumped.read_bytes(), content_type="application/json")
+        response.headers["X-Model-Name"] = name
+        response.headers["X-Model-Version"] = str(current)
+        return response
 
     def proto_of(self, name: str) -> Response:
         current = current_or_404(self.repository, name)

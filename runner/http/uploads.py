@@ -12,9 +12,12 @@ from typing import Any
 
 from flask import Request
 
-from runner.bundle import METADATA_FILE
+from runner.bundle import ACUMOS_CONFIG_FILE, METADATA_FILE
 from runner.errors import BadInput, UnsupportedMedia
 from runner.serving.admin import UploadParts
+
+#: The multipart part of Acumos' `PUT /model/configuration` (and of `PUT /model`): modelConfig.properties.
+ACUMOS_CONFIG_PART = "modelConfig"
 
 ZIP_MEDIA = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
 
@@ -52,7 +55,7 @@ def bundle_source(request: Request, name: str | None) -> tuple[bytes | UploadPar
         if "bundle" in files:
             data = files["bundle"].read()
             return data, name or name_from_zip(data)
-        if "model" not in files:
+        if "model" not in files and ACUMOS_CONFIG_PART not in files:
             raise BadInput(
                 "multipart upload needs a 'bundle' part (zip) or a 'model' part (JAR)",
                 {"parts": sorted(files), "hint": "curl -F bundle=@model.zip or -F model=@model.jar"},
@@ -103,7 +106,33 @@ def _upload_parts(request: Request, name: str | None) -> tuple[UploadParts, str]
             raise BadInput(
                 "no model name: use PUT /models/{name}, ?name=, or a 'metadata' part with a name", {}
             )
-    return UploadParts(jar=files["model"].read(), proto=proto, metadata=metadata, libs=libs), name
+    jar = files["model"].read() if "model" in files else None
+    config = {ACUMOS_CONFIG_FILE: _config_part(request)} if ACUMOS_CONFIG_PART in files else {}
+    return UploadParts(jar=jar, proto=proto, metadata=metadata, libs=libs, files=config), name
+
+
+def config_parts(request: Request) -> UploadParts:
+    """Acumos' `PUT /model/configuration`: the multipart part `modelConfig` (or the raw body) replaces
+    the model's modelConfig.properties; every other file is the current version's."""
+    if request.mimetype == "multipart/form-data":
+        if ACUMOS_CONFIG_PART not in request.files:
+            raise BadInput(
+                f"multipart upload without a {ACUMOS_CONFIG_PART!r} part",
+                {"parts": sorted(request.files), "hint": "curl -F modelConfig=@modelConfig.properties"},
+            )
+        data = _config_part(request)
+    else:
+        data = request.get_data()
+        if not data.strip():
+            raise BadInput("empty modelConfig.properties", {"part": ACUMOS_CONFIG_PART})
+    return UploadParts(files={ACUMOS_CONFIG_FILE: data})
+
+
+def _config_part(request: Request) -> bytes:
+    data: bytes = request.files[ACUMOS_CONFIG_PART].read()
+    if not data.strip():
+        raise BadInput(f"the {ACUMOS_CONFIG_PART!r} part is empty", {"part": ACUMOS_CONFIG_PART})
+    return data
 
 
 def name_from_zip(data: bytes) -> str:

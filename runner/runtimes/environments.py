@@ -24,7 +24,6 @@ that version does not support, the newest one from 4.25 up to it; the wire forma
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import importlib.metadata
@@ -43,6 +42,7 @@ from pathlib import Path
 
 from runner.bundle import METADATA_FILE, REQUIREMENTS_FILE, Metadata
 from runner.errors import InvalidBundle
+from runner.locks import locked as _locked
 from runner.settings import Settings
 
 RUNNER_PACKAGE = Path(__file__).resolve().parents[1]
@@ -470,16 +470,6 @@ def _link_runner(env: Path) -> None:
         staged.unlink()
     os.symlink(RUNNER_PACKAGE, staged)
     os.replace(staged, link)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # a builder holds it at most environment_build_timeout
-        yield
-    finally:
-        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

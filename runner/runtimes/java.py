@@ -208,6 +208,8 @@ class JavaModelAdapter:
             loading=True,
         )
         self.bindings: dict[str, dict[str, Any]] = dict(getattr(self._java, "bindings", {}) or {})
+        self.json_methods: frozenset[str] = frozenset(getattr(self._java, "json_rpcs", ()) or ())
+        """The rpcs :meth:`invoke_json` serves: the host maps their JSON itself."""
         self.tag = str(getattr(self._java, "tag", "") or f"model={self.name} version={self.version}")
 
     def _mapped(self, fn: Callable[[], T], *, rpc: str | None = None, loading: bool = False) -> T:
@@ -224,6 +226,39 @@ class JavaModelAdapter:
         deadline = call_timeout(timeout, bundle=self.metadata.timeout_seconds)
         try:
             return self._java.call(method, bytes(request), deadline)
+        except Exception as err:  # mapped once, here; the model's failures logged with their stack
+            mapped = map_bridge_error(err, name=self.name, rpc=method)
+            if mapped is err:
+                raise
+            if isinstance(mapped, (ModelError, DeadlineExceeded)):
+                self._log_failure(mapped)
+            raise mapped from err
+
+    def invoke_json(
+        self,
+        method: str,
+        request: bytes,
+        *,
+        json_in: bool,
+        json_out: bool,
+        timeout: float | None = None,
+        max_json_depth: int = 64,
+    ) -> bytes:
+        """:meth:`invoke` with the request in proto3 JSON (``json_in``) and/or the answer in proto3 JSON
+        (``json_out``), mapped by the host library (one crossing, no message in Python) as
+        runner.contract.codec maps it; for the rpcs of :attr:`json_methods`. A refused request is BadInput
+        naming the field (detail ``path``)."""
+        self.contract.method(method)  # MethodNotFound for an rpc the contract lacks
+        deadline = call_timeout(timeout, bundle=self.metadata.timeout_seconds)
+        try:
+            return self._java.call_json(
+                method,
+                request,
+                json_in=json_in,
+                json_out=json_out,
+                timeout=deadline,
+                max_json_depth=max_json_depth,
+            )
         except Exception as err:  # mapped once, here; the model's failures logged with their stack
             mapped = map_bridge_error(err, name=self.name, rpc=method)
             if mapped is err:

@@ -31,6 +31,7 @@ from runner.bundle import (
     PROTO_FILE,
     Bundle,
     BundleLimits,
+    content_sha256,
     extract_bundle,
     iter_files,
     open_bundle,
@@ -42,7 +43,7 @@ from runner.runtimes import isolation_of
 from runner.serving import acumos
 from runner.serving.validate import validate_bundle
 from runner.settings import Settings
-from runner.store import Repository, validate_name
+from runner.store import Repository, ServingRecord, describe, validate_name
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,9 @@ class Admin:
                     base = self._assemble_parts(name, parts, folder)
                 else:
                     self._stage(bundle_source, folder)
+                same = self._unchanged(name, folder, "upload")
+                if same is not None:
+                    return same
                 bundle = open_bundle(folder)
                 # the cheap refusal first: a breaking contract needs no model load to be refused
                 breaking = self._refuse_breaking(name, folder, bundle.proto_text, allow_breaking)
@@ -144,6 +148,9 @@ class Admin:
             with _validating("the new contract", name, folder):
                 breaking = self._refuse_breaking(name, folder, proto_text, allow_breaking)
                 self._drop_metadata_of_removed_rpcs(folder, proto_text)
+                same = self._unchanged(name, folder, "proto")
+                if same is not None:
+                    return same
                 bundle = open_bundle(folder)
                 validate_bundle(bundle, settings=self.settings)
             version = self._publish(name, folder, bundle, "proto", breaking, current, caller)
@@ -193,6 +200,34 @@ class Admin:
         }
 
     # ------------------------------------------------------------------ staging
+
+    def _unchanged(self, name: str, folder: Path, action: str) -> dict[str, Any] | None:
+        """The answer to a change whose staged bundle has the content of the current version (by
+        runner.bundle's content digest): nothing is published, no version is created (a client that
+        re-sends what is served, as Acumos clients do, must not grow the history). None: it differs."""
+        current = self.repository.current_version(name)
+        if current is None:
+            return None
+        sha256 = content_sha256(folder)
+        try:
+            current_sha256 = content_sha256(self.repository.version_dir(name, current))
+        except (OSError, ModelRunnerError):
+            return None  # a version being removed: publish as usual
+        if sha256 != current_sha256:
+            return None
+        live = self.repository.fleet.live_processes()
+        log.info("%s of %s: same content as version %s, nothing published", action, name, current)
+        return {
+            "name": name,
+            "version": current,
+            "previous_version": None,
+            "sha256": sha256,
+            "action": action,
+            "unchanged": True,
+            "served_by": sorted(
+                pid for pid, info in live.items() if (info.get("models") or {}).get(name) == current
+            ),
+        }
 
     def _stage(self, source: BundleSource, folder: Path) -> None:
 
@@ -399,16 +434,20 @@ class Admin:
         }
         if breaking:
             result["breaking_changes"] = breaking
+        lost: dict[str, ServingRecord] = {}  # lagged, then died or stopped: named in the answer, not awaited
         laggards = self.repository.fleet.wait_until_served(
             name,
             version,
             self.swap_timeout,
             cancelled=lambda: self.repository.current_version(name) != version,
+            lost=lost,
         )
         live = self.repository.fleet.live_processes()
         result["served_by"] = sorted(
             pid for pid, info in live.items() if (info.get("models") or {}).get(name) == version
         )
+        if lost:
+            result["lost"] = sorted(describe(pid, info) for pid, info in lost.items())
         if laggards and self.repository.current_version(name) != version:
             raise self._superseded(name, version, action, result, laggards)
         if laggards:
@@ -417,7 +456,8 @@ class Admin:
             why = f"; failed to load: {next(iter(failed.values()))}" if failed else ""
             raise SwapTimeout(
                 f"version {version} of {name!r} is published, but {len(laggards)} serving process(es) do not "
-                f"serve it after {self.swap_timeout:g}s: {', '.join(laggards)}{why}",
+                f"serve it after {self.swap_timeout:g}s: "
+                f"{', '.join(describe(pid, live.get(pid, {})) for pid in laggards)}{why}",
                 {**result, "laggards": laggards, "load_errors": failed},
             )
         if self.keep_versions:

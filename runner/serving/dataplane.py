@@ -22,14 +22,17 @@ answer. Errors are the core's (runner.errors); after the version is held, their 
 Media types of the own routes: ``application/json`` and binary protobuf (``application/vnd.google.protobuf``
 or ``application/x-protobuf``). The response type defaults to the request's. Binary in and binary out
 passes the bytes straight to the model (no parsing in Python here: the model validates them), unless
-the rpc has required fields: then the request is parsed to check them.
+the rpc has required fields: then the request is parsed to check them. A model that maps proto3 JSON
+itself (a Java model: the host library parses and prints it from the contract's schema, as
+runner.contract.codec does) gets JSON requests as bytes and gives JSON answers as bytes the same way
+(:meth:`ContractExchange.goes_direct`); an rpc with required fields keeps the Python message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from runner.contract import MEDIA_JSON, MEDIA_PROTOBUF, Contract, normalize_media
 from runner.errors import (
@@ -44,6 +47,7 @@ from runner.errors import (
 )
 from runner.runtimes.deadline import call_timeout
 from runner.serving import metrics, oip
+from runner.serving.batching import Batching
 from runner.serving.registry import LoadedVersion, Registry
 
 SUPPORTED_MEDIA = (MEDIA_JSON, *MEDIA_PROTOBUF)
@@ -181,6 +185,31 @@ class ContractExchange:
         loaded.required.check_wire(method, payload)  # parses only if the rpc has required fields
         return payload  # fast path: the model parses and validates
 
+    def goes_direct(self, loaded: LoadedVersion, method: str) -> bool:
+        """Whether :meth:`direct` answers: the model maps proto3 JSON itself (a Java model's
+        ``invoke_json``, for its ``json_methods``), JSON is on either side, and the rpc has no required
+        fields (those are checked on the Python message, through :meth:`request`)."""
+        json_methods = getattr(loaded.model, "json_methods", None)
+        if not json_methods or method not in json_methods:
+            return False
+        if self.in_media != MEDIA_JSON and self.out_media != MEDIA_JSON:
+            return False  # binary both ways goes straight through already
+        return not (loaded.required and method in loaded.required.methods())
+
+    def direct(self, loaded: LoadedVersion, method: str, limit: float | None) -> PredictResult:
+        """The call with the request's bytes in and the answer's bytes out, no message in Python: the
+        model parses and prints the JSON (see :meth:`goes_direct`)."""
+        json_in, json_out = self.in_media == MEDIA_JSON, self.out_media == MEDIA_JSON
+        body = loaded.model.invoke_json(  # type: ignore[attr-defined]  # goes_direct checked it has one
+            method,
+            self.payload,
+            json_in=json_in,
+            json_out=json_out,
+            timeout=limit,
+            max_json_depth=self.max_json_depth,
+        )
+        return PredictResult(body, self.out_media, loaded.name, loaded.version)
+
     def reply(self, loaded: LoadedVersion, method: str, response: bytes) -> PredictResult:
         if self.out_media != MEDIA_JSON:
             body = bytes(response)
@@ -241,8 +270,17 @@ class DataPlane:
     """Predictions over a registry's live models; ``predict_timeout``: the service's bound on a model
     call (``Settings.predict_timeout``; None: only the client's and the bundle's)."""
 
-    def __init__(self, registry: Registry, *, max_json_depth: int = 64, predict_timeout: float | None = None):
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        max_json_depth: int = 64,
+        predict_timeout: float | None = None,
+        batching: bool = True,
+    ):
         self.registry = registry
+        # bundles' batching declarations honoured (runner.serving.batching); False: the setting's off
+        self.batching = Batching() if batching else None
         self.max_json_depth = max_json_depth
         self.predict_timeout = predict_timeout
 
@@ -370,11 +408,25 @@ class DataPlane:
                         metrics.serving(loaded.name, loaded.version, rpc)
                         if started is not None:
                             started(loaded, rpc)
+                        # a batched rpc (runner.serving.batching) merges binary messages: no JSON bytes path
+                        batch = self.batching.queue(loaded, rpc) if self.batching is not None else None
+                        if (
+                            batch is None
+                            and isinstance(exchange, ContractExchange)
+                            and exchange.goes_direct(loaded, rpc)
+                        ):
+                            limit = call_timeout(
+                                timeout, setting=self.predict_timeout, bundle=loaded.metadata.timeout_seconds
+                            )
+                            return cast(T, exchange.direct(loaded, rpc, limit))
                         request = exchange.request(loaded, rpc)
                         limit = call_timeout(
                             timeout, setting=self.predict_timeout, bundle=loaded.metadata.timeout_seconds
                         )
-                        response = loaded.model.invoke(rpc, request, timeout=limit)
+                        if batch is not None:
+                            response = batch.call(request, limit)
+                        else:
+                            response = loaded.model.invoke(rpc, request, timeout=limit)
                         return exchange.reply(loaded, rpc, response)
                     except ModelRunnerError as err:
                         # every answer names the version that handled it, errors included

@@ -25,6 +25,9 @@ What is recorded, and where:
 - calls that do not stop (runner.serving.stuck_calls): ``model_runner_abandoned_calls_total`` (a call
   answered at its deadline while the model ran on) and ``model_runner_stuck_calls`` (still running past
   the deadline by ``stuck_grace``, in live processes), by model and version.
+- adaptive batching (runner.serving.batching): ``model_runner_batch_size`` (requests per model call) and
+  ``model_runner_batch_queue_wait_seconds`` (each batched request's wait for its call), by model and
+  method.
 - processes: one ``model_runner_serving_processes`` per live serving process, its CPU, memory, file
   descriptors and threads (``model_runner_process_*``), and its JVM's heap, Metaspace, classes and
   garbage collections (``model_runner_jvm_*``), by ``process`` kind and pid. In multiprocess mode a
@@ -81,6 +84,7 @@ OK: Final = "ok"
 
 REQUEST_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 LOAD_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 SAMPLE_INTERVAL: Final = 1.0
 """Seconds between two samples of a process's own figures (process and JVM gauges)."""
 
@@ -97,15 +101,18 @@ class _Metrics:
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         r = registry
+
+        def histogram(name: str, text: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, text, labels, buckets=buckets, registry=r)
+
         self.requests = Counter(
             "model_runner_requests_total", "Predictions answered.", _REQUEST_LABELS, registry=r
         )
-        self.duration = Histogram(
+        self.duration = histogram(
             "model_runner_request_duration_seconds",
             "Time to answer a prediction (the data plane's work: decoding, the model call, encoding).",
             _REQUEST_LABELS,
-            buckets=REQUEST_BUCKETS,
-            registry=r,
+            REQUEST_BUCKETS,
         )
         self.in_flight = Gauge(
             "model_runner_requests_in_flight",
@@ -120,12 +127,11 @@ class _Metrics:
             ("model", "outcome"),
             registry=r,
         )
-        self.load_duration = Histogram(
+        self.load_duration = histogram(
             "model_runner_model_load_duration_seconds",
             "Time to load a model version in a serving process (bundle, contract, model).",
             ("model", "outcome"),
-            buckets=LOAD_BUCKETS,
-            registry=r,
+            LOAD_BUCKETS,
         )
         self.swaps = Counter(
             "model_runner_model_swaps_total",
@@ -133,12 +139,11 @@ class _Metrics:
             ("model",),
             registry=r,
         )
-        self.swap_duration = Histogram(
+        self.swap_duration = histogram(
             "model_runner_model_swap_duration_seconds",
             "From a serving process starting to load a new version to serving it.",
             ("model",),
-            buckets=LOAD_BUCKETS,
-            registry=r,
+            LOAD_BUCKETS,
         )
         self.version = Gauge(
             "model_runner_model_version",
@@ -166,6 +171,18 @@ class _Metrics:
             ("model", "version"),
             multiprocess_mode="livesum",
             registry=r,
+        )
+        self.batch_size = histogram(
+            "model_runner_batch_size",
+            "Requests merged into one model call by adaptive batching (runner.serving.batching).",
+            ("model", "method"),
+            BATCH_BUCKETS,
+        )
+        self.batch_wait = histogram(
+            "model_runner_batch_queue_wait_seconds",
+            "Time a batched request waited for its batch's model call to start.",
+            ("model", "method"),
+            REQUEST_BUCKETS,
         )
         self.processes = Gauge(
             "model_runner_serving_processes",
@@ -484,6 +501,15 @@ def model_served(model: str, version: int | None, previous: int | None, seconds:
     if version is not None and previous is not None:
         m.swaps.labels(model).inc()
         m.swap_duration.labels(model).observe(seconds)
+
+
+def batch_called(model: str, method: str, size: int, waits: list[float]) -> None:
+    """Adaptive batching made one model call of ``size`` requests, which waited ``waits`` seconds."""
+    m = _metrics()
+    m.batch_size.labels(model, method).observe(size)
+    wait = m.batch_wait.labels(model, method)
+    for seconds in waits:
+        wait.observe(seconds)
 
 
 def admin_change(model: str, action: str) -> None:

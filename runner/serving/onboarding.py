@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.bundle import NAME_RE, REQUIREMENTS_FILE, open_bundle
+from runner.bundle import ACUMOS_CONFIG_FILE, NAME_RE, REQUIREMENTS_FILE, open_bundle
 from runner.errors import BadInput, InvalidBundle, ModelRunnerError, NotFound
 from runner.serving.validate import ValidationReport, validate_bundle
 from runner.settings import Settings
@@ -86,6 +86,8 @@ class ModelOptions:
     examples: tuple[str, ...] = ()
     requirements: Path | None = None
     """Python: a requirements.txt for the bundle (its own environment: runner.runtimes.environments)."""
+    config: Path | None = None
+    """Java: an Acumos modelConfig.properties (class, methods, input type), copied into the bundle."""
 
     def given(self) -> list[str]:
         """The flags given that only a JAR or a Python class can take (not a ready bundle)."""
@@ -97,6 +99,7 @@ class ModelOptions:
             ("--artifacts", self.artifacts),
             ("--example", self.examples),
             ("--requirements", self.requirements),
+            ("--config", self.config),
         )
         return [flag for flag, value in flags if value]
 
@@ -136,6 +139,7 @@ def bundle_from_source(
             ("--class", options.class_name),
             ("--method", options.methods),
             ("--lib", options.libs),
+            ("--config", options.config),
         ):
             if value:
                 raise BadInput(
@@ -166,6 +170,7 @@ def bundle_from_source(
         artifacts=options.artifacts,
         name=options.name,
         examples=list(options.examples),
+        config=options.config,
         dest=dest,
         validate=validate,
         on_report=on_report,
@@ -230,12 +235,18 @@ def bundle_from_jar(
     artifacts: Path | None = None,
     name: str | None = None,
     examples: list[str] | None = None,
+    config: Path | None = None,
     dest: Path,
     validate: bool = True,
     on_report: Callable[[ValidationReport], None] | None = None,
     settings: Settings | None = None,
 ) -> Path:
     """Build a Java bundle folder at ``dest`` from ``jar`` and ``class_name`` and validate it.
+
+    An Acumos model needs neither: its modelConfig.properties (``config``, else in ``artifacts``, else
+    at the root of the JAR: :func:`acumos_config`) names the class (``modelClassName``) and, in the
+    comma list form of ``modelMethod``, the methods, each bound to the rpc of the same name. The file
+    goes into the bundle, where the runtime reads the input type and the rest.
 
     The contract is ``proto`` when given (bound to the class), otherwise generated from the class's
     method signatures (``methods`` restricts which). ``examples`` are proto3 JSON inputs, each
@@ -254,6 +265,13 @@ def bundle_from_jar(
         _check_jar(lib, role="library JAR")
     # a build's folder of runtime JARs (gradle installDist's lib/) holds the model JAR itself too
     jars = [lib for lib in jars if not filecmp.cmp(lib, jar, shallow=False)]
+    acumos, acumos_source = acumos_config(jar, artifacts, config)
+    class_name = class_name or acumos.get("modelClassName") or None
+    acumos_methods = [m.strip() for m in acumos.get("modelMethod", "").split(",") if m.strip()]
+    if len(acumos_methods) < 2:
+        acumos_methods = []  # the single form: the runtime binds it to rpcs without a method of their own
+    if acumos_methods and proto is None and not methods:
+        methods = acumos_methods  # the contract generated from exactly these methods
     if not class_name:
         cands = list_candidates(jar, jars, settings=settings)
         loadable = [c for c in cands if c.get("methods")]
@@ -300,6 +318,13 @@ def bundle_from_jar(
                 shutil.copyfile(lib, dest / "lib" / target)
         if artifacts is not None:
             _copy_artifacts(Path(artifacts), dest)
+        if config is not None:
+            if (dest / ACUMOS_CONFIG_FILE).exists():
+                raise BadInput(
+                    f"--config {config}: the --artifacts folder has a {ACUMOS_CONFIG_FILE} already",
+                    {"hint": f"give one of them: drop --config or that {ACUMOS_CONFIG_FILE}"},
+                )
+            shutil.copyfile(config, dest / ACUMOS_CONFIG_FILE)
         (dest / "model.proto").write_text(proto_text, "utf-8")
         meta: dict[str, Any] = {
             "name": name,
@@ -307,15 +332,60 @@ def bundle_from_jar(
             "entry_point": class_name,
             "description": f"{class_name} from {jar.name}",
         }
+        overrides: dict[str, dict[str, str]] = {}
+        if acumos_methods and proto is not None:
+            overrides = _acumos_overrides(proto_text, acumos_methods, acumos_source)
         if methods and proto is not None:
-            meta["methods"] = _method_overrides(proto_text, methods)
+            overrides.update(_method_overrides(proto_text, methods))
         elif proto is None and generated_method_overrides(proto_text):
-            meta["methods"] = generated_method_overrides(proto_text)
+            overrides.update(generated_method_overrides(proto_text))
+        if overrides:
+            meta["methods"] = overrides
         meta["examples"] = _parse_examples(examples or [], proto_text)
         if required:
             meta["required"] = required
         _finish(dest, meta, validate, on_report, settings)
     return dest
+
+
+def acumos_config(
+    jar: Path, artifacts: Path | None = None, config: Path | None = None
+) -> tuple[dict[str, str], str]:
+    """The keys of an Acumos model's modelConfig.properties and where they were read: ``config``, else
+    ``artifacts``/modelConfig.properties, else the one at the root of ``jar`` (the runtime's order:
+    the bundle's file before the JAR's). ({}, "") when there is none."""
+    if config is not None:
+        return _property_values(_read_text(Path(config), "Acumos configuration")), str(config)
+    if artifacts is not None and (Path(artifacts) / ACUMOS_CONFIG_FILE).is_file():
+        path = Path(artifacts) / ACUMOS_CONFIG_FILE
+        return _property_values(_read_text(path, "Acumos configuration")), str(path)
+    try:
+        with zipfile.ZipFile(jar) as zf:
+            values = _properties(zf, ACUMOS_CONFIG_FILE)
+    except (OSError, zipfile.BadZipFile):
+        return {}, ""
+    return values, (f"{jar}!/{ACUMOS_CONFIG_FILE}" if values else "")
+
+
+def _acumos_overrides(proto_text: str, methods: list[str], source: str) -> dict[str, dict[str, str]]:
+    """The comma list form of ``modelMethod``: each method serves the rpc of the same name (or the same
+    name but for case, ``classify`` for ``Classify``); one that names no rpc is refused."""
+    rpcs = _rpc_names(proto_text)
+    out: dict[str, dict[str, str]] = {}
+    for method in methods:
+        rpc = method if method in rpcs else next((r for r in rpcs if r.lower() == method.lower()), None)
+        if rpc is None:
+            raise BadInput(
+                f"modelMethod ({source}) names {method}, but the contract has no rpc {method}",
+                {
+                    "method": method,
+                    "rpcs": rpcs,
+                    "hint": "in the list form each method serves the rpc of its name: rename the rpc, "
+                    "or bind it with --method RPC=" + method,
+                },
+            )
+        out[rpc] = {"java_method": method}
+    return out
 
 
 def list_candidates(
@@ -542,6 +612,11 @@ def _properties(zf: zipfile.ZipFile, name: str, *, continuation: bool = False) -
         text = zf.read(name).decode("utf-8", "replace")
     except KeyError:
         return {}
+    return _property_values(text, continuation=continuation)
+
+
+def _property_values(text: str, *, continuation: bool = False) -> dict[str, str]:
+    """``key: value`` / ``key=value`` lines (``#`` and ``!`` comments skipped)."""
     lines: list[str] = []
     for line in text.splitlines():
         if continuation and line.startswith(" ") and lines:

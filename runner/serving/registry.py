@@ -20,7 +20,6 @@ import contextlib
 import itertools
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -33,12 +32,11 @@ from runner.contract import Contract, RequiredFields
 from runner.errors import ModelRunnerError, NotFound, NotReady
 from runner.runtimes import Model
 from runner.serving import metrics
-from runner.store import HOST, Repository
+from runner.store import Repository
 
 log = logging.getLogger(__name__)
 
 _ids = itertools.count()
-_SAFE_HOST = re.sub(r"[^A-Za-z0-9_.-]", "_", HOST)[:100] or "host"
 
 
 @dataclass(frozen=True)
@@ -115,15 +113,21 @@ class Registry:
         poll_interval: float = 0.1,
         heartbeat_interval: float = 1.0,
         process_id: str | None = None,
+        listening: bool = True,
     ):
-        """``hooks`` load and close versions (runner.serving.loading.BundleLoader for serving)."""
+        """``hooks`` load and close versions (runner.serving.loading.BundleLoader for serving).
+
+        ``listening=False``: the edge starts taking calls only after the first loads (a gRPC server
+        starts after them), and says so with :meth:`mark_listening`; until then its record says it does
+        not listen, so `serve` does not announce a port that refuses connections."""
         self.repository = repository
         self.hooks = hooks
         self.process_kind = process_kind
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         n = next(_ids)
-        self.process_id = process_id or f"{_SAFE_HOST}-{os.getpid()}" + (f"-{n}" if n else "")
+        host = repository.fleet.safe_host_id  # the host_id setting: told apart from other hosts' processes
+        self.process_id = process_id or f"{host}-{os.getpid()}" + (f"-{n}" if n else "")
         self._lock = threading.Lock()  # guards _live, _wanted, _errors, _loading and slot ref counts
         self._sync_lock = threading.Lock()  # one synchronisation at a time
         self._live: dict[str, _Slot] = {}
@@ -133,8 +137,10 @@ class Registry:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._started = False
+        self._first_loads_done = False
         self._heartbeat_lock = threading.Lock()  # one record write at a time, never an older one last
         self._retiring = False
+        self._listening = listening
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,16 +151,22 @@ class Registry:
         self._stop.clear()
         self._prepare()
         self._started = True
-        self.poll_now()
+        # Heartbeats run on their own thread, from before the first load: a swap published while this
+        # process loads must wait for it (its record says it serves nothing yet), and a slow load must
+        # not make it look dead (a publisher would then stop waiting while it serves an old version).
         self._heartbeat()
-        # Heartbeats run on their own thread: a slow model load must not make this process look dead
-        # (a publisher would then stop waiting for it while it still serves the old version).
-        self._threads = [
-            threading.Thread(target=self._run, name=f"registry-watch-{self.process_kind}", daemon=True),
-            threading.Thread(target=self._beat, name=f"registry-heartbeat-{self.process_kind}", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        beat = threading.Thread(
+            target=self._beat, name=f"registry-heartbeat-{self.process_kind}", daemon=True
+        )
+        self._threads = [beat]
+        beat.start()
+        self.poll_now()
+        with self._lock:
+            self._first_loads_done = True  # ready from now on when every current model is loaded
+        self._heartbeat()
+        watch = threading.Thread(target=self._run, name=f"registry-watch-{self.process_kind}", daemon=True)
+        watch.start()
+        self._threads.append(watch)
 
     def stop(self) -> None:
         """Stop following; close every version (those in use close when their last call ends)."""
@@ -168,6 +180,7 @@ class Registry:
             self._wanted.clear()
             self._loading.clear()  # a loader still running closes what it loads (see _load_and_flip)
             self._started = False
+            self._first_loads_done = False
         for slot in slots:
             self._retire(slot)
         metrics.flush()  # what this process answered last: counted, and its access lines written
@@ -399,6 +412,7 @@ class Registry:
                         "models": models,
                         "errors": errors,
                         "ready": ready,
+                        "listening": self._listening,
                         **({"retiring": True} if self._retiring else {}),
                         **self.hooks.facts(),
                     },
@@ -451,11 +465,17 @@ class Registry:
         with self._lock:
             return {name: slot.loaded for name, slot in sorted(self._live.items())}
 
+    def mark_listening(self) -> None:
+        """The edge now takes calls (see ``listening``)."""
+        self._listening = True
+        self._heartbeat()
+
     def _ready_locked(self) -> bool:
-        return self._started and all(name in self._live for name in self._wanted)
+        return self._started and self._first_loads_done and all(name in self._live for name in self._wanted)
 
     def ready(self) -> bool:
-        """True when every model with a current version in the repository has a loaded version."""
+        """True once the loads at start have ended (each loaded the version current at its end) and every
+        model with a current version in the repository has a loaded version."""
         with self._lock:
             return self._ready_locked()
 

@@ -21,15 +21,14 @@ a listener; the only process of its kind (``workers`` or ``grpc_processes`` 1) r
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Final
 
+from runner.locks import locked as _locked
 from runner.runtimes import stuck
 from runner.serving import metrics
 from runner.serving.registry import Registry
@@ -121,17 +120,19 @@ class StuckCallWatch:
         return poll.stuck
 
     def _may_retire(self) -> bool:
-        """Whether another process of this kind serves (then this one is marked retiring, under the same
-        lock as its peers' decisions); True for the only process of its kind."""
+        """Whether another process of this kind serves on this host (then this one is marked retiring,
+        under the same lock as its peers' decisions); True for the only process of its kind."""
         registry = self._registry
         if registry is None or self._peers_expected <= 0:
             return True
         fleet = registry.repository.fleet
-        with _locked(fleet.serving_root / f".retire-{registry.process_kind}.lock"):
+        # Peers on this host only: another host's process does not take this host's traffic.
+        with _locked(fleet.serving_root / f".retire-{fleet.safe_host_id}-{registry.process_kind}.lock"):
             peers = [
                 pid
                 for pid, record in fleet.live_processes().items()
                 if pid != registry.process_id
+                and record.get("host") == fleet.host_id
                 and record.get("kind") == registry.process_kind
                 and record.get("ready")
                 and not record.get("retiring")
@@ -140,16 +141,6 @@ class StuckCallWatch:
                 return False
             registry.mark_retiring()
             return True
-
-
-@contextlib.contextmanager
-def _locked(path: os.PathLike[str]) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _log_stuck(call: stuck.StuckCall) -> None:

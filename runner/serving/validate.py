@@ -29,6 +29,7 @@ from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, ModelRunner
 from runner.runtimes import Model, load_model, prepare_runtimes, process_facts
 from runner.runtimes.deadline import call_timeout
 from runner.runtimes.environments import ensure_environment
+from runner.serving.batching import batched_methods
 from runner.serving.loading import Overran, run_within
 from runner.settings import Settings
 
@@ -78,6 +79,7 @@ def validate_bundle(
     if problems:
         raise InvalidBundle("metadata.json: " + "; ".join(problems), detail={"problems": problems})
     required = RequiredFields.build(contract, meta.required)  # InvalidBundle: a field that cannot be required
+    batched_methods(meta, contract)  # InvalidBundle: a bad `batching`, or an rpc without the batch shape
     inputs: dict[str, list[tuple[str, Any]]] = {}
     generated: list[str] = []
     for rpc in rpcs:

@@ -6,7 +6,7 @@ runner.store.files: the file-system helpers both use.
 """
 
 from runner.store.files import CRASH_ENV, HOST
-from runner.store.fleet import HEARTBEAT_STALE_SECONDS, Fleet, LoadError, ServingRecord
+from runner.store.fleet import HEARTBEAT_STALE_SECONDS, Fleet, LoadError, ServingRecord, describe
 from runner.store.repository import PUBLISH_STEPS, HistoryEntry, Repository, folder_sha256, validate_name
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "Repository",
     "ServingRecord",
     "folder_sha256",
+    "describe",
     "validate_name",
 ]

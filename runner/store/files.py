@@ -1,11 +1,9 @@
 """File-system helpers of the store: durable atomic writes, fsync of folders, tree removal that never
-shows a half-removed folder, non-blocking locks, process liveness, and the crash points of the
-crash-safety test."""
+shows a half-removed folder, non-blocking locks (runner.locks: fcntl locks, which NFS arbitrates),
+host identity and process liveness, and the crash points of the crash-safety test."""
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import shutil
 import signal
@@ -13,8 +11,28 @@ import socket
 import uuid
 from pathlib import Path
 
-HOST = socket.gethostname()
-"""This machine's name: with a pid it names a process among the hosts sharing a repository."""
+from runner.locks import FileLock, acquire
+
+
+def default_host_id() -> str:
+    """This host's name among the hosts sharing a repository when the ``host_id`` setting is unset
+    (Repository.from_settings passes it): HOSTNAME (a Kubernetes pod's name), else the machine's name."""
+    return os.environ.get("HOSTNAME") or socket.gethostname()
+
+
+HOST = default_host_id()
+"""This host's default id (see :func:`default_host_id`): with a pid it names a process of the fleet."""
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return f"unknown-{uuid.uuid4().hex}"  # unknown: no other process shares this clock as far as we know
+
+
+BOOT_ID = _boot_id()
+"""This kernel's boot id: processes with the same one read the same wall clock (no skew between them)."""
 
 CRASH_ENV = "MODEL_RUNNER_CRASH_AT"
 """Fault injection for the crash-safety test: the publish SIGKILLs its own process at this step."""
@@ -47,20 +65,24 @@ def fsync_tree(root: Path) -> None:
         fsync_dir(Path(dirpath))
 
 
-def atomic_write(path: Path, data: bytes, *, crash_step: str | None = None) -> None:
+def atomic_write(path: Path, data: bytes, *, crash_step: str | None = None, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` durably: a temp file is written and fsynced, renamed over
-    ``path``, then the folder is fsynced. ``crash_step``: the crash point between write and rename."""
+    ``path``, then the folder is fsynced. ``crash_step``: the crash point between write and rename.
+    ``durable=False``: atomic for readers but not fsynced (what a machine crash may lose or leave empty:
+    a serving record, rewritten every second and meaningless after a crash anyway)."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     if crash_step is not None:
         crash_point(crash_step)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def remove_tree(path: Path) -> None:
@@ -83,17 +105,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def try_lock(path: Path) -> int | None:
-    """Open and lock ``path`` without blocking; the fd, or None when someone else holds it."""
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        os.close(fd)
-        if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            return None
-        raise
-    return fd
+def try_lock(path: Path) -> FileLock | None:
+    """Lock an existing ``path`` without blocking; the lock, or None when someone else holds it (or the
+    file is gone)."""
+    return acquire(path, blocking=False, create=False)

@@ -5,7 +5,7 @@ Layout (see docs/internals.md)::
     <root>/models/<name>/versions/<N>/   immutable bundle folders
     <root>/models/<name>/current         "N\\n", replaced atomically (tmp, fsync, rename, fsync dir)
     <root>/models/<name>/history.jsonl   append-only, one JSON object per line
-    <root>/models/<name>/.lock           fcntl lock: one writer per model (threads and processes)
+    <root>/models/<name>/.lock           fcntl lock: one writer per model (threads, processes, hosts)
     <root>/staging/<random>/             staged uploads (each guarded by <random>.lock while in use)
     <root>/serving/<id>.json             what each serving process serves (runner.store.fleet)
 
@@ -25,7 +25,6 @@ repository's :attr:`Repository.fleet`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -37,8 +36,9 @@ from pathlib import Path
 
 from runner.bundle import NAME_RE, content_sha256  # NAME_RE: model names (folder, URL segment, gRPC metadata)
 from runner.errors import BadInput, NotFound, PreconditionFailed
+from runner.locks import acquire, locked
+from runner.settings import Settings
 from runner.store.files import (
-    HOST,
     atomic_write,
     crash_point,
     fsync_dir,
@@ -80,19 +80,28 @@ def _version_of(entry: HistoryEntry, key: str = "version") -> int | None:
 
 
 class Repository:
-    """A folder of versioned models; safe for concurrent threads and processes on one filesystem."""
+    """A folder of versioned models; safe for concurrent threads, processes and hosts sharing it (a local
+    disk or an NFS volume: its locks are fcntl locks)."""
 
-    def __init__(self, root: Path | str):
+    def __init__(
+        self, root: Path | str, *, host_id: str | None = None, heartbeat_expiry: float | None = None
+    ):
+        """``host_id`` and ``heartbeat_expiry``: this host's serving records (runner.store.fleet.Fleet)."""
         self.root = Path(root)
         self.models_root = self.root / "models"
         self.staging_root = self.root / "staging"
         for folder in (self.models_root, self.staging_root):
             folder.mkdir(parents=True, exist_ok=True)
-        self.fleet = Fleet(self.root)
+        self.fleet = Fleet(self.root, host_id=host_id, heartbeat_expiry=heartbeat_expiry)
         """The serving records of the processes that serve from this repository."""
         self._wipe_staging()
         for name in self._model_dirs():
             self._repair(name)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Repository:
+        """The repository ``settings.repo``, this host known as ``settings.host_id`` in its fleet."""
+        return cls(settings.repo, host_id=settings.host_id, heartbeat_expiry=settings.heartbeat_expiry)
 
     # ------------------------------------------------------------------ reading
 
@@ -169,24 +178,25 @@ class Repository:
             if entry.endswith(".lock"):
                 continue
             lock_path = self.staging_root / f"{entry}.lock"
-            fd = try_lock(lock_path) if lock_path.exists() else -1
-            if fd is None:
+            has_lock = lock_path.exists()
+            held = try_lock(lock_path) if has_lock else None
+            if has_lock and held is None:
                 continue  # in use by a live process
             try:
                 shutil.rmtree(path, ignore_errors=True)
                 if path.exists() and not path.is_dir():
                     path.unlink()
-                if fd >= 0:
+                if held is not None:
                     lock_path.unlink(missing_ok=True)
             finally:
-                if fd >= 0:
-                    os.close(fd)
+                if held is not None:
+                    held.release()
         for entry in os.listdir(self.staging_root):
             if entry.endswith(".lock") and not (self.staging_root / entry[: -len(".lock")]).exists():
-                fd = try_lock(self.staging_root / entry)
-                if fd is not None:
+                held = try_lock(self.staging_root / entry)
+                if held is not None:
                     (self.staging_root / entry).unlink(missing_ok=True)
-                    os.close(fd)
+                    held.release()
 
     @contextlib.contextmanager
     def staging_dir(self) -> Iterator[Path]:
@@ -195,18 +205,18 @@ class Repository:
         It is locked while in use, so another process opening the repository does not wipe it.
         """
         while True:
-            token = f"{HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            token = f"{self.fleet.safe_host_id}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
             lock_path = self.staging_root / f"{token}.lock"
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            # A concurrent wipe may have unlinked the file between open and flock: start over.
+            held = acquire(lock_path, exclusive_create=True)
+            assert held is not None  # blocking
+            # A concurrent wipe may have unlinked the file between open and lock: start over.
             try:
-                same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+                same = os.stat(lock_path).st_ino == os.fstat(held.fd).st_ino
             except FileNotFoundError:
                 same = False
             if same:
                 break
-            os.close(fd)
+            held.release()
         path = self.staging_root / token
         try:
             path.mkdir()
@@ -214,21 +224,18 @@ class Repository:
         finally:
             shutil.rmtree(path, ignore_errors=True)
             lock_path.unlink(missing_ok=True)
-            os.close(fd)
+            held.release()
 
     # ------------------------------------------------------------------ locking and repair
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """Exclusive per-model lock (flock on a per-call fd: excludes other threads and processes)."""
+        """Exclusive per-model lock (runner.locks: an fcntl lock on a per-call open of ``.lock``; excludes
+        other threads, processes and hosts, not reentrant)."""
         model_dir = self._model_dir(name)
         model_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(model_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with locked(model_dir / ".lock"):
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def _repair(self, name: str) -> None:
         """Undo the leftovers of a crashed writer; runs under the model lock."""

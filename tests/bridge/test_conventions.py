@@ -167,7 +167,10 @@ def test_acumos_csv_model_config_in_jar(acumos_bundle, jvm_started):
         labels = contract.output_class("Predict").FromString(model.call("Predict", b.SerializeToString()))
         assert list(labels.labels) == ["setosa", "virginica"]
         raw = contract.output_class("Raw").FromString(model.call("Raw", b.SerializeToString()))
-        assert list(raw.labels) == ["5.1,3.5,1.4,0.2\n6.3,3.3,6.0,2.5"]
+        # as the Acumos runner writes it: a header line, each message ending its line
+        assert list(raw.labels) == [
+            "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.3,3.3,6.0,2.5\n\n"
+        ]
         one = contract.input_class("PredictOne")(
             sepal_length=6, sepal_width=3, petal_length=4.5, petal_width=1.5
         )
@@ -195,16 +198,15 @@ def test_acumos_json_config_in_artifact_folder(acumos_bundle, copy_bundle, jvm_s
     ) as model:
         b = _batch(contract, [(5.1, 3.5, 1.4, 0.2)])
         raw = contract.output_class("Raw").FromString(model.call("Raw", b.SerializeToString()))
-        assert json.loads(raw.labels[0]) == [
-            {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
-        ]
+        # the JSON of the whole input message, as the Acumos runner passes it
+        assert json.loads(raw.labels[0]) == {
+            "rows": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]
+        }
         one = contract.input_class("PredictOne")(sepal_length=1)
         out = contract.output_class("PredictOne").FromString(
             model.call("PredictOne", one.SerializeToString())
         )
-        assert json.loads(out.labels[0]) == [
-            {"sepal_length": 1.0, "sepal_width": 0.0, "petal_length": 0.0, "petal_width": 0.0}
-        ]
+        assert json.loads(out.labels[0]) == {"sepal_length": 1.0}  # defaults omitted, as JsonFormat prints
 
 
 def test_constructor_gets_artifact_folder(faults_bundle, faults_contract, copy_bundle, jvm_started):

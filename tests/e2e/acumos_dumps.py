@@ -1,8 +1,9 @@
 """Real dumps of the Acumos Python client for the tests.
 
 The client (acumos 1.0.1) installs only on Python < 3.10 and dumps dill pickles that load only under
-the Python that wrote them, so the dumps are made in a Python 3.9 virtual environment with acumos and
-scikit-learn, built once under build/test-acumos (keyed by a hash of the interpreter and the
+the Python that wrote them, so the dumps are made in a Python 3.9 virtual environment with acumos,
+scikit-learn and Acumos' own runner (acumos-model-runner, started by ``start_acumos_model_runner``),
+built once under build/test-acumos (keyed by a hash of the interpreter and the
 packages), with the scripts of tests/e2e/acumos_scripts (dumps keyed by the environment and the
 script). Needs a Python 3.9 (found as model-runner finds one: runner.runtimes.environments) and
 ``protoc`` on PATH (the client compiles its generated contract with it); the tests skip without.
@@ -14,8 +15,11 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +30,7 @@ import pytest
 from runner.errors import InvalidBundle
 from runner.runtimes.environments import Interpreter, find_interpreter, uv_path
 from runner.settings import Settings
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build" / "test-acumos"
@@ -34,6 +39,17 @@ ACUMOS_PYTHON = "3.9"
 PACKAGES = ("acumos==1.0.1", "scikit-learn==1.6.1", "numpy==2.0.2", "setuptools<81")
 """Pinned: a dump lists the versions it was made with, and the served model's environment installs
 exactly those. setuptools: acumos imports pkg_resources (a venv made by uv has none)."""
+RUNNER_PACKAGES = (
+    "acumos-model-runner==0.2.6",
+    "PyYAML==5.4.1",
+    "connexion[swagger-ui]==2.15.1",
+    "Flask==3.1.3",
+    "Werkzeug==3.1.9",
+    "gunicorn==23.0.0",
+)
+"""Acumos' own runner of Python dumps, in the same environment (it loads the dump's pickle, so the same
+Python and packages): the peer the tests and bench/acumos_bench.py compare with. PyYAML < 6: it calls
+``yaml.load`` without a Loader; the web stack pinned as resolved when this was written."""
 INSTALL_TIMEOUT = 900
 
 
@@ -56,9 +72,10 @@ def _locked() -> Iterator[None]:
 
 
 def acumos_python() -> Path:
-    """The python of a Python 3.9 environment with the Acumos client and scikit-learn."""
+    """The python of a Python 3.9 environment with the Acumos client, scikit-learn and acumos-model-runner."""
     found = interpreter()
-    spec = {"python": found.path, "version": list(found.version), "packages": list(PACKAGES)}
+    packages = [*PACKAGES, *RUNNER_PACKAGES]
+    spec = {"python": found.path, "version": list(found.version), "packages": packages}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     venv = BUILD / f"venv-{key}"
     python = venv / "bin" / "python"
@@ -73,11 +90,11 @@ def acumos_python() -> Path:
         uv = uv_path()
         if uv:
             create = [uv, "venv", "--quiet", "--python", found.path, str(venv)]
-            install = [uv, "pip", "install", "--quiet", "--python", str(python), *PACKAGES]
+            install = [uv, "pip", "install", "--quiet", "--python", str(python), *packages]
         else:
             create = [found.path, "-m", "venv", str(venv)]
             install = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q"]
-            install += PACKAGES
+            install += packages
         subprocess.run(create, check=True, capture_output=True, timeout=120)
         done = subprocess.run(
             install,
@@ -89,7 +106,7 @@ def acumos_python() -> Path:
         if done.returncode != 0:
             shutil.rmtree(venv, ignore_errors=True)
             pytest.fail(
-                f"installing {' '.join(PACKAGES)} for Python {ACUMOS_PYTHON} failed:\n{done.stderr[-4000:]}"
+                f"installing {' '.join(packages)} for Python {ACUMOS_PYTHON} failed:\n{done.stderr[-4000:]}"
             )
         (venv / "complete").write_text(json.dumps(spec) + "\n")
     return python
@@ -142,3 +159,75 @@ def call_directly(dump_dir: Path, calls: list[dict[str, Any]]) -> list[dict[str,
         if "response" in answer:
             answer["response"] = bytes.fromhex(answer["response"])
     return answers
+
+
+class AcumosModelRunner:
+    """A running ``acumos_model_runner`` (gunicorn, sync workers) serving a copy of a dump."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], folder: Path, log: Path, port: int) -> None:
+        self.proc = proc
+        self.folder = folder
+        self.log = log
+        self.port = port
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM to gunicorn's arbiter (it stops its workers), SIGKILL after ``timeout``."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+_LISTENING_RE = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
+
+
+def start_acumos_model_runner(
+    dump_dir: Path, tmp: Path, *, workers: int = 1, timeout: float = 120
+) -> AcumosModelRunner:
+    """``acumos_model_runner DUMP --host 127.0.0.1 --port 0 --workers N`` on a copy of the dump under
+    ``tmp`` (it writes oas.yaml and unpacks model.zip into the folder it serves), waited on until
+    gunicorn logs the port it bound and the model answers on /model/artifacts/protobuf."""
+    python = acumos_python()
+    folder = tmp / f"acumos-model-runner-{dump_dir.name}"
+    shutil.copytree(dump_dir, folder)
+    log = tmp / "acumos-model-runner.log"
+    command = [str(python), "-m", "acumos_model_runner.runner", str(folder)]
+    command += ["--host", "127.0.0.1", "--port", "0", "--workers", str(workers)]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp)
+    port: list[int] = []
+
+    def answering() -> bool:
+        if proc.poll() is not None:
+            return True
+        if not port:
+            found = _LISTENING_RE.search(log.read_text(errors="replace"))
+            if found is None:
+                return False
+            port.append(int(found.group(1)))
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port[0]}/model/artifacts/protobuf", timeout=5):
+                return True
+        except OSError:
+            return False  # the worker is still loading the model
+
+    runner = AcumosModelRunner(proc, folder, log, 0)
+    try:
+        wait_for(answering, timeout, "acumos_model_runner to answer", interval=0.1, describe=runner.log_text)
+    except BaseException:
+        runner.stop(timeout=10)
+        raise
+    if proc.poll() is not None:
+        pytest.fail(f"acumos_model_runner exited with {proc.returncode}:\n{runner.log_text()[-4000:]}")
+    runner.port = port[0]
+    return runner

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Self
 
 import requests
 
@@ -13,22 +14,15 @@ from tests.waiting import wait_for
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
-class HealthyLoad:
-    """``threads`` clients per model in ``models`` posting SETOSA to Classify at ``base`` until the
-    ``with`` block ends; an answer other than 200 "setosa" or a connection error is a failure."""
+class ClientThreads:
+    """Client threads (``threads``, made by a subclass) that run from the start of a ``with`` block until
+    its end, when ``stop`` is set and they are joined."""
 
-    def __init__(self, base: str, models: Sequence[str], threads: int = 2) -> None:
-        self.base = base
-        self.models = tuple(models)
+    def __init__(self) -> None:
         self.stop = threading.Event()
-        self.failures: list[str] = []
-        self.answered = dict.fromkeys(self.models, 0)
-        self._lock = threading.Lock()
-        self.threads = [
-            threading.Thread(target=self._run, args=(m,)) for m in self.models for _ in range(threads)
-        ]
+        self.threads: list[threading.Thread] = []
 
-    def __enter__(self) -> HealthyLoad:
+    def __enter__(self) -> Self:
         for t in self.threads:
             t.start()
         return self
@@ -37,6 +31,22 @@ class HealthyLoad:
         self.stop.set()
         for t in self.threads:
             t.join(60)
+
+
+class HealthyLoad(ClientThreads):
+    """``threads`` clients per model in ``models`` posting SETOSA to Classify at ``base`` until the
+    ``with`` block ends; an answer other than 200 "setosa" or a connection error is a failure."""
+
+    def __init__(self, base: str, models: Sequence[str], threads: int = 2) -> None:
+        super().__init__()
+        self.base = base
+        self.models = tuple(models)
+        self.failures: list[str] = []
+        self.answered = dict.fromkeys(self.models, 0)
+        self._lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._run, args=(m,)) for m in self.models for _ in range(threads)
+        ]
 
     def _run(self, model: str) -> None:
         url = f"{self.base}/models/{model}/methods/Classify"

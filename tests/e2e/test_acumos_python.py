@@ -2,7 +2,8 @@
 
 The dump is real: the iris classifier of Acumos' tutorial (scikit-learn) dumped with acumos 1.0.1 under
 Python 3.9 (tests/e2e/acumos_dumps.py). Every answer is compared with what the Acumos client itself
-computes on the dump in that Python (acumos.wrapped: protobuf bytes in, protobuf bytes out).
+computes on the dump in that Python (acumos.wrapped: protobuf bytes in, protobuf bytes out), and, side by
+side, with what Acumos' own runner (acumos-model-runner 0.2.6) answers serving the same dump.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from typing import Any
 
 import pytest
 import requests
+from google.protobuf import json_format
 
 from runner.contract import Contract
 from runner.runtimes.environments import ENVS_DIR, RUNNER_SOURCE_ROOT, SPEC_FILE
 from runner.serving.acumos import convert_dump
-from tests.e2e.acumos_dumps import acumos_python, call_directly, dump
+from tests.e2e.acumos_dumps import acumos_python, call_directly, dump, start_acumos_model_runner
 from tests.e2e.serve_process import start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]  # a cold pip cache: minutes
@@ -278,3 +280,120 @@ def test_serve_serves_a_dump_as_the_acumos_client_computes_it(iris_dump: Path, t
         assert "acumos==1.0.1" in spec["requirements"]
     finally:
         served.stop()
+
+
+ACUMOS_PROTOBUF = "application/vnd.google.protobuf"
+"""The media type of Acumos' runners for protobuf bodies (Content-Type and Accept both required there)."""
+JSON = "application/json"
+
+
+@pytest.mark.timeout(1500)
+def test_serve_answers_as_acumos_model_runner_side_by_side(iris_dump: Path, tmp_path: Path) -> None:
+    """The same dump behind acumos-model-runner and behind `serve`, the same requests the Acumos way
+    (POST /model/methods/{method}, Content-Type and Accept naming protobuf or JSON): the same messages.
+    Refusals differ in status and body but both refuse (asserted below, one by one)."""
+    contract = contract_of(iris_dump)
+    made = requests_for(contract)
+    acumos = start_acumos_model_runner(iris_dump, tmp_path / "acumos")
+    try:
+        # publishing the dump builds its Python 3.9 environment (pip): minutes on a cold cache
+        (tmp_path / "serve").mkdir()
+        served = start_serve([str(iris_dump)], tmp_path / "serve", timeout=1200)
+        try:
+            targets = {"acumos-model-runner": acumos.base, "model-runner": served.base}
+            compare_side_by_side(contract, made, targets)
+        finally:
+            served.stop()
+    finally:
+        acumos.stop()
+
+
+def compare_side_by_side(contract: Contract, made: dict[str, bytes], targets: dict[str, str]) -> None:
+    def post(base: str, method: str, body: bytes, content_type: str, accept: str | None) -> requests.Response:
+        headers = {"Content-Type": content_type, "Accept": accept}  # None: no Accept header at all
+        return requests.post(f"{base}/model/methods/{method}", data=body, headers=headers, timeout=60)
+
+    def decoded(method: str, r: requests.Response, accept: str) -> Any:
+        cls = contract.output_class(method)
+        assert r.headers["Content-Type"].split(";")[0] == accept, r.headers
+        if accept == JSON:
+            return json_format.Parse(r.text, cls())
+        return cls.FromString(r.content)
+
+    json_bodies = {
+        "classify": json.dumps(ROWS).encode(),
+        "scale": json.dumps({"value": 2.0, "factor": 3.0}).encode(),
+    }
+    cases = []  # (method, body, Content-Type, Accept)
+    for method in ("classify", "scale"):
+        cases += [
+            (method, made[method], ACUMOS_PROTOBUF, ACUMOS_PROTOBUF),
+            (method, json_bodies[method], JSON, JSON),
+            (method, json_bodies[method], JSON, ACUMOS_PROTOBUF),
+            (method, made[method], ACUMOS_PROTOBUF, JSON),
+        ]
+    for method, body, content_type, accept in cases:
+        answers, raw = {}, {}
+        for name, base in targets.items():
+            r = post(base, method, body, content_type, accept)
+            assert r.status_code == 200, (name, method, content_type, accept, r.text)
+            answers[name], raw[name] = decoded(method, r, accept), r.content
+        assert answers["model-runner"] == answers["acumos-model-runner"], (method, content_type, accept)
+        if content_type == accept == ACUMOS_PROTOBUF:
+            # not only the same message: the same bytes (both serialise the message the client computed)
+            assert raw["model-runner"] == raw["acumos-model-runner"]
+            if method == "classify":
+                assert list(answers["model-runner"].value) == [0, 1, 2]  # a setosa, a versicolor, a virginica
+
+    acumos, ours = targets["acumos-model-runner"], targets["model-runner"]
+    # A body that is not the input message: both refuse with 400; Acumos says so in text/html,
+    # model-runner in its JSON error (kind bad_input).
+    for body, content_type in ((b"\xff\xff\xff", ACUMOS_PROTOBUF), (b'{"sepal_length": "x"}', JSON)):
+        r = post(acumos, "classify", body, content_type, ACUMOS_PROTOBUF)
+        assert r.status_code == 400, r.text
+        assert r.text.startswith(("Could not decode input protobuf", "Could not parse input JSON")), r.text
+        r = post(ours, "classify", body, content_type, ACUMOS_PROTOBUF)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["kind"] == "bad_input"
+    # The model raising: Acumos answers 400 (its one status for any failure of the call), model-runner
+    # 500 with kind model_error; both carry the model's message.
+    refused = contract.input_class("scale")(value=2.0, factor=-1.0).SerializeToString()
+    r = post(acumos, "scale", refused, ACUMOS_PROTOBUF, ACUMOS_PROTOBUF)
+    assert r.status_code == 400
+    assert "factor must not be negative, got -1.0" in r.text
+    r = post(ours, "scale", refused, ACUMOS_PROTOBUF, ACUMOS_PROTOBUF)
+    assert r.status_code == 500
+    assert r.json()["error"]["kind"] == "model_error"
+    assert "factor must not be negative, got -1.0" in r.json()["error"]["message"]
+    # A media type neither takes: both 415.
+    for base in (acumos, ours):
+        r = post(base, "classify", made["classify"], "text/csv", ACUMOS_PROTOBUF)
+        assert r.status_code == 415, (base, r.text)
+    # No such method: both 404.
+    for base in (acumos, ours):
+        r = post(base, "no_such_method", made["classify"], ACUMOS_PROTOBUF, ACUMOS_PROTOBUF)
+        assert r.status_code == 404, (base, r.text)
+    # No Accept, or */*: Acumos wants one it names (400, 415); model-runner answers in the request's type.
+    expected = contract.output_class("classify").FromString(
+        post(acumos, "classify", made["classify"], ACUMOS_PROTOBUF, ACUMOS_PROTOBUF).content
+    )
+    r = post(acumos, "classify", made["classify"], ACUMOS_PROTOBUF, None)
+    assert r.status_code == 400
+    assert "Header 'Accept' is required" in r.text
+    r = post(acumos, "classify", made["classify"], ACUMOS_PROTOBUF, "*/*")
+    assert r.status_code == 415
+    for asked in (None, "*/*"):
+        r = post(ours, "classify", made["classify"], ACUMOS_PROTOBUF, asked)
+        assert r.status_code == 200, (asked, r.text)
+        assert decoded("classify", r, ACUMOS_PROTOBUF) == expected
+    # The artifact routes serve the dump's own files on both.
+    for artifact in ("protobuf", "metadata"):
+        got = {
+            name: requests.get(f"{base}/model/artifacts/{artifact}", timeout=30)
+            for name, base in targets.items()
+        }
+        assert all(r.status_code == 200 for r in got.values()), {n: r.status_code for n, r in got.items()}
+        if artifact == "protobuf":
+            assert got["model-runner"].content == got["acumos-model-runner"].content
+        else:
+            assert got["model-runner"].json() == got["acumos-model-runner"].json()

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runner.contract import Contract
 from runner.samples import find_repo_root
+from tests.e2e.load import ClientThreads
 from tests.e2e.serve_process import Serve, alive, start_serve
 from tests.waiting import wait_for
 
@@ -106,13 +107,13 @@ def metric(serve: Serve, name: str, **labels: str) -> float:
     )
 
 
-class Load:
+class Load(ClientThreads):
     """Predictions on iris throughout: HTTP threads sharing one keep-alive session, gRPC threads each on
     one long-lived channel. Every failure is kept."""
 
     def __init__(self, serve: Serve, http_threads: int = 4, grpc_threads: int = 2) -> None:
+        super().__init__()
         self.serve = serve
-        self.stop = threading.Event()
         self.failures: list[str] = []
         self.answered = {"http": 0, "grpc": 0}
         self._lock = threading.Lock()
@@ -122,15 +123,8 @@ class Load:
             *(threading.Thread(target=self._grpc, daemon=True) for _ in range(grpc_threads)),
         ]
 
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(60)
+        super().__exit__(*exc)
         self.session.close()
 
     def _count(self, protocol: str, failure: str | None) -> None:

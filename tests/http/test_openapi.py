@@ -63,6 +63,7 @@ def test_admin_routes_are_secured_by_the_bearer_scheme(shared_env: Env) -> None:
             ("DELETE", "/models/{name}"),
             ("PUT", "/model"),
             ("PUT", "/proto"),
+            ("PUT", "/model/configuration"),
         }
     )
     for verb, path in secured:

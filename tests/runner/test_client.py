@@ -4,6 +4,8 @@ The CLI verbs and Java models are covered end to end against `model-runner serve
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -102,10 +104,19 @@ def test_typed_errors(service: str, admin: Client) -> None:
     assert admin.predict("iris-py", "Classify", ROW)["species"] == "setosa"
 
 
-def test_push_proto_rollback_delete(admin: Client, sample_bundles: dict[str, Path]) -> None:
+def test_push_proto_rollback_delete(admin: Client, sample_bundles: dict[str, Path], tmp_path: Path) -> None:
     before = admin.model("iris-py")["version"]
-    pushed = admin.push("iris-py", sample_bundles["iris-python"], expected_version=before)
-    assert pushed["version"] == before + 1
+    history = admin.history("iris-py")
+    # the content served already: nothing to publish, nothing in the history
+    same = admin.push("iris-py", sample_bundles["iris-python"], expected_version=before)
+    assert same["unchanged"] is True and same["version"] == before
+    assert admin.history("iris-py") == history
+    changed = shutil.copytree(sample_bundles["iris-python"], tmp_path / "iris-python")
+    metadata = json.loads((changed / "metadata.json").read_text())
+    metadata["description"] += " (pushed again)"
+    (changed / "metadata.json").write_text(json.dumps(metadata))
+    pushed = admin.push("iris-py", changed, expected_version=before)
+    assert pushed["version"] == before + 1 and not pushed.get("unchanged")
     assert admin.predict_response("iris-py", "Classify", ROW).version == before + 1
 
     proto = admin.proto("iris-py")

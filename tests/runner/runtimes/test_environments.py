@@ -6,7 +6,6 @@ each builds a distinct small environment once (module-scoped) and checks what ma
 
 from __future__ import annotations
 
-import fcntl
 import importlib.metadata
 import json
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from runner import locks
 from runner.bundle import Metadata
 from runner.errors import BadInput, InvalidBundle
 from runner.runtimes.environments import (
@@ -276,8 +276,8 @@ def test_a_builder_waits_for_the_one_holding_the_lock_and_uses_its_result(
     monkeypatch.setattr("runner.runtimes.environments._create", lambda *a: built.append(a[1]))
     (envs / ".locks").mkdir(parents=True)
     lock = envs / ".locks" / f"{spec.key}.lock"
-    holder = os.open(lock, os.O_RDWR | os.O_CREAT)
-    fcntl.flock(holder, fcntl.LOCK_EX)  # another process is building this environment
+    holder = locks.acquire(lock)  # another process is building this environment (an fcntl OFD lock)
+    assert holder is not None
     result: list[Path] = []
     waiter = threading.Thread(target=lambda: result.append(build_environment(spec, envs, timeout=60)))
     waiter.start()
@@ -285,7 +285,7 @@ def test_a_builder_waits_for_the_one_holding_the_lock_and_uses_its_result(
     wait_for(lambda: _blocked_on(inode), what="the second builder waiting on the lock")
     (envs / spec.key).mkdir()
     (envs / spec.key / SPEC_FILE).write_text("{}")  # the other process's build, renamed into place
-    os.close(holder)
+    holder.release()
     waiter.join(timeout=60)
     assert result == [envs / spec.key] and built == []  # used, not built again
 

@@ -134,8 +134,7 @@ final class Inspector {
         Class<?>[] types = m.getParameterTypes();
         String convention;
         if (Slot.looksProto(m)) convention = "proto";
-        else if (acumos && types.length == 1 && types[0].isAssignableFrom(String.class) && types[0] != Object.class)
-            convention = "acumos";
+        else if (acumos && Acumos.callable(m)) convention = "acumos";
         else convention = types.length == 1 ? "pojo" : "params";
         mm.put("convention", convention);
         List<Object> pn = new ArrayList<>();

@@ -54,20 +54,25 @@ final class Json {
         } else quote(sb, v.toString());
     }
 
+    /** A string as Python's json.dumps(..., ensure_ascii=False) writes it. */
     static void quote(StringBuilder sb, String s) {
         sb.append('"');
         for (int i = 0; i < s.length(); i++) {
             char c = s.charAt(i);
+            if (c >= 0x20 && c != '"' && c != '\\') { sb.append(c); continue; }
             switch (c) {
                 case '"': sb.append("\\\""); break;
                 case '\\': sb.append("\\\\"); break;
                 case '\n': sb.append("\\n"); break;
                 case '\r': sb.append("\\r"); break;
                 case '\t': sb.append("\\t"); break;
-                default:
-                    if (c < 0x20) sb.append(String.format("\\u%04x", (int) c)); else sb.append(c);
+                case '\b': sb.append("\\b"); break;
+                case '\f': sb.append("\\f"); break;
+                default: sb.append("\\u00").append(HEX[c >> 4]).append(HEX[c & 15]);
             }
         }
         sb.append('"');
     }
+
+    private static final char[] HEX = "0123456789abcdef".toCharArray();
 }

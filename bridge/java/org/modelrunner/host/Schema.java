@@ -12,7 +12,7 @@ import java.util.Map;
  * <p>Text format, one record per line, fields separated by TAB:
  * <pre>
  * M  fullName  mapEntry(0|1)
- * F  name  number  type  repeated(0|1)  presence(0|1)  typeRef(or -)  jsonName(or -)   (belongs to the last M)
+ * F  name  number  type  repeated(0|1)  presence(0|1)  typeRef(or -)  jsonName(or -)  oneof(or -)   (belongs to the last M)
  * E  fullName  NAME=number,NAME=number,...
  * </pre>
  * {@code type} is the protobuf FieldDescriptor type number (1 double ... 18 sint64).
@@ -29,6 +29,8 @@ final class Schema {
         final String name;
         final boolean mapEntry;
         final List<Field> fields = new ArrayList<>();
+        /** Its fields by JSON key, built on first use (ProtoJson.keys). */
+        volatile Map<String, Field> jsonKeys;
         Msg(String name, boolean mapEntry) { this.name = name; this.mapEntry = mapEntry; }
 
         Field field(int number) {
@@ -47,6 +49,8 @@ final class Schema {
         final String typeRef;
         /** The field's JSON name (json_name), or null; the binder matches it when the name matches nothing. */
         String jsonName;
+        /** The oneof the field is a member of (proto3 optional fields: their synthetic one), or null. */
+        String oneof;
         Msg message;
         EnumDef enumDef;
 
@@ -86,6 +90,7 @@ final class Schema {
                     Field f = new Field(current, p[1], Integer.parseInt(p[2]), Integer.parseInt(p[3]),
                             p[4].equals("1"), p[5].equals("1"), p[6].equals("-") ? null : p[6]);
                     if (p.length > 7 && !p[7].equals("-")) f.jsonName = p[7];
+                    if (p.length > 8 && !p[8].equals("-")) f.oneof = p[8];
                     current.fields.add(f);
                     all.add(f);
                     break;

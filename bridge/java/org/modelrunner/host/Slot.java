@@ -231,10 +231,9 @@ public final class Slot {
         Properties acu = conv.isEmpty() || conv.equals("acumos") ? acumosConfig() : null;
         List<Method> cands = publicMethods(cls, name);
         if (conv.equals("acumos") || (conv.isEmpty() && acu != null && cands.isEmpty())) {
-            // Acumos: the rpc's own method if it takes a String, else modelMethod of modelConfig.properties
+            // Acumos: the rpc's own method if it takes a File or a String, else modelMethod of modelConfig.properties
             Binder bd = new Binder(schema, rpc);
-            Method m = null;
-            for (Method x : cands) if (isStringMethod(x)) { m = x; break; }
+            Method m = Acumos.pick(cands);
             if (m == null) m = acumosMethod(bd, method, acu);
             if (m != null) b = bindAcumos(bd, m, acu, in, out);
             if (b == null) throw bindError(bd.problems);
@@ -251,7 +250,7 @@ public final class Slot {
                 if (!conv.isEmpty()) order.add(conv);
                 else if (looksProto(m)) order.add("proto");
                 else {
-                    if (acu != null && isStringMethod(m)) order.add("acumos");
+                    if (acu != null && Acumos.callable(m)) order.add("acumos");
                     if (m.getParameterCount() == 1) order.add("pojo");
                     order.add("params");
                 }
@@ -268,10 +267,14 @@ public final class Slot {
         }
         b.index = bindings.size();
         b.rpc = rpc;
+        b.inMsg = in;
+        b.outMsg = out;
+        b.json = ProtoJson.supports(in) && ProtoJson.supports(out);
         bindings.add(b);
         table = bindings.toArray(new Binding[0]);
         Map<String, Object> info = new LinkedHashMap<>();
         info.put("index", b.index);
+        info.put("json", b.json);
         info.put("rpc", rpc);
         info.put("java_class", b.javaClass);
         info.put("java_method", b.javaMethod);
@@ -356,11 +359,6 @@ public final class Slot {
         }
     }
 
-    private static boolean isStringMethod(Method m) {
-        return m.getParameterCount() == 1 && m.getParameterTypes()[0].isAssignableFrom(String.class)
-                && m.getParameterTypes()[0] != Object.class;
-    }
-
     /** The method named by modelConfig.properties (modelClassName, modelMethod) or the override. */
     private Method acumosMethod(Binder bd, String override, Properties acu) throws HostException {
         if (acu == null) {
@@ -375,8 +373,9 @@ public final class Slot {
         } catch (ClassNotFoundException | LinkageError e) {
             throw new HostException("load", "modelClassName " + className + " (modelConfig.properties) cannot be loaded: " + e, e, null);
         }
-        for (Method x : publicMethods(c, name)) if (isStringMethod(x)) return x;
-        bd.problem("", "", "no public method " + name + "(String) in class " + className + " (modelConfig.properties)");
+        Method x = Acumos.pick(publicMethods(c, name));
+        if (x != null) return x;
+        bd.problem("", "", "no public method " + name + "(String) or " + name + "(java.io.File) in class " + className + " (modelConfig.properties)");
         return null;
     }
 
@@ -387,13 +386,8 @@ public final class Slot {
         }
         Binding b = new Binding(m, "acumos", loader);
         Acumos a = new Acumos();
-        a.json = acu.getProperty("modelInputType", "csv").toLowerCase(java.util.Locale.ROOT).contains("json");
-        a.header = Boolean.parseBoolean(acu.getProperty("modelInputHeader", "false").trim());
-        a.in = bd.message(in, Object.class, true);
-        Schema.Field only = in.fields.size() == 1 ? in.fields.get(0) : null;
-        a.rowsField = only != null && only.repeated && only.isMessage() && !only.isMap() ? only.name : null;
-        a.target = Acumos.targetField(out);
-        if (a.target != null) a.out = bd.field(a.target, a.target.isMap() ? java.util.Map.class : a.target.repeated ? List.class : Object.class, false);
+        String wrong = a.configure(acu, m, bd, in, out);
+        if (wrong != null) bd.problem("", "", wrong);
         if (!bd.problems.isEmpty()) return null;
         b.acumos = a;
         b.invoker = invoker(m);
@@ -427,6 +421,22 @@ public final class Slot {
         } finally {
             th.setContextClassLoader(prev);
         }
+    }
+
+    /**
+     * As {@link #call}, with the request in proto3 JSON when {@code jsonIn} and the answer in proto3 JSON when
+     * {@code jsonOut} (ProtoJson: what the Python path gives); JSON nested deeper than {@code maxJsonDepth} is
+     * refused. A bad request is kind "input", naming the field; an answer that is not the output message, "model".
+     */
+    public byte[] callJson(int index, byte[] request, boolean jsonIn, boolean jsonOut, long timeoutMillis, int maxJsonDepth)
+            throws HostException {
+        Binding[] t = table;
+        if (closed || index < 0 || index >= t.length) throw new HostException("closed", closed ? "model is closed" : "no binding " + index);
+        Binding b = t[index];
+        if (!b.json) throw new HostException("input", "rpc " + b.rpc + " has messages the host's JSON mapping leaves to Python");
+        byte[] wire = jsonIn ? ProtoJson.toWire(b.inMsg, request, maxJsonDepth) : request;
+        byte[] answer = call(index, wire, timeoutMillis);
+        return jsonOut ? ProtoJson.toJson(b.outMsg, answer) : answer;
     }
 
     /** A timed call, run on a call thread with the version's loader as its context loader. */
@@ -592,6 +602,9 @@ public final class Slot {
         final ClassLoader loader;         // the version's loader: the context loader during the call
         MethodHandle invoker;             // (Object[])Object
         MsgCodec in, out;
+        /** The rpc's input and output messages; whether ProtoJson maps both. */
+        Schema.Msg inMsg, outMsg;
+        boolean json;
         boolean inArgs;
         MethodHandle parseFrom, toByteArray;
         Acumos acumos;

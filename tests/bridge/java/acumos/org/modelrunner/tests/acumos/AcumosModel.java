@@ -3,12 +3,13 @@ package org.modelrunner.tests.acumos;
 import java.util.ArrayList;
 import java.util.List;
 
-/** An Acumos generic-model-runner style model: static List<?> m(String csv). */
+/** An Acumos generic-model-runner style model: static List<?> m(String csv), the CSV's first line the header. */
 public class AcumosModel {
     public static List<String> predict(String csv) {
         List<String> out = new ArrayList<>();
-        for (String line : csv.split("\n")) {
-            String[] cols = line.split(",");
+        String[] lines = csv.split("\n");
+        for (int i = 1; i < lines.length; i++) { // line 0: the header
+            String[] cols = lines[i].split(",");
             double petalLength = Double.parseDouble(cols[2]);
             out.add(petalLength < 3 ? "setosa" : petalLength < 5 ? "versicolor" : "virginica");
         }
@@ -20,7 +21,8 @@ public class AcumosModel {
 
     public static List<Double> lengths(String csv) {
         List<Double> out = new ArrayList<>();
-        for (String line : csv.split("\n")) out.add(Double.parseDouble(line.split(",")[0]));
+        String[] lines = csv.split("\n");
+        for (int i = 1; i < lines.length; i++) out.add(Double.parseDouble(lines[i].split(",")[0])); // line 0: the header
         return out;
     }
 }
