@@ -222,17 +222,7 @@ class JavaModelAdapter:
             raise mapped from err
 
     def invoke(self, method: str, request: bytes, timeout: float | None = None) -> bytes:
-        self.contract.method(method)  # MethodNotFound for an rpc the contract lacks
-        deadline = call_timeout(timeout, bundle=self.metadata.timeout_seconds)
-        try:
-            return self._java.call(method, bytes(request), deadline)
-        except Exception as err:  # mapped once, here; the model's failures logged with their stack
-            mapped = map_bridge_error(err, name=self.name, rpc=method)
-            if mapped is err:
-                raise
-            if isinstance(mapped, (ModelError, DeadlineExceeded)):
-                self._log_failure(mapped)
-            raise mapped from err
+        return self._call(method, timeout, lambda deadline: self._java.call(method, bytes(request), deadline))
 
     def invoke_json(
         self,
@@ -248,17 +238,25 @@ class JavaModelAdapter:
         (``json_out``), mapped by the host library (one crossing, no message in Python) as
         runner.contract.codec maps it; for the rpcs of :attr:`json_methods`. A refused request is BadInput
         naming the field (detail ``path``)."""
-        self.contract.method(method)  # MethodNotFound for an rpc the contract lacks
-        deadline = call_timeout(timeout, bundle=self.metadata.timeout_seconds)
-        try:
-            return self._java.call_json(
+        return self._call(
+            method,
+            timeout,
+            lambda deadline: self._java.call_json(
                 method,
                 request,
                 json_in=json_in,
                 json_out=json_out,
                 timeout=deadline,
                 max_json_depth=max_json_depth,
-            )
+            ),
+        )
+
+    def _call(self, method: str, timeout: float | None, call: Callable[[float | None], bytes]) -> bytes:
+        """Run one call of ``method`` within its deadline (runtimes.deadline), its failures mapped once."""
+        self.contract.method(method)  # MethodNotFound for an rpc the contract lacks
+        deadline = call_timeout(timeout, bundle=self.metadata.timeout_seconds)
+        try:
+            return call(deadline)
         except Exception as err:  # mapped once, here; the model's failures logged with their stack
             mapped = map_bridge_error(err, name=self.name, rpc=method)
             if mapped is err:

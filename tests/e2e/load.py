@@ -18,6 +18,9 @@ class ClientThreads:
     """Client threads (``threads``, made by a subclass) that run from the start of a ``with`` block until
     its end, when ``stop`` is set and they are joined."""
 
+    join_timeout = 60.0
+    """Seconds each thread gets to end its last call at the end of the block."""
+
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -30,7 +33,7 @@ class ClientThreads:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         for t in self.threads:
-            t.join(60)
+            t.join(self.join_timeout)
 
 
 class HealthyLoad(ClientThreads):

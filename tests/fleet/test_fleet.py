@@ -19,6 +19,7 @@ import requests
 
 from runner.bundle import write_bundle_zip
 from runner.contract import Contract
+from tests.e2e.load import ClientThreads
 from tests.fleet.hosts import FLEET_SETTINGS, GEN_PROTO, GRPC_PORT, Fleet, Host, Nginx, write_gen_bundle
 from tests.waiting import wait_for
 
@@ -62,29 +63,21 @@ class Answer:
     failure: str | None
 
 
-class FleetLoad:
+class FleetLoad(ClientThreads):
     """HTTP and gRPC clients calling gen's Ask through nginx until the ``with`` block ends; every answer
     kept with when it was sent and received, its generation and host; anything but a well-formed answer
     is a failure."""
 
+    join_timeout = 120.0
+
     def __init__(self, nginx: Nginx, http_threads: int = 3, grpc_threads: int = 2) -> None:
+        super().__init__()
         self.nginx = nginx
-        self.stop = threading.Event()
         self.answers: list[Answer] = []
         self._lock = threading.Lock()
         self.threads = [threading.Thread(target=self._http) for _ in range(http_threads)] + [
             threading.Thread(target=self._grpc) for _ in range(grpc_threads)
         ]
-
-    def __enter__(self) -> FleetLoad:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(120)
 
     def _keep(self, answer: Answer) -> None:
         with self._lock:
