@@ -111,6 +111,7 @@ def stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
 
 def hey(

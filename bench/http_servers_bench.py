@@ -29,6 +29,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
+import http_bench  # noqa: E402
 from bare_servers import bare_app  # noqa: E402
 
 FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -194,28 +195,8 @@ def wait_answering(url: str, proc: subprocess.Popen[Any], timeout: float = 300) 
 
 
 def hey(url: str, duration: float, concurrency: int, tmp: Path) -> dict[str, Any]:
-    from http_bench import parse_hey
-
-    body = tmp / "body.json"
-    body.write_text(json.dumps(FLOWER))
-    out = subprocess.run(
-        ["hey", "-z", f"{duration}s", "-c", str(concurrency), "-m", "POST", "-T", "application/json"]
-        + ["-D", str(body), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return parse_hey(out)
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """hey posting FLOWER as JSON (bench/http_bench.py's runner)."""
+    return http_bench.hey(url, json.dumps(FLOWER).encode(), "application/json", duration, concurrency, tmp)
 
 
 def fill_repository(repo: Path, tmp: Path) -> None:
@@ -226,7 +207,7 @@ def fill_repository(repo: Path, tmp: Path) -> None:
 
     bundles = build_sample_bundles()
     proc, _info = start_runner([bundles["iris"]], 1, 8, tmp)
-    stop(proc)
+    http_bench.stop(proc)
     assert (repo / "models" / "iris").exists() or any(repo.rglob("iris")), "iris not published"
 
 
@@ -306,7 +287,7 @@ def main() -> None:
                 print(f"{label} [{app}]: failed: {err}; log {log.name}", flush=True)
                 continue
             finally:
-                stop(proc)
+                http_bench.stop(proc)
             results.append((label, app, result))
             print(
                 f"{label} [{app}]: {result['rps']:,.0f} req/s p50 {result['p50_ms']:.2f} ms "

@@ -17,7 +17,7 @@ import requests
 
 from runner.bundle import write_bundle_zip
 from tests.e2e.serve_process import Serve, children_of, start_serve
-from tests.e2e.toy import calls_entered, write_signalling_toy_bundle
+from tests.e2e.toy import calls_entered, slow_call_in_background, write_signalling_toy_bundle
 from tests.waiting import wait_for
 
 pytest.importorskip("granian")
@@ -163,17 +163,9 @@ def test_sigterm_drains_a_slow_request_in_flight(served: Serve) -> None:
     """Runs last in this module: a request in flight when SIGTERM arrives is answered; exit 0."""
     answer: dict[str, Any] = {}
 
-    def slow_call() -> None:
-        try:
-            r = requests.post(f"{served.base}/models/toy/methods/Sleep", json={"seconds": 2.0}, timeout=60)
-            answer.update(status=r.status_code, body=r.json())
-        except Exception as err:  # noqa: BLE001
-            answer.update(error=repr(err))
-
     entered_dir: Path = served.entered  # type: ignore[attr-defined]
     entered = calls_entered(entered_dir)
-    caller = threading.Thread(target=slow_call)
-    caller.start()
+    caller = slow_call_in_background(served.base, answer)
     wait_for(lambda: calls_entered(entered_dir) > entered, 30, "the slow call to enter the toy model")
     assert served.stop() == 0, served.log_text()[-4000:]
     caller.join(timeout=30)

@@ -11,7 +11,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import requests
 
 from runner.bundle import write_bundle_zip
 from runner.contract import Contract
-from tests.e2e.toy import calls_entered, write_signalling_toy_bundle
+from tests.e2e.toy import calls_entered, slow_call_in_background, write_signalling_toy_bundle
 from tests.http.conftest import write_toy_bundle
 from tests.http.test_app import narrowed_bundle
 from tests.waiting import wait_for
@@ -472,16 +471,8 @@ def test_sigterm_drains_and_stops_cleanly(served: Served) -> None:
     """Runs last in this module: a request in flight when SIGTERM arrives is answered; exit 0; records gone."""
     answer: dict[str, Any] = {}
 
-    def slow_call() -> None:
-        try:
-            r = requests.post(f"{served.base}/models/toy/methods/Sleep", json={"seconds": 2.0}, timeout=60)
-            answer.update(status=r.status_code, body=r.json())
-        except Exception as err:  # noqa: BLE001
-            answer.update(error=repr(err))
-
     entered = calls_entered(served.entered)  # type: ignore[attr-defined]
-    caller = threading.Thread(target=slow_call)
-    caller.start()
+    caller = slow_call_in_background(served.base, answer)
     wait_for(
         lambda: calls_entered(served.entered) > entered,  # type: ignore[attr-defined]
         30,

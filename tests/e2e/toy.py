@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
+from typing import Any
+
+import requests
 
 from tests.http.conftest import write_toy_bundle
 
@@ -41,3 +45,19 @@ def write_signalling_toy_bundle(dest: Path, entered: Path) -> Path:
 def calls_entered(entered: Path) -> int:
     """How many Sleep calls have entered the model so far."""
     return len(os.listdir(entered))
+
+
+def slow_call_in_background(base: str, answer: dict[str, Any], seconds: float = 2.0) -> threading.Thread:
+    """A started thread calling the toy's Sleep for ``seconds`` at ``base``; ``answer`` gets its
+    status and body, or the error."""
+
+    def call() -> None:
+        try:
+            r = requests.post(f"{base}/models/toy/methods/Sleep", json={"seconds": seconds}, timeout=60)
+            answer.update(status=r.status_code, body=r.json())
+        except Exception as err:  # noqa: BLE001 - the test asserts what came back
+            answer.update(error=repr(err))
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    return caller
