@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,15 @@ FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_w
 
 
 def start_runner(
-    bundles: list[Path], workers: int, threads: int, tmp: Path, cwd: Path | None = None
+    bundles: list[Path],
+    workers: int,
+    threads: int,
+    tmp: Path,
+    cwd: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """`serve` on ``bundles``; ``cwd``: the source tree whose `runner` runs (default: the installed one)."""
+    """`serve` on ``bundles``; ``cwd``: the source tree whose `runner` runs (default: the installed one);
+    ``extra_args``: more `serve` flags (e.g. ``--http-server granian``)."""
     ready = tmp / "ready.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
     log = open(tmp / "serve.log", "wb")
@@ -66,6 +73,7 @@ def start_runner(
             str(ready),
             "--log-level",
             "warning",
+            *extra_args,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

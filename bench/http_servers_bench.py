@@ -46,7 +46,12 @@ def _settings() -> Any:
         repo=Path(os.environ["BENCH_REPO"]),
         workers=int(os.environ.get("BENCH_WORKERS", "2")),
         threads=int(os.environ.get("BENCH_THREADS", "8")),
+        jvm_options=_jvm_options(),
     )
+
+
+def _jvm_options() -> tuple[str, ...]:
+    return tuple(os.environ.get("BENCH_JVM_OPTIONS", "").split())
 
 
 def model_app() -> Any:
@@ -80,7 +85,11 @@ def run_gunicorn(app: str, port: int, workers: int, threads: int, tuning: dict[s
             return bare_app if app == "bare" else super().load()  # super: build_worker_app
 
     settings = Settings(
-        repo=Path(os.environ.get("BENCH_REPO", ".")), http_port=port, workers=workers, threads=threads
+        repo=Path(os.environ.get("BENCH_REPO", ".")),
+        http_port=port,
+        workers=workers,
+        threads=threads,
+        jvm_options=_jvm_options(),
     )
     Tuned(settings, on_ready=lambda p: print(f"port={p}", flush=True), log_level="warning").run()
 
@@ -94,7 +103,11 @@ def run_granian(app: str, port: int, workers: int, threads: int) -> None:
         from runner.settings import Settings
 
         settings = Settings(
-            repo=Path(os.environ["BENCH_REPO"]), http_port=port, workers=workers, threads=threads
+            repo=Path(os.environ["BENCH_REPO"]),
+            http_port=port,
+            workers=workers,
+            threads=threads,
+            jvm_options=_jvm_options(),
         )
         GranianHttpServer(settings, log_level="warning").run()
         return
@@ -218,6 +231,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--only", default="", help="comma-separated row names (default: all)")
+    parser.add_argument(
+        "--jvm-options", default="", help="JVM options of the model workers (space-separated)"
+    )
     parser.add_argument("--serve", nargs="*", help=argparse.SUPPRESS)  # launcher: SERVER APP PORT
     args = parser.parse_args()
     if args.serve:
@@ -228,7 +244,12 @@ def main() -> None:
     repo = tmp / "repo"
     fill_repository(repo, tmp)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNNER_")}
-    env.update(BENCH_REPO=str(repo), BENCH_WORKERS=str(args.workers), BENCH_THREADS=str(args.threads))
+    env.update(
+        BENCH_REPO=str(repo),
+        BENCH_WORKERS=str(args.workers),
+        BENCH_THREADS=str(args.threads),
+        BENCH_JVM_OPTIONS=args.jvm_options,
+    )
 
     # name -> (launcher arguments or a command, apps measured)
     gunicorn_rows = {

@@ -90,6 +90,7 @@ class JavaModel:
         """How this version's output lines are tagged: ``model=iris version=3 pid=1234``."""
         self._closed = False
         self._close_lock = threading.Lock()
+        self.inline_calls = False
         self._host_error = _cls("org.modelrunner.host.HostException")
         self._thread_death = _cls("java.lang.ThreadDeath")
 
@@ -180,11 +181,20 @@ class JavaModel:
             slot, index, bindings, class_name, output.tag(name or class_name, version), frozenset(json_rpcs)
         )
 
+    def set_inline_calls(self, inline: bool) -> None:
+        """Run timed calls on the caller's own thread (no hand-off to a call thread): the watchdog then only
+        interrupts a call at its deadline, and a model that ignores the interrupt holds its caller until it
+        returns (Slot.setInlineCalls). Off (the default): the caller is answered at the deadline whatever
+        the model does."""
+        self._slot.setInlineCalls(inline)
+        self.inline_calls = inline
+
     def call(self, rpc: str, request: bytes, timeout: float | None = None) -> bytes:
         """Serialized request message in, serialized response message out.
 
-        With a ``timeout`` (seconds) the model runs on a host call thread and this answers at the deadline
-        at the latest (JavaDeadlineError), whatever the model does; the host goes on stopping a call it
+        With a ``timeout`` (seconds) the model runs on a host call thread (on this one with inline calls:
+        :meth:`set_inline_calls`) and this answers at the deadline at the latest (JavaDeadlineError),
+        whatever the model does; the host goes on stopping a call it
         abandoned (bridge.jvm.stuck_calls lists it once well overdue). Without, it runs on this thread."""
         return self._invoke(rpc, request, timeout, lambda slot, idx, data, ms: slot.call(idx, data, ms))
 

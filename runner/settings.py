@@ -407,6 +407,12 @@ class Settings:
     """Where a model version runs when its bundle's metadata.json does not say (``isolation``): in the
     serving process, or in a child process of its own (a crash or a stuck call of the model then ends
     or replaces only that child)."""
+    calls: str = setting("guarded", Text(r"guarded|inline", "guarded or inline"))
+    """How a model's timed calls run when its bundle's metadata.json does not say (``calls``): ``guarded``,
+    on a thread of their own (the caller is answered at the deadline whatever the model does), or
+    ``inline``, on the request's own thread with no hand-off (faster; the deadline is then cooperative: a
+    Java call is interrupted at it, a Python call is not, and a call that ignores it holds its request
+    until it returns)."""
     metrics_port: int = setting(-1, Int(-1, 65535))
     """A separate port for the Prometheus scrape (``/metrics``, as on the HTTP port); -1: none."""
     python_interpreters: tuple[Path, ...] = setting((), PathList())

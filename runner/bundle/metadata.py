@@ -19,6 +19,7 @@ REQUIREMENTS_FILE = "requirements.txt"
 RUNTIMES = ("java", "python")
 CONVENTIONS = ("pojo", "params", "proto", "acumos")
 ISOLATIONS = ("in-process", "process")
+CALL_MODES = ("guarded", "inline")
 """Where a model version runs: in the serving process, or in a child process of its own."""
 ACUMOS_ENTRY_POINT = "acumos.wrapped:load_model"
 """The entry point of a bundle made from a dump of the Acumos Python client: the dump kept under
@@ -57,6 +58,10 @@ class Metadata:
     isolation: str | None = None
     """"in-process" or "process" (a child process of the serving process); None: the deployment's
     ``isolation`` setting decides."""
+    calls: str | None = None
+    """"guarded" (a timed call runs on a thread of its own, its caller answered at the deadline whatever the
+    model does) or "inline" (on the request's own thread, no hand-off; the deadline is then cooperative:
+    docs/bundle.md); None: the deployment's ``calls`` setting decides."""
     python: str | None = None
     """Python version ("3.9") a Python model runs under, in its own environment (docs/bundle.md)."""
     batching: dict[str, Any] | None = None
@@ -161,6 +166,11 @@ class Metadata:
             problems.append(f"'isolation' {isolation!r} must be one of {', '.join(map(repr, ISOLATIONS))}")
             isolation = None
 
+        calls = data.get("calls")
+        if calls is not None and calls not in CALL_MODES:
+            problems.append(f"'calls' {calls!r} must be one of {', '.join(map(repr, CALL_MODES))}")
+            calls = None
+
         python = data.get("python")
         if python is not None and not (isinstance(python, str) and _PYTHON_VERSION_RE.fullmatch(python)):
             problems.append(f"'python' must be a Python version like \"3.9\" (major.minor), not {python!r}")
@@ -195,6 +205,7 @@ class Metadata:
             timeout_seconds=float(timeout) if timeout is not None else None,
             required=norm_required,
             isolation=isolation,
+            calls=calls,
             python=python,
             batching=dict(batching) if batching is not None else None,
             extra={k: v for k, v in data.items() if k not in known},
@@ -213,6 +224,8 @@ class Metadata:
             del d["required"]
         if d["isolation"] is None:
             del d["isolation"]
+        if d["calls"] is None:
+            del d["calls"]
         if d["python"] is None:
             del d["python"]
         if d["batching"] is None:

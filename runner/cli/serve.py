@@ -58,6 +58,13 @@ SETTING_FLAGS: dict[str, tuple[str, str, str]] = {
     "--workers": ("workers", "N", "HTTP worker processes, one JVM each (default 2)"),
     "--threads": ("threads", "N", "threads per HTTP worker (default 8)"),
     "--http-server": ("http_server", "NAME", "HTTP server running the workers (default gunicorn)"),
+    "--calls": (
+        "calls",
+        "MODE",
+        "how a model's timed calls run when its bundle does not say: guarded (default: on a thread of "
+        "their own, answered at the deadline whatever the model does) or inline (on the request's "
+        "thread: faster, the deadline cooperative; docs/bundle.md)",
+    ),
     "--grpc-processes": ("grpc_processes", "N", "gRPC serving processes sharing the port (default 2)"),
     "--admin-token-file": ("admin_token_file", "FILE", "file holding the admin bearer token"),
     "--max-body-bytes": ("max_body_bytes", "BYTES", "largest accepted request body (413 above)"),

@@ -42,6 +42,11 @@ def isolation_of(metadata: Metadata, settings: Settings) -> str:
     return metadata.isolation or settings.isolation
 
 
+def calls_of(metadata: Metadata, settings: Settings) -> str:
+    """How ``metadata``'s model runs its timed calls: its bundle's ``calls``, else the deployment's setting."""
+    return metadata.calls or settings.calls
+
+
 def load_model(version_dir: Path, metadata: Metadata, contract: Contract, settings: Settings) -> Model:
     """Load a bundle's model in this process, or in a child process of its own (isolation "process":
     runner.runtimes.process), and bind every rpc of ``contract``.
@@ -57,7 +62,9 @@ def load_model(version_dir: Path, metadata: Metadata, contract: Contract, settin
     if metadata.runtime == "python":
         from runner.runtimes.python.model import PythonModel  # noqa: PLC0415 (Java-only services never import it)
 
-        return PythonModel(Path(version_dir), metadata, contract)
+        return PythonModel(
+            Path(version_dir), metadata, contract, inline_calls=calls_of(metadata, settings) == "inline"
+        )
     if metadata.runtime == "java":
         from runner.runtimes.java import JavaModelAdapter  # noqa: PLC0415 (the bridge, only when needed)
 

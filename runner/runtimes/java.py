@@ -211,6 +211,10 @@ class JavaModelAdapter:
         self.json_methods: frozenset[str] = frozenset(getattr(self._java, "json_rpcs", ()) or ())
         """The rpcs :meth:`invoke_json` serves: the host maps their JSON itself."""
         self.tag = str(getattr(self._java, "tag", "") or f"model={self.name} version={self.version}")
+        from runner.runtimes import calls_of  # noqa: PLC0415 (the package imports this module lazily)
+
+        if calls_of(metadata, settings) == "inline":
+            self._java.set_inline_calls(True)
 
     def _mapped(self, fn: Callable[[], T], *, rpc: str | None = None, loading: bool = False) -> T:
         try:

@@ -73,6 +73,9 @@ _lock = threading.Lock()
 _python: dict[int, _Abandoned] = {}  # token -> an abandoned Python call still running
 _abandoned_total: dict[tuple[str, str], int] = {}  # (model, version) -> Python calls abandoned so far
 _tokens = itertools.count(1)
+# thread ident -> an inline Python call running on it: (model, version, rpc, request id, deadline as
+# time.monotonic(), key); see inline_call
+_inline: dict[int, tuple[str, str, str, str | None, float, str]] = {}
 
 
 def abandoned(owner: CallOwner, thread: threading.Thread | None, *, passed: float | None = None) -> int:
@@ -94,12 +97,32 @@ def returned(token: int) -> None:
         _python.pop(token, None)
 
 
+def inline_call(model: str, version: str, rpc: str, request_id: str | None, deadline: float) -> int:
+    """An inline Python call (bundle ``"calls": "inline"``) starts on this thread, to end at
+    ``deadline`` (time.monotonic()): nobody abandons it, so it is listed here while it runs, and is stuck
+    once past its deadline by the grace like an abandoned one. Returns the token for :func:`inline_ended`."""
+    ident = threading.get_ident()
+    _inline[ident] = (model, version, rpc, request_id, deadline, f"python-inline:{next(_tokens)}")
+    return ident
+
+
+def inline_ended(token: int) -> None:
+    _inline.pop(token, None)
+
+
 def python_calls(grace: float = DEFAULT_GRACE, *, abandoned_too: bool = False) -> list[StuckCall]:
     """The Python calls still running ``grace`` seconds past their deadline (all the abandoned ones
     still running with ``abandoned_too``), each with its thread's stack."""
     now = time.monotonic()
     with _lock:
         records = list(_python.values())
+    # single dict operations are atomic under the GIL: the hot path takes no lock; copy, then read
+    inline = [(ident, call) for ident, call in list(_inline.items()) if now > call[4]]
+    if inline:
+        names = {t.ident: t.name for t in threading.enumerate()}
+        for ident, (model, version, rpc, request_id, deadline, key) in inline:
+            owner = CallOwner(model, version, rpc, request_id)
+            records.append(_Abandoned(owner, names.get(ident, "?"), ident, deadline, key))
     frames = sys._current_frames() if records else {}
     out: list[StuckCall] = []
     for rec in records:

@@ -133,6 +133,8 @@ service Faults {
   rpc Sleep (Req) returns (Reply);
   rpc Spin (Req) returns (Reply);
   rpc Hog (Req) returns (Reply);
+  rpc Busy (Req) returns (Reply);
+  rpc Where (Req) returns (Reply);
 }
 """
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from runner.errors import (
     ModelError,
     current_request_id,
 )
+from runner.runtimes import stuck
 from runner.runtimes.deadline import call_timeout
 from runner.runtimes.java import version_label
 from runner.runtimes.python import exit_guard
@@ -107,8 +109,14 @@ def _fits(plain: dict[Any, Any], desc: Descriptor) -> bool:
 class PythonModel:
     """A Python class serving a contract (implements runner.runtimes.Model)."""
 
-    def __init__(self, version_dir: Path, metadata: Metadata, contract: Contract):
+    def __init__(
+        self, version_dir: Path, metadata: Metadata, contract: Contract, *, inline_calls: bool = False
+    ):
+        """``inline_calls``: timed calls run on the caller's thread, checked against their deadline when
+        they return (a Python call cannot be interrupted), instead of on a pool thread the caller waits on
+        until the deadline at most (the bundle's ``calls``, docs/bundle.md)."""
         self.version_dir = Path(version_dir)
+        self.inline_calls = inline_calls
         self.metadata = metadata
         self.contract = contract
         self.version = version_label(self.version_dir)
@@ -213,6 +221,21 @@ class PythonModel:
         deadline = call_timeout(timeout, bundle=self.metadata.timeout_seconds)
         if deadline is None:
             return self._call(binding, req)
+        if self.inline_calls:
+            started = time.monotonic()
+            token = stuck.inline_call(
+                self.metadata.name, self.version, method, current_request_id(), started + deadline
+            )
+            try:
+                answer = self._call(binding, req)
+            finally:
+                stuck.inline_ended(token)
+            if time.monotonic() - started > deadline:
+                raise DeadlineExceeded(
+                    f"{self.metadata.name}.{method} answered after its deadline of {deadline:g}s",
+                    detail={"rpc": method, "timeout": deadline, "calls": "inline"},
+                )
+            return answer
         executor = self._pool()
         # named, so that a call still running past its deadline is seen (runner.runtimes.stuck)
         owner = CallOwner(self.metadata.name, self.version, method, current_request_id())

@@ -21,6 +21,7 @@ from runner.runtimes import Model, load_model
 from runner.runtimes.java import JavaModelAdapter, map_bridge_error
 from runner.serving.validate import validate_bundle
 from runner.settings import Settings
+from tests.bridge.conftest import FAULTS_PROTO, build_bundle
 
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 VIRGINICA = {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}
@@ -220,3 +221,34 @@ def test_jvm_options_the_running_jvm_lacks(thrower: Path, tmp_path: Path) -> Non
         load(needy)
     assert "-Dmodelrunner.test.never.set=1" in e.value.message
     assert "restart" in e.value.detail["hint"]
+
+
+@pytest.mark.parametrize(
+    "bundle_calls,setting,inline",
+    [
+        ("inline", "guarded", True),
+        (None, "inline", True),
+        ("guarded", "inline", False),
+        (None, "guarded", False),
+    ],
+)
+def test_calls_mode_comes_from_the_bundle_else_the_setting(
+    tmp_path: Path, bundle_calls: str | None, setting: str, inline: bool
+) -> None:
+    folder = tmp_path / "faults"
+    folder.mkdir()
+    shutil.copy(build_bundle("faults") / "model.jar", folder / "model.jar")
+    (folder / "model.proto").write_text(FAULTS_PROTO)
+    meta = {"name": "faults", "runtime": "java", "entry_point": "org.modelrunner.tests.faults.FaultModel"}
+    (folder / "metadata.json").write_text(
+        json.dumps({**meta, **({"calls": bundle_calls} if bundle_calls else {})})
+    )
+    b = open_bundle(folder)
+    contract = Contract.compile(b.proto_text, include_dir=folder)
+    model = load_model(folder, b.metadata, contract, Settings(calls=setting))
+    try:
+        request = contract.input_class("Where")(text="x").SerializeToString()
+        where = contract.output_class("Where").FromString(model.invoke("Where", request, 5.0)).text
+        assert where.startswith("model-call-") is not inline, where
+    finally:
+        model.close()

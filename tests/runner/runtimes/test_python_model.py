@@ -8,11 +8,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from runner.bundle import open_bundle
+from runner.bundle import Metadata, open_bundle
 from runner.contract import MEDIA_JSON, Contract
 from runner.errors import BadInput, DeadlineExceeded, InvalidBundle, MethodNotFound, ModelError
 from runner.runtimes import Model, load_model
@@ -400,4 +401,81 @@ def test_pickles_of_bundle_classes_load(tmp_path: Path) -> None:
         assert out["species"].startswith(ROOT_PACKAGE + ".")  # the version's own module
         assert "features" not in sys.modules  # the plain name was only there while loading
     finally:
+        model.close()
+
+
+def test_inline_calls_run_on_the_callers_thread_and_answer_late_calls_with_the_deadline(
+    tmp_path: Path,
+) -> None:
+    where = SLOW.replace('return {"species": "slow"}', 'return {"species": threading.current_thread().name}')
+    where = where.replace("import time", "import threading\n    import time")
+    folder = make_bundle(tmp_path / "b", {"iris_model.py": where}, calls="inline")
+    model, c = load(folder)
+    try:
+        caller = threading.current_thread().name
+        assert call(model, c, "Classify", {"sepal_length": 0}, timeout=5)["species"] == caller
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded) as e:
+            call(model, c, "Classify", {"sepal_length": 0.5}, timeout=0.2)
+        # a Python call cannot be interrupted: it is answered when it returns, with the deadline error
+        assert time.monotonic() - started >= 0.5
+        assert e.value.detail == {"rpc": "Classify", "timeout": 0.2, "calls": "inline"}
+        assert call(model, c, "Classify", {"sepal_length": 0}, timeout=5)["species"] == caller
+    finally:
+        model.close()
+    # the setting decides when the bundle does not say; the bundle wins over it
+    guarded = make_bundle(tmp_path / "g", {"iris_model.py": where}, calls="guarded")
+    for folder, settings, on_caller in (
+        (guarded, Settings(calls="inline"), False),
+        (make_bundle(tmp_path / "d", {"iris_model.py": where}), Settings(calls="inline"), True),
+    ):
+        b = open_bundle(folder)
+        contract = Contract.compile(b.proto_text, include_dir=folder)
+        model = load_model(folder, b.metadata, contract, settings)
+        try:
+            answer = call(model, contract, "Classify", {"sepal_length": 0}, timeout=5)["species"]
+            assert (answer == threading.current_thread().name) is on_caller
+        finally:
+            model.close()
+
+
+def test_calls_is_validated_with_its_name() -> None:
+    with pytest.raises(InvalidBundle) as err:
+        Metadata.from_dict({"name": "m", "runtime": "python", "entry_point": "m:M", "calls": "fast"})
+    assert "'calls' 'fast' must be one of 'guarded', 'inline'" in err.value.message
+    with pytest.raises(BadInput) as refused:
+        Settings.from_env({"MODEL_RUNNER_CALLS": "fast"})
+    assert "MODEL_RUNNER_CALLS" in refused.value.message and "guarded or inline" in refused.value.message
+    assert Settings.from_env({"MODEL_RUNNER_CALLS": "inline"}).calls == "inline"
+    meta = Metadata.from_dict({"name": "m", "runtime": "java", "entry_point": "a.B", "calls": "inline"})
+    assert meta.calls == "inline" and meta.to_dict()["calls"] == "inline"
+    assert "calls" not in Metadata.from_dict({"name": "m", "runtime": "java", "entry_point": "a.B"}).to_dict()
+
+
+def test_an_inline_call_past_its_deadline_is_listed_as_stuck_until_it_returns(tmp_path: Path) -> None:
+    from runner.runtimes import stuck
+    from tests.waiting import wait_for
+
+    model, c = load(make_bundle(tmp_path / "b", {"iris_model.py": SLOW}, calls="inline"))
+    errors: list[BaseException] = []
+
+    def late() -> None:
+        try:
+            call(model, c, "Classify", {"sepal_length": 1.5}, timeout=0.1)
+        except BaseException as err:  # noqa: BLE001 - the test looks at it
+            errors.append(err)
+
+    thread = threading.Thread(target=late, name="inline-caller")
+    try:
+        thread.start()
+        # (an earlier test's abandoned pool call of the same model may still be listed too)
+        mine = lambda grace: [s for s in stuck.current(grace=grace) if s.thread == "inline-caller"]  # noqa: E731
+        listed = wait_for(lambda: mine(0.2), timeout=5)
+        assert listed[0].runtime == "python" and listed[0].model == "iris-python"
+        assert listed[0].rpc == "Classify" and "time.sleep" in listed[0].stack
+        thread.join(10)
+        assert len(errors) == 1 and isinstance(errors[0], DeadlineExceeded)
+        assert not mine(0)
+    finally:
+        thread.join(10)
         model.close()

@@ -13,7 +13,8 @@ import java.util.concurrent.atomic.LongAdder;
  * Protection of the serving process from its models: an exit guard (a permissive SecurityManager whose only
  * check is that no model class is on the stack of System.exit / Runtime.halt) and a watchdog that stops
  * calls past their deadline: interrupt first, then Thread.stop after a grace period (repeated while the
- * call keeps running; on a JDK without Thread.stop, interrupts only). A timed call runs on a host call thread
+ * call keeps running; on a JDK without Thread.stop, and for calls run inline on their caller's thread, interrupts
+ * only). A timed call runs on a host call thread
  * (Calls) and its caller is answered at the deadline whatever the model does; an untimed call runs on the
  * caller's own thread and costs nothing extra. The watchdog thread never runs model code (so it needs no model
  * context class loader, and holds none).
@@ -52,6 +53,8 @@ final class Guard {
         int state;
         long deadline, mark;
         boolean timedOut, registered;
+        /** An inline call (Slot.setInlineCalls) on its caller's thread: never Thread.stop, which could land later. */
+        boolean interruptOnly;
         volatile boolean exitAttempted;
         volatile int exitStatus;
         // what runs, for the stuck list (guarded by this)
@@ -62,9 +65,10 @@ final class Guard {
         Control(Thread t) { thread = t; }
 
         /** Begins a timed call ending at {@code deadlineNanos} (System.nanoTime); the strings name it if it gets stuck. */
-        void begin(long deadlineNanos, String model, String version, String rpc, String javaMethod) {
+        void begin(long deadlineNanos, String model, String version, String rpc, String javaMethod, boolean interruptOnly) {
             synchronized (this) {
                 deadline = deadlineNanos;
+                this.interruptOnly = interruptOnly;
                 timedOut = false;
                 state = RUNNING;
                 this.model = model; this.version = version; this.rpc = rpc; this.javaMethod = javaMethod;
@@ -116,7 +120,9 @@ final class Guard {
                         c.state = STOPPED;
                         c.mark = now;
                         c.thread.interrupt();
-                        try { c.thread.stop(); } catch (Throwable e) { /* JDK without Thread.stop: interrupt only */ }
+                        if (!c.interruptOnly) {
+                            try { c.thread.stop(); } catch (Throwable e) { /* JDK without Thread.stop: interrupt only */ }
+                        }
                     }
                     if (c.state >= INTERRUPTED && !c.stuck && now - c.deadline >= STUCK_GRACE_NANOS) {
                         c.stuck = true;

@@ -59,6 +59,19 @@ public class FaultModel {
         return new Reply("done");
     }
 
+    /** Ignores interrupts for {@code r.n} milliseconds, then answers. */
+    public Reply busy(Req r) {
+        long end = System.nanoTime() + r.n * 1_000_000L;
+        while (System.nanoTime() - end < 0) spins++;
+        return new Reply("busy " + r.n);
+    }
+
+    /** The thread the call runs on, and whether it is interrupted. */
+    public Reply where(Req r) {
+        Thread t = Thread.currentThread();
+        return new Reply(t.getName() + (t.isInterrupted() ? " interrupted" : ""));
+    }
+
     public Reply hog(Req r) {
         List<long[]> hog = new ArrayList<>();
         while (true) hog.add(new long[1 << 20]);
