@@ -2,6 +2,7 @@
 
     python bench/batching_bench.py [--duration 10] [--rounds 3] [--concurrency 32] [--workers 2]
         [--threads 8] [--trees 30] [--depth 2] [--kinds jpmml sklearn] [--skip-http] [--skip-dataplane]
+        [--http-server gunicorn|granian] [--calls guarded|inline]
 
 The model: a scikit-learn GradientBoostingClassifier on iris (``--trees`` trees of ``--depth``), served
 two ways (``--kinds``):
@@ -236,7 +237,8 @@ def report(title: str, results: dict[str, list[dict[str, Any]]], before: str, af
 
 
 def http_rounds(args: argparse.Namespace, made: list[Path], flower: dict[str, float], work: Path) -> None:
-    proc, ready = start_runner(made, args.workers, args.threads, work)
+    flags = ["--http-server", args.http_server, "--calls", args.calls]
+    proc, ready = start_runner(made, args.workers, args.threads, work, extra_args=flags)
     url = f"http://127.0.0.1:{ready['http_port']}"
     body = json.dumps({"rows": [flower]}).encode()
 
@@ -272,7 +274,9 @@ def dataplane_rounds(
     repo = Repository(work / "dp-repo")
     for folder in made:
         repo.publish(folder.name, folder, expected_version=None, caller="bench")
-    registry = Registry(repo, BundleLoader(Settings(repo=work / "dp-repo")), poll_interval=0.5)
+    registry = Registry(
+        repo, BundleLoader(Settings(repo=work / "dp-repo", calls=args.calls)), poll_interval=0.5
+    )
     registry.start()
     plane = DataPlane(registry)
     body = json.dumps({"rows": [flower]}).encode()
@@ -323,6 +327,8 @@ def main() -> None:
     parser.add_argument("--trees", type=int, default=30)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--kinds", nargs="+", choices=["jpmml", "sklearn"], default=["jpmml", "sklearn"])
+    parser.add_argument("--http-server", default="gunicorn", help="serve's --http-server")
+    parser.add_argument("--calls", default="guarded", help="serve's --calls (guarded or inline)")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-dataplane", action="store_true")
     args = parser.parse_args()

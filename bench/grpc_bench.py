@@ -161,10 +161,11 @@ def measure(target: str, path: str, payload: bytes, metadata: tuple, args: argpa
 class RunnerProcesses:
     """``n`` standalone ``python -m runner.grpc`` processes on one port."""
 
-    def __init__(self, repo: Path, n: int, threads: int | None = None):
+    def __init__(self, repo: Path, n: int, threads: int | None = None, calls: str = "guarded"):
         from runner.settings import Settings
 
-        self.env = {**os.environ, **Settings(repo=repo, grpc_port=0, poll_interval=0.2).to_env()}
+        settings = Settings(repo=repo, grpc_port=0, poll_interval=0.2, calls=calls)
+        self.env = {**os.environ, **settings.to_env()}
         self.procs: list[subprocess.Popen[str]] = []
         self.extra = ["--threads", str(threads)] if threads else []
         self.port = self._start([])
@@ -224,7 +225,13 @@ class BareProcesses:
                 self.proc.wait()
 
 
-MODELS = {"java": "iris", "python": "iris-python", "java-oip": "iris"}
+MODELS = {
+    "java": "iris",
+    "python": "iris-python",
+    "java-oip": "iris",
+    "java-inline": "iris",
+    "python-inline": "iris-python",
+}
 
 
 def prepare_repository(repo: Path, names: list[str]) -> None:
@@ -279,9 +286,10 @@ def main() -> int:
     parser.add_argument("--server-threads", type=int, default=None, help="threads per runner.grpc process")
     parser.add_argument(
         "--targets",
-        default="java,python,mlserver,bare",
+        default="java,java-inline,python,python-inline,mlserver,bare",
         help="bare: the ceiling, an echo handler on the same gRPC setup (no model); java-oip: Java iris "
-        "through model-runner's own Open Inference Protocol service (typed contents, as sent to MLServer)",
+        "through model-runner's own Open Inference Protocol service (typed contents, as sent to MLServer); "
+        "java-inline, python-inline: processes serving with the `calls` setting inline",
     )
     parser.add_argument("--json", type=Path, default=ROOT / "build" / "bench" / "grpc_bench.json")
     args = parser.parse_args()
@@ -298,12 +306,15 @@ def main() -> int:
 
     load_start = [round(x, 2) for x in os.getloadavg()]  # the machine may be shared: say how busy it was
     tmp = Path(tempfile.mkdtemp(prefix="grpc-bench-"))
-    runner = peer = bare = None
+    runner = inline = peer = bare = None
     try:
         names = sorted({MODELS[t] for t in targets if t in MODELS})
         prepare_repository(tmp / "repo", names)
         runner = RunnerProcesses(tmp / "repo", args.server_procs, args.server_threads)
         runner_target = f"127.0.0.1:{runner.port}"
+        if any(t.endswith("-inline") for t in targets):  # the same repository, `calls` inline
+            inline = RunnerProcesses(tmp / "repo", args.server_procs, args.server_threads, calls="inline")
+        inline_target = f"127.0.0.1:{inline.port}" if inline is not None else ""
         from mlserver_peer import start_mlserver
 
         peer = start_mlserver(tmp / "mlserver") if "mlserver" in targets else None
@@ -355,6 +366,18 @@ def main() -> int:
                 iris_req,
                 (("x-model-name", "iris-python"),),
             ),
+            "java-inline": (
+                inline_target,
+                "/iris.IrisClassifier/Classify",
+                iris_req,
+                (("x-model-name", "iris"),),
+            ),
+            "python-inline": (
+                inline_target,
+                "/iris.IrisClassifier/Classify",
+                iris_req,
+                (("x-model-name", "iris-python"),),
+            ),
             "mlserver": (ml_target, "/inference.GRPCInferenceService/ModelInfer", oip_req, ()),
             "java-oip": (runner_target, "/inference.GRPCInferenceService/ModelInfer", runner_oip_req, ()),
         }
@@ -377,6 +400,8 @@ def main() -> int:
             peer.stop()
         if runner is not None:
             runner.stop()
+        if inline is not None:
+            inline.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     summary = {}
