@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import random
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -143,7 +144,7 @@ _request_id: ContextVar[str | None] = ContextVar("model_runner_request_id", defa
 def new_request_id() -> str:
     """A fresh request id: 16 hex digits. From ``random`` (reseeded in each forked child; no system
     call, unlike uuid4: an id is made for every request), not meant to be unguessable."""
-    return f"{random.getrandbits(64):016x}"
+    return random.getrandbits(64).to_bytes(8, "big").hex()  # as f"{n:016x}", in half the time
 
 
 def current_request_id() -> str | None:
@@ -156,10 +157,8 @@ def request_id() -> str:
     return _request_id.get() or new_request_id()
 
 
-def enter_request(request_id: str) -> Token[str | None]:
-    """Make ``request_id`` the current request's id until :func:`leave_request` with the token."""
-    return _request_id.set(request_id)
-
-
-def leave_request(token: Token[str | None]) -> None:
-    _request_id.reset(token)
+# The ContextVar's own methods, not functions calling them: the edges call these on every request,
+# and a Python frame costs more than the work.
+enter_request: Callable[[str], Token[str | None]] = _request_id.set
+"""Make a request id the current request's id until :func:`leave_request` with the token returned."""
+leave_request: Callable[[Token[str | None]], None] = _request_id.reset

@@ -53,17 +53,19 @@ class RequestIds:
         finally:
             end_access(access_token)
             leave_request(token)
-            if self.access_log.enabled:
+            access_log = self.access_log
+            if access_log.enabled:
                 path = environ.get("PATH_INFO") or ""
                 if not path.isascii():
                     path = _display(path)
-                self.access_log.write(
+                code = answered[0][:3]
+                access_log.write(
                     "oip-http" if path.startswith("/v2") and (len(path) == 3 or path[3] == "/") else "http",
                     environ.get("REQUEST_METHOD") or "",
                     path,
                     access.model,
                     access.version,
-                    int(answered[0][:3]) if answered[0][:3].isdigit() else 500,
+                    int(code) if code.isdigit() else 500,
                     time.perf_counter() - started,
                     request_id,
                 )

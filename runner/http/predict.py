@@ -86,15 +86,22 @@ class PredictPath:
         if environ.get("REQUEST_METHOD") == "POST":
             match = _PREDICT_PATH.match(environ.get("PATH_INFO") or "")
             if match is not None:
-                name, method = (match.group(1), match.group(2)) if match.group(2) else (None, match.group(3))
+                named, method, single = match.groups()
+                name = named if method else None
+                if not method:
+                    method = single
                 try:
-                    name, method = _utf8(name), _utf8(method) or ""
+                    # an ASCII segment (most are) reads the same in latin-1 and UTF-8: nothing to decode
+                    if name is not None and not name.isascii():
+                        name = _utf8(name)
+                    if not method.isascii():
+                        method = _utf8(method) or ""
                 except BadInput as err:
                     status, headers, body = self._error(err)
                     metrics.refused("http", err)
                 else:
                     status, headers, body = self.handle(environ, name, method)
-                start_response(_REASONS.get(status, str(status)), headers)
+                start_response(_REASONS.get(status) or str(status), headers)
                 return [body]
         return self.app(environ, start_response)
 
@@ -119,6 +126,7 @@ class PredictPath:
                 payload = self._read_body(environ)
                 content_type, accept = environ.get("CONTENT_TYPE") or MEDIA_JSON, environ.get("HTTP_ACCEPT")
                 label = None
+                raw_timeout = environ.get("HTTP_X_TIMEOUT_SECONDS")
                 if name is None and self.settings.acumos_compat:
                     content_type, accept, label = acumos_media(payload, environ.get("CONTENT_TYPE"), accept)
                 # media negotiation (Content-Type, Accept with q-values) is the data plane's, shared with gRPC
@@ -128,7 +136,7 @@ class PredictPath:
                     payload,
                     content_type,
                     accept,
-                    timeout=header_timeout(environ.get("HTTP_X_TIMEOUT_SECONDS")),
+                    timeout=header_timeout(raw_timeout) if raw_timeout else None,
                 )
             return (
                 200,

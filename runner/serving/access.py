@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Final, TextIO
 from urllib.parse import quote
@@ -68,13 +69,12 @@ def begin_access() -> tuple[Access, Token[Access | None]]:
     return access, _access.set(access)
 
 
-def current_access() -> Access | None:
-    """The access record of the request being served (None outside one)."""
-    return _access.get()
-
-
-def end_access(token: Token[Access | None]) -> None:
-    _access.reset(token)
+# The ContextVar's own methods, not functions calling them: called on every request, where a Python
+# frame costs more than the work.
+current_access: Callable[[], Access | None] = _access.get
+"""The access record of the request being served (None outside one)."""
+end_access: Callable[[Token[Access | None]], None] = _access.reset
+"""End the access record :func:`begin_access` started (with its token)."""
 
 
 # ------------------------------------------------------------------------------------- the lines
@@ -148,7 +148,7 @@ class AccessLog:
         stream = self.stream or sys.stderr
         try:
             for fields in pending:
-                line = self._format(pid, *fields) + "\n"
+                line = self._format(pid, fields)
                 n = len(line) if line.isascii() else len(line.encode())
                 if size + n > _PIPE_BUF and chunk:
                     stream.write("".join(chunk))
@@ -161,28 +161,15 @@ class AccessLog:
         except (OSError, ValueError):  # a closed or broken stream must not fail anything
             pass
 
-    def _time(self, now: float) -> str:
-        second = int(now)
-        if second != self._second:  # strftime once a second
-            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
-
     def _format(
         self,
         pid: int,
-        now: float,
-        protocol: str,
-        method: str,
-        path: str,
-        model: str | None,
-        version: str | int | None,
-        status: int | str,
-        seconds: float,
-        request_id: str,
+        fields: tuple[float, str, str, str, str | None, str | int | None, int | str, float, str],
     ) -> str:
-        """One line. What lines of one route and answer share is made once (bounded cache): the line
-        is the time, that, the duration and the request id (letters, digits and ``-_.:``: nothing to
-        escape, in either format)."""
+        """One line, with its newline, from what :meth:`write` kept. What lines of one route and answer
+        share is made once (bounded cache): the line is the time, that, the duration and the request id
+        (letters, digits and ``-_.:``: nothing to escape, in either format)."""
+        now, protocol, method, path, model, version, status, seconds, request_id = fields
         key = (pid, protocol, method, path, model, version, status)
         parts = self._parts.get(key)
         if parts is None:
@@ -190,10 +177,15 @@ class AccessLog:
                 self._parts.clear()
             parts = self._parts[key] = self._make_parts(*key)
         head, middle, tail = parts
+        # the time (strftime once a second)
+        second = int(now)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        millis = int((now - second) * 1000)
         return (
-            f'{head}{self._time(now)}{middle}{seconds * 1000:.2f}{tail}{request_id}"}}'
+            f'{head}{self._stamp}.{millis:03d}Z{middle}{seconds * 1000:.2f}{tail}{request_id}"}}\n'
             if self.format == "json"
-            else (f"{self._time(now)}{middle}{seconds * 1000:.2f}{tail}{request_id}{head}")
+            else f"{self._stamp}.{millis:03d}Z{middle}{seconds * 1000:.2f}{tail}{request_id}{head}\n"
         )
 
     def _make_parts(

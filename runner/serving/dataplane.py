@@ -9,7 +9,8 @@ The edges only translate their wire to a call of this module and its answer (or 
 - the Open Inference Protocol, REST (runner/http/oip.py) and gRPC (runner/grpc/oip.py):
   :meth:`DataPlane.infer`, V2 tensors mapped onto the contract by runner.serving.oip.
 
-:meth:`DataPlane.run` is the single entry under all three: it resolves the model (:meth:`DataPlane.route`:
+:meth:`DataPlane.run` is the single entry under all three (``predict`` and ``infer`` enter its body,
+``_run``, within the tracking they open already): it resolves the model (:meth:`DataPlane.route`:
 the named model; else the only model of the service; else, for gRPC, the one model serving the called
 service and method, AmbiguousModel when several do), holds that version for the whole call (a swap
 never shows a call half of each contract), checks the target (the called service, the asked version),
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 from runner.contract import MEDIA_JSON, MEDIA_PROTOBUF, Contract, normalize_media
 from runner.errors import (
@@ -106,7 +107,25 @@ def request_media(content_type: str | None) -> str:
 
 def response_media(accept: str | None, request: str) -> str:
     """Pick the response type from an Accept header (q-values honoured); default: the request's."""
-    if accept is None or not accept.strip():
+    if accept is None:
+        return request
+    # clients send the same few Accept headers on every request: negotiate each pair once
+    key = (accept, request)
+    media = _negotiated.get(key)
+    if media is None:
+        media = _negotiate(accept, request)  # raises UnsupportedMedia (not kept: it is the rare case)
+        if len(_negotiated) >= _NEGOTIATED_LIMIT:  # Accept comes from clients: bound what is kept
+            _negotiated.clear()
+        _negotiated[key] = media
+    return media
+
+
+_negotiated: dict[tuple[str, str], str] = {}
+_NEGOTIATED_LIMIT = 256
+
+
+def _negotiate(accept: str, request: str) -> str:
+    if not accept.strip():
         return request
     choices: list[tuple[float, int, str]] = []
     for i, part in enumerate(accept.split(",")):
@@ -194,7 +213,8 @@ class ContractExchange:
             return False
         if self.in_media != MEDIA_JSON and self.out_media != MEDIA_JSON:
             return False  # binary both ways goes straight through already
-        return not (loaded.required and method in loaded.required.methods())
+        required = loaded.required
+        return not required or method not in required.methods()
 
     def direct(self, loaded: LoadedVersion, method: str, limit: float | None) -> PredictResult:
         """The call with the request's bytes in and the answer's bytes out, no message in Python: the
@@ -311,13 +331,12 @@ class DataPlane:
             in_media = request_media(content_type)
             out_media = response_media(accept, in_media)
             exchange = ContractExchange(method, payload, in_media, out_media, self.max_json_depth)
-            return self.run(
+            return self._run(  # tracked already: not through run(), which would track again
                 exchange,
                 model=model,
                 method=method,
                 service=service,
                 timeout=timeout,
-                protocol=protocol,
                 started=started,
             )
 
@@ -338,12 +357,11 @@ class DataPlane:
         with metrics.track(protocol):  # counted once (runner.serving.metrics)
             if not model:
                 raise BadInput("an inference request names its model", {"model": model})
-            return self.run(
+            return self._run(
                 InferExchange(body, binary, self.max_json_depth),
                 model=model,
                 version=version or None,
                 timeout=timeout,
-                protocol=protocol,
                 started=started,
             )
 
@@ -391,49 +409,83 @@ class DataPlane:
         call once under it (runner.serving.metrics: labels only from the version held and its methods).
         """
         with metrics.track(protocol):
-            for attempt in range(_RESOLVE_ATTEMPTS):
-                name = self.route(model, service, method)
-                with self.registry.acquire(name) as loaded:
-                    metrics.serving(loaded.name, loaded.version)
-                    try:
+            return self._run(
+                exchange,
+                model=model,
+                method=method,
+                service=service,
+                version=version,
+                timeout=timeout,
+                started=started,
+            )
+
+    def _run(
+        self,
+        exchange: Exchange[T],
+        *,
+        model: str | None,
+        method: str | None = None,
+        service: str | None = None,
+        version: str | None = None,
+        timeout: float | None = None,
+        started: Started | None = None,
+    ) -> T:
+        """:meth:`run`, inside the caller's tracking (runner.serving.metrics.track)."""
+        for attempt in range(_RESOLVE_ATTEMPTS):
+            # a named model is its own route (route() says so too; one call less on the hot path)
+            name = model if model is not None else self.route(model, service, method)
+            with self.registry.acquire(name) as loaded:
+                # The metrics' labels (and the access line's model) are the held version's from here:
+                # set once, with the rpc, when it resolves; without it (unknown) when resolving fails.
+                try:
+                    if service is not None or version is not None:  # else nothing to check
                         # a call routed by its service checks its method here too: that one is retried
                         self._check_target(loaded, service, method if model is None else None, version)
-                    except MethodNotFound:
-                        # routed by service: a swap may have landed between routing and holding; look again
-                        if model is None and service is not None and attempt + 1 < _RESOLVE_ATTEMPTS:
-                            continue
-                        raise
+                except MethodNotFound:
+                    metrics.serving(loaded.name, loaded.version)
+                    # routed by service: a swap may have landed between routing and holding; look again
+                    if model is None and service is not None and attempt + 1 < _RESOLVE_ATTEMPTS:
+                        continue
+                    raise
+                except BaseException:
+                    metrics.serving(loaded.name, loaded.version)
+                    raise
+                try:
                     try:
                         rpc = exchange.method(loaded)
-                        metrics.serving(loaded.name, loaded.version, rpc)
-                        if started is not None:
-                            started(loaded, rpc)
-                        # a batched rpc (runner.serving.batching) merges binary messages: no JSON bytes path
-                        batch = self.batching.queue(loaded, rpc) if self.batching is not None else None
-                        if (
-                            batch is None
-                            and isinstance(exchange, ContractExchange)
-                            and exchange.goes_direct(loaded, rpc)
-                        ):
-                            limit = call_timeout(
-                                timeout, setting=self.predict_timeout, bundle=loaded.metadata.timeout_seconds
-                            )
-                            return cast(T, exchange.direct(loaded, rpc, limit))
-                        request = exchange.request(loaded, rpc)
+                    except BaseException:
+                        metrics.serving(loaded.name, loaded.version)
+                        raise
+                    metrics.serving(loaded.name, loaded.version, rpc)
+                    if started is not None:
+                        started(loaded, rpc)
+                    # a batched rpc (runner.serving.batching) merges binary messages: no JSON bytes path
+                    batch = self.batching.queue(loaded, rpc) if self.batching is not None else None
+                    if (
+                        batch is None
+                        and isinstance(exchange, ContractExchange)
+                        and exchange.goes_direct(loaded, rpc)
+                    ):
                         limit = call_timeout(
                             timeout, setting=self.predict_timeout, bundle=loaded.metadata.timeout_seconds
                         )
-                        if batch is not None:
-                            response = batch.call(request, limit)
-                        else:
-                            response = loaded.model.invoke(rpc, request, timeout=limit)
-                        return exchange.reply(loaded, rpc, response)
-                    except ModelRunnerError as err:
-                        # every answer names the version that handled it, errors included
-                        err.detail.setdefault("model", loaded.name)
-                        err.detail.setdefault("version", loaded.version)
-                        raise
-            raise AssertionError("unreachable")
+                        # (isinstance narrows T to PredictResult: no typing.cast, a call on the hot path)
+                        return exchange.direct(loaded, rpc, limit)
+                    request = exchange.request(loaded, rpc)
+                    limit = call_timeout(
+                        timeout, setting=self.predict_timeout, bundle=loaded.metadata.timeout_seconds
+                    )
+                    if batch is not None:
+                        response = batch.call(request, limit)
+                    else:
+                        response = loaded.model.invoke(rpc, request, timeout=limit)
+                    return exchange.reply(loaded, rpc, response)
+                except ModelRunnerError as err:
+                    # every answer names the version that handled it, errors included
+                    err.detail.setdefault("model", loaded.name)
+                    err.detail.setdefault("version", loaded.version)
+                    raise
+        raise AssertionError("unreachable")
 
     # --- routing ---
 

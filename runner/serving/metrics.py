@@ -44,7 +44,7 @@ import shutil
 import tempfile
 import threading
 import time
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from pathlib import Path
@@ -284,12 +284,13 @@ class Tracking:
         if labels == self._labels:
             return
         self._labels = labels
+        # the thread's slot of calls in flight (_Recorder), set here and cleared in __exit__
         if method is not None:
             self._flying = True
-            _recorder.fly((*labels, self._protocol))
+            _recorder._slots[get_ident()] = (*labels, self._protocol)
         elif self._flying:  # relabelled (routed again after a swap): no longer in flight there
             self._flying = False
-            _recorder.fly(None)
+            _recorder._slots[get_ident()] = None
         access = current_access()
         if access is not None:
             access.model, access.version = model, version
@@ -303,8 +304,10 @@ class Tracking:
         self._token = None
         if self._flying:
             self._flying = False
-            _recorder.fly(None)
-        _recorder.done((*self._labels, self._protocol, _outcome(error)), time.perf_counter() - self._started)
+            _recorder._slots[get_ident()] = None
+        now = time.perf_counter()
+        outcome = OK if error is None else _outcome(error)
+        _recorder.done((*self._labels, self._protocol, outcome), now - self._started, now)
 
 
 def _outcome(error: BaseException | None) -> str:
@@ -323,17 +326,18 @@ class _Recorder:
     label set and interval instead of five file writes per request. A process killed outright loses what
     it answered since its last write at most.
 
-    Answered predictions are a list (appended under an uncontended lock). Calls in flight are one slot
-    per thread (a thread answers one call at a time), set and cleared without a lock, and counted by label
-    set at each write."""
+    Answered predictions are durations listed by label set (appended under an uncontended lock; a write
+    sorts each list and counts its buckets by bisection: no Python loop over the requests). Calls in
+    flight are one slot per thread (a thread answers one call at a time), set and cleared without a lock
+    (by :class:`Tracking`, directly), and counted by label set at each write."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._done: list[tuple[tuple[str, ...], float]] = []  # (labels + outcome, seconds)
+        self._done: dict[tuple[str, ...], list[float]] = {}  # labels + outcome -> seconds of each
         self._slots: dict[int, tuple[str, ...] | None] = {}  # thread -> labels of its call in flight
         self._published: dict[tuple[str, ...], int] = {}  # in-flight counts last written
         self._write_lock = threading.Lock()  # one write at a time
-        self._due = 0.0  # time.monotonic() of the next write by a request
+        self._due = 0.0  # time.perf_counter() of the next write by a request
         self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
         self._gauges: dict[tuple[str, ...], Any] = {}
         os.register_at_fork(after_in_child=self._forked)
@@ -342,18 +346,19 @@ class _Recorder:
         # a forked child starts empty: what is pending is its parent's to write
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._done, self._slots, self._published = [], {}, {}
+        self._done, self._slots, self._published = {}, {}, {}
         self._due = 0.0
 
-    def fly(self, labels: tuple[str, ...] | None) -> None:
-        """The calling thread's call is in flight under ``labels`` from now (None: no longer)."""
-        self._slots[get_ident()] = labels
-
-    def done(self, key: tuple[str, ...], seconds: float) -> None:
-        """A prediction answered (``key``: its labels and outcome)."""
+    def done(self, key: tuple[str, ...], seconds: float, now: float) -> None:
+        """A prediction answered (``key``: its labels and outcome) at ``now`` (time.perf_counter(): the
+        caller's end of the duration, one clock read less)."""
         with self._lock:
-            self._done.append((key, seconds))
-        if time.monotonic() >= self._due and self._write_lock.acquire(blocking=False):
+            durations = self._done.get(key)
+            if durations is None:
+                self._done[key] = [seconds]
+            else:
+                durations.append(seconds)
+        if now >= self._due and self._write_lock.acquire(blocking=False):
             try:
                 self._write()
             except Exception:  # counting must never fail a request
@@ -367,9 +372,9 @@ class _Recorder:
             self._write()
 
     def _write(self) -> None:
-        self._due = time.monotonic() + FLUSH_INTERVAL
+        self._due = time.perf_counter() + FLUSH_INTERVAL
         with self._lock:
-            done, self._done = self._done, []
+            done, self._done = self._done, {}
         flying: dict[tuple[str, ...], int] = {}
         for labels in list(self._slots.values()):  # list(): one copy, made while holding the GIL
             if labels is not None:
@@ -377,24 +382,24 @@ class _Recorder:
         if not done and flying == self._published:
             return
         m = _metrics()
-        totals: dict[tuple[str, ...], list[float]] = {}  # key -> [count, sum, per-bucket counts...]
-        buckets = len(REQUEST_BUCKETS)
-        for key, seconds in done:
-            row = totals.get(key)
-            if row is None:
-                row = totals[key] = [0.0] * (buckets + 3)
-            row[0] += 1
-            row[1] += seconds
-            row[2 + bisect_left(REQUEST_BUCKETS, seconds)] += 1  # the last one: +Inf
-        for key, row in totals.items():
+        for key, durations in done.items():
+            total = sum(durations)  # before sorting: the order they were answered in
+            durations.sort()
+            counts: list[float] = []  # per bucket (le each bound, then +Inf), each counted once
+            below = 0
+            for bound in REQUEST_BUCKETS:
+                upto = bisect_right(durations, bound)
+                counts.append(upto - below)
+                below = upto
+            counts.append(len(durations) - below)
             children = self._children.get(key)
             if children is None:
                 children = self._children[key] = (m.requests.labels(*key), m.duration.labels(*key))
             counter, histogram = children
             # the histogram first: a scrape (another process reading the files meanwhile) that sees a
             # request counted also sees its duration
-            _observe_many(histogram, row[1], row[2:])
-            counter.inc(row[0])
+            _observe_many(histogram, total, counts)
+            counter.inc(len(durations))
         for key in flying.keys() | self._published.keys():
             value = flying.get(key, 0)
             if self._published.get(key) != value:
@@ -471,7 +476,7 @@ def tracked(protocol: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 def refused(protocol: str, error: BaseException) -> None:
     """Count a prediction an edge refused before it could track it (e.g. a URL that is not UTF-8)."""
-    _recorder.done((UNKNOWN, UNKNOWN, UNKNOWN, protocol, _outcome(error)), 0.0)
+    _recorder.done((UNKNOWN, UNKNOWN, UNKNOWN, protocol, _outcome(error)), 0.0, time.perf_counter())
 
 
 def serving(model: str, version: int, method: str | None = None) -> None:

@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Self
@@ -93,6 +93,42 @@ class _Slot:
     retired: bool = False
     closed: bool = False
     loaded_at: float = field(default_factory=time.time)
+
+
+class _Hold:
+    """One call's hold on a model's current version (:meth:`Registry.acquire`). A class, not a
+    generator-based context manager: it is entered on every prediction, and contextlib's machinery
+    costs several times the work it wraps."""
+
+    __slots__ = ("_name", "_registry", "_slot")
+
+    def __init__(self, registry: Registry, name: str) -> None:
+        self._registry = registry
+        self._name = name
+        self._slot: _Slot | None = None
+
+    def __enter__(self) -> LoadedVersion:
+        registry = self._registry
+        with registry._lock:
+            slot = registry._live.get(self._name)
+            if slot is None:
+                raise registry._missing(self._name)
+            slot.refs += 1
+        self._slot = slot
+        return slot.loaded
+
+    def __exit__(self, *exc: object) -> None:
+        slot, self._slot = self._slot, None
+        if slot is None:
+            return
+        registry = self._registry
+        with registry._lock:
+            slot.refs -= 1
+            close = slot.retired and slot.refs == 0 and not slot.closed
+            if close:
+                slot.closed = True
+        if close:  # retired, and this was its last call
+            registry._close(slot)
 
 
 def _describe(err: BaseException) -> str:
@@ -422,27 +458,14 @@ class Registry:
 
     # ------------------------------------------------------------------ serving
 
-    @contextlib.contextmanager
-    def acquire(self, name: str) -> Iterator[LoadedVersion]:
-        """Hold the current version of ``name`` for one call; it is not closed before the call ends.
+    def acquire(self, name: str) -> _Hold:
+        """Hold the current version of ``name`` for one call (``with registry.acquire(name) as
+        loaded:``); it is not closed before the call ends.
 
-        NotFound for an unknown model; NotReady while it is not loaded (starting, or failing to load).
+        NotFound for an unknown model; NotReady while it is not loaded (starting, or failing to load),
+        both raised on entering the ``with``.
         """
-        with self._lock:
-            slot = self._live.get(name)
-            if slot is None:
-                raise self._missing(name)
-            slot.refs += 1
-        try:
-            yield slot.loaded
-        finally:
-            with self._lock:
-                slot.refs -= 1
-                close = slot.retired and slot.refs == 0 and not slot.closed
-                if close:
-                    slot.closed = True
-            if close:
-                self._close(slot)
+        return _Hold(self, name)
 
     def _missing(self, name: str) -> ModelRunnerError:
         if not self._started:
