@@ -229,6 +229,21 @@ def swap_bench(
     }
 
 
+def swaps(args: argparse.Namespace, bundles: dict[str, Path], tmp: Path) -> dict[str, Any]:
+    """`serve` (``--swap-workers``) under load while ``--swaps`` uploads alternate (swap_bench)."""
+    (tmp / "swap").mkdir()
+    proc, info = start_runner(
+        [bundles["iris"]], args.swap_workers, args.threads, tmp / "swap", extra_args=args.serve_flag
+    )
+    try:
+        token = Path(info["token_file"]).read_text().strip()
+        return swap_bench(
+            f"http://127.0.0.1:{info['http_port']}", token, bundles, args.swaps, args.concurrency, tmp
+        )
+    finally:
+        stop(proc)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10)
@@ -240,6 +255,14 @@ def main() -> None:
     parser.add_argument("--swaps", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3, help="turns per target (median reported)")
     parser.add_argument("--swap-workers", type=int, default=2)
+    parser.add_argument("--swaps-only", action="store_true", help="only the swaps under load")
+    parser.add_argument(
+        "--serve-flag",
+        action="append",
+        default=[],
+        help="a `serve` flag for model-runner's servers (repeatable: --serve-flag=--http-server "
+        "--serve-flag=granian)",
+    )
     args = parser.parse_args()
 
     bundles = build_sample_bundles()
@@ -249,12 +272,20 @@ def main() -> None:
     rounds: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        if args.swaps_only:
+            swap = swaps(args, bundles, tmp)
+            print(f"swaps ({' '.join(args.serve_flag) or 'serve defaults'}): {json.dumps(swap)}")
+            return
         # Both servers run side by side and the targets take turns, round after round, so that load
         # from elsewhere on the machine hits both alike; the median round is reported.
         peer = start_mlserver(tmp / "mlserver")
         (tmp / "runner").mkdir()
         proc, info = start_runner(
-            [bundles["iris"], bundles["iris-python"]], args.workers, args.threads, tmp / "runner"
+            [bundles["iris"], bundles["iris-python"]],
+            args.workers,
+            args.threads,
+            tmp / "runner",
+            extra_args=args.serve_flag,
         )
         base = f"http://127.0.0.1:{info['http_port']}"
         bare, bare_port = start_bare_wsgi(args.workers, args.threads)
@@ -300,15 +331,7 @@ def main() -> None:
             peer.stop()
             stop(proc)
             stop(bare)
-        (tmp / "swap").mkdir()
-        proc, info = start_runner([bundles["iris"]], args.swap_workers, args.threads, tmp / "swap")
-        try:
-            token = Path(info["token_file"]).read_text().strip()
-            swap = swap_bench(
-                f"http://127.0.0.1:{info['http_port']}", token, bundles, args.swaps, args.concurrency, tmp
-            )
-        finally:
-            stop(proc)
+        swap = swaps(args, bundles, tmp)
     results = {name: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2] for name, rs in rounds.items()}
     for name, rs in rounds.items():
         results[name]["rounds_rps"] = [round(r["rps"]) for r in rs]
