@@ -19,8 +19,9 @@ REQUIREMENTS_FILE = "requirements.txt"
 RUNTIMES = ("java", "python")
 CONVENTIONS = ("pojo", "params", "proto", "acumos")
 ISOLATIONS = ("in-process", "process")
-CALL_MODES = ("guarded", "inline")
 """Where a model version runs: in the serving process, or in a child process of its own."""
+CALL_MODES = ("guarded", "inline")
+"""How a timed call runs: on a thread of its own (the caller answered at the deadline), or on the caller's."""
 ACUMOS_ENTRY_POINT = "acumos.wrapped:load_model"
 """The entry point of a bundle made from a dump of the Acumos Python client: the dump kept under
 ACUMOS_DIR, loaded with ``acumos.wrapped.load_model`` (runner.runtimes.python.acumos)."""

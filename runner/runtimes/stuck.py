@@ -245,6 +245,8 @@ __all__ = [
     "StuckWatch",
     "abandoned",
     "current",
+    "inline_call",
+    "inline_ended",
     "java_calls",
     "java_counts",
     "python_calls",
