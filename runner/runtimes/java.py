@@ -257,7 +257,8 @@ class JavaModelAdapter:
 
     def _call(self, method: str, timeout: float | None, call: Callable[[float | None], bytes]) -> bytes:
         """Run one call of ``method`` within its deadline (runtimes.deadline), its failures mapped once."""
-        self.contract.method(method)  # MethodNotFound for an rpc the contract lacks
+        if method not in self.bindings:  # (every bound rpc is in the contract: no descriptor lookup per call)
+            self.contract.method(method)  # MethodNotFound for an rpc the contract lacks
         deadline = call_timeout(timeout, bundle=self.metadata.timeout_seconds)
         try:
             return call(deadline)
